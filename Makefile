@@ -1,0 +1,34 @@
+# SparseMAC: the verbs people type. Every target bootstraps .venv on its own.
+PYTHON ?= python3
+VENV   ?= .venv
+SIM    ?= icarus
+WAVES  ?= 0
+PYTEST_ARGS ?=
+
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export SIM WAVES
+
+.PHONY: setup test demo bench lint clean
+
+# Re-installs only when pyproject.toml changes; a no-op otherwise.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/sparsemac demo
+
+bench: $(STAMP)
+	$(VENV)/bin/sparsemac gemm-bench
+
+clean:
+	rm -rf build sim_build .pytest_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +
