@@ -21,36 +21,67 @@ import numpy as np
 from ._checks import as_int_array, check_int
 from .requant import requantize, requantize_float
 
-__all__ = ["wrap_int32", "matmul_integer", "im2col", "conv_output_size", "qlinear", "qconv2d"]
+__all__ = ["wrap_signed", "wrap_int32", "matmul_integer", "im2col", "conv_output_size", "qlinear", "qconv2d"]
 
 _F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53
 
 
+def wrap_signed(x, bits):
+    """Wrap integers modulo ``2^bits`` into ``[-2^(bits-1), 2^(bits-1))``, as int64.
+
+    What a ``bits``-wide two's-complement accumulator holds after adding ``x`` exactly.
+    """
+    bits = check_int(bits, "bits", lo=1, hi=63)
+    x = np.asarray(x, dtype=np.int64)
+    half = np.int64(1) << (bits - 1)
+    return ((x + half) & ((np.int64(1) << bits) - 1)) - half
+
+
 def wrap_int32(x):
     """Wrap integers modulo 2^32 into int32 (two's complement)."""
-    x = np.asarray(x, dtype=np.int64)
-    return (((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)).astype(np.int32)
+    return wrap_signed(x, 32).astype(np.int32)
 
 
-def _exact_dot(a, b):
-    """Exact ``a @ b`` of int64 matrices (values small), as int64 (may exceed int32)."""
-    k = a.shape[1]
-    if k == 0 or a.size == 0 or b.size == 0:
-        return np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-    p = int(np.abs(a).max()) * int(np.abs(b).max())
+def _span(x, zp, axis=None):
+    """max |x - zp| over ``x`` (``zp`` scalar, or per column with ``axis=0``)."""
+    lo = x.min(axis=axis).astype(np.int64) - zp
+    hi = x.max(axis=axis).astype(np.int64) - zp
+    return int(np.maximum(np.abs(lo), np.abs(hi)).max())
+
+
+def _exact_dot(a, b, za=0, zb=0):
+    """Exact ``(a - za) @ (b - zb)`` of integer matrices, wrapped to int32.
+
+    ``zb`` is a scalar or a per-column (n,) array. See the module docstring for why the
+    float BLAS products are exact.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    zb = np.asarray(zb, dtype=np.int64)
+    if k == 0 or m == 0 or n == 0:
+        return np.zeros((m, n), dtype=np.int32)
+    p = _span(a, int(za)) * _span(b, zb, axis=0 if zb.ndim else None)
     if p == 0:
-        return np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+        return np.zeros((m, n), dtype=np.int32)
     for limit, ftype in ((_F32_EXACT, np.float32), (_F64_EXACT, np.float64)):
         kc = limit // p
-        if kc >= 1:
-            if kc >= k:
-                return (a.astype(ftype) @ b.astype(ftype)).astype(np.int64)
-            out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-            for s in range(0, k, kc):
-                out += (a[:, s:s + kc].astype(ftype) @ b[s:s + kc].astype(ftype)).astype(np.int64)
-            return out
-    return a @ b  # int64 wraps modulo 2^64, which keeps the result right modulo 2^32
+        if kc < 1:
+            continue
+        af = a.astype(ftype)
+        bf = b.astype(ftype)
+        if za:
+            af -= ftype(za)                      # exact: |a - za| <= limit
+        if zb.ndim or zb:
+            bf -= zb.astype(ftype)
+        if kc >= k and k * p < (1 << 31):        # one chunk, no wrap possible
+            return (af @ bf).astype(np.int32)
+        out = np.zeros((m, n), dtype=np.int64)
+        for s in range(0, k, kc):
+            out += (af[:, s:s + kc] @ bf[s:s + kc]).astype(np.int64)
+        return wrap_int32(out)
+    # Operands too wide even for float64: int64 wraps modulo 2^64, right modulo 2^32.
+    return wrap_int32((a.astype(np.int64) - za) @ (b.astype(np.int64) - zb))
 
 
 def _as_operand(x, name, ndim):
@@ -90,9 +121,7 @@ def matmul_integer(a, b, *, a_zero_point=0, b_zero_point=0):
         raise ValueError(f"a is {a.shape} and b is {b.shape}: a's columns must equal b's rows")
     za = _zero_point(a_zero_point, "a_zero_point", a.dtype)
     zb = _zero_point(b_zero_point, "b_zero_point", b.dtype, count=b.shape[1])
-    a64 = a.astype(np.int64) - za
-    b64 = b.astype(np.int64) - zb
-    return wrap_int32(_exact_dot(a64, b64))
+    return _exact_dot(a, b, int(za), zb)
 
 
 def _pair(v, name):
@@ -211,7 +240,7 @@ def qlinear(x, w, bias=None, *, x_zero_point=0, w_zero_point=0, multiplier=None,
         raise ValueError(f"x has k = {x.shape[1]} columns but w (n, k) has {w.shape[1]}")
     zx = _zero_point(x_zero_point, "x_zero_point", x.dtype)
     zw = _zero_point(w_zero_point, "w_zero_point", w.dtype, count=w.shape[0])
-    acc = wrap_int32(_exact_dot(x.astype(np.int64) - zx, (w.astype(np.int64).T - zw)))
+    acc = _exact_dot(x, w.T, int(zx), zw)
     return _requant(acc, bias, multiplier, shift, scale, out_zero_point, qmin, qmax, rounding,
                     axis=-1)
 
@@ -257,7 +286,7 @@ def qconv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, x_zer
     wm = w.reshape(groups, cout // groups, cg * kh * kw).astype(np.int64)
     wm = wm - zw.reshape(groups, cout // groups, 1) if zw.ndim else wm - zw
     if groups == 1:
-        acc = _exact_dot(cols[:, 0], wm[0].T)
+        acc = _exact_dot(cols[:, 0], wm[0].T)  # zero points already subtracted (int64)
     else:
         acc = np.einsum("pgk,gok->pgo", cols, wm).reshape(n * oh * ow, cout)
     acc = wrap_int32(acc).reshape(n, oh, ow, cout).transpose(0, 3, 1, 2)

@@ -1,0 +1,98 @@
+"""``sparsemac``: one console script, one subcommand per job.
+
+Bad input gives one line on stderr (``sparsemac: error: ...``), a non-zero exit and no
+partial output files; tracebacks are kept for genuine bugs.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["main", "CLIError", "write_atomic"]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file, so a failure leaves nothing."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise CLIError(f"output folder {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def _cmd_gemm_bench(args):
+    from sim.gemm_bench import format_gemm_bench, run_gemm_bench  # noqa: PLC0415
+
+    result = run_gemm_bench(size=args.size, repeat=args.repeat, seed=args.seed)
+    if not (result["exact_vs_onnxruntime"] and result["exact_vs_int64_reference"]):
+        raise CLIError("golden GEMM result differs from ONNX Runtime or the int64 reference")
+    print(format_gemm_bench(result))
+    if args.json:
+        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _cmd_demo(args):
+    from sparsemac.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(quick=args.quick, out=args.out)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="sparsemac",
+        description="From float weights to a verified int8 N:M sparse MAC array.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="calibrate, quantize and 2:4-prune a real layer; report")
+    p.add_argument("--quick", action="store_true", help="fewer training epochs (for tests)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the report as Markdown to this file")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("gemm-bench",
+                       help="golden int8 GEMM throughput vs ONNX Runtime MatMulInteger")
+    p.add_argument("--size", type=_positive_int, default=1024, help="m = k = n (default 1024)")
+    p.add_argument("--repeat", type=_positive_int, default=7, help="timed runs of each")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    p.set_defaults(func=_cmd_gemm_bench)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, ValueError, TypeError) as exc:
+        print(f"sparsemac: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
