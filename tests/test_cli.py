@@ -1,0 +1,97 @@
+"""The sparsemac command line: the demo's numbers, the benchmark's fields, clean errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import golden_model as gm
+from golden_model.train import MLP, accuracy, load_digits_split
+from sparsemac import cli
+from sparsemac.demo import int8_forward, quantize_mlp
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "sparsemac.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x_train, y_train, x_test, y_test = load_digits_split()
+    net = MLP.init([64, 64, 10], seed=0).fit(x_train, y_train, epochs=20)
+    return net, x_train, x_test, y_test
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    a = load_digits_split()
+    b = load_digits_split()
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    x_train, _, x_test, _ = a
+    assert x_train.shape == (1348, 64) and x_test.shape == (449, 64)
+    assert x_train.min() == 0.0 and x_train.max() == 1.0
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "kl"])
+def test_int8_network_tracks_the_float_network(trained, method):
+    net, x_train, x_test, y_test = trained
+    float_acc = accuracy(net.forward(x_test), y_test)
+    assert float_acc > 0.95
+    layers = quantize_mlp(net, x_train[:256], method=method)
+    outs = int8_forward(layers, x_test)
+    assert [o.dtype for o in outs] == [np.int8] * 3
+    # Hidden layer: fused ReLU clamps at the output zero point.
+    assert outs[1].min() >= layers[0]["out_zp"]
+    q_acc = accuracy(outs[-1], y_test)
+    assert q_acc >= float_acc - 0.015, (method, q_acc, float_acc)
+    # The first layer's integer output is the golden requantization of the exact accumulator.
+    lay = layers[0]
+    acc = (outs[0].astype(np.int64) - lay["in_zp"]) @ lay["w"].T.astype(np.int64) + lay["bias"]
+    want = gm.requantize(acc, lay["multiplier"], lay["shift"], zero_point=lay["out_zp"],
+                         qmin=lay["act_min"], qmax=lay["act_max"])
+    np.testing.assert_array_equal(outs[1], want)
+
+
+def test_demo_quick_writes_report(tmp_path):
+    out = tmp_path / "report.md"
+    r = run_cli("demo", "--quick", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    for needle in ["| float32 |", "int8 per-channel weights, kl", "2:4 float32, fine-tuned",
+                   "| fc0 | 64x64 | 4096 | 2048 | 16384 | 4096 | 2560 (2048 + 512) |"]:
+        assert needle in text and needle in r.stdout
+
+
+def test_gemm_bench_small_is_exact(tmp_path):
+    out = tmp_path / "bench.json"
+    r = run_cli("gemm-bench", "--size", "96", "--repeat", "2", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert data["shape"] == [96, 96, 96]
+    assert data["exact_vs_onnxruntime"] is True and data["exact_vs_int64_reference"] is True
+    assert data["ratio"] == pytest.approx(data["onnxruntime_s"] / data["golden_s"])
+    assert "ratio (golden speed / ONNX Runtime speed):" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gemm-bench", "--size", "0"], "argument --size: must be a positive integer, not 0"),
+    (["gemm-bench", "--repeat", "x"], "argument --repeat: must be a positive integer, not 'x'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_cli_bad_arguments(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_missing_output_folder_leaves_nothing(tmp_path, capsys):
+    target = tmp_path / "nope" / "bench.json"
+    code = cli.main(["gemm-bench", "--size", "8", "--repeat", "1", "--json", str(target)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [f"sparsemac: error: output folder {str(target.parent)!r} does not exist"]
+    assert not target.parent.exists()
