@@ -9,7 +9,7 @@ Magnitude, unstructured (:func:`magnitude_mask`, :func:`global_magnitude_masks`)
     By threshold ``theta``: ``|w| <= theta`` is pruned. By amount: a float fraction prunes
     ``round_half_even(fraction * n)`` elements, an int prunes that many
     (``torch.nn.utils.prune`` semantics); the smallest ``|w|`` go first and among equal
-    ``|w|`` the lower flat (C-order) index is pruned first.
+    ``|w|`` the lower flat (C-order) index is kept (the higher one is pruned first).
 N:M structured (:func:`prune_n_m`, :func:`is_n_m`, :func:`check_n_m`)
     In every group of ``M`` consecutive weights along ``axis`` (the reduction / input axis) the
     ``N`` largest ``|w|`` are kept; among equal ``|w|`` the lower index is kept. ``M`` is a power
@@ -17,15 +17,15 @@ N:M structured (:func:`prune_n_m`, :func:`is_n_m`, :func:`check_n_m`)
 Filter / channel (:func:`filter_prune_mask`, :func:`channel_prune_mask`)
     Scores are the L1 or L2 norm of each output (axis 0) or input (axis 1) channel, or the FPGM
     score (He et al. 2019): the summed Euclidean distance to all other filters. The lowest
-    scores are pruned; among equal scores the lower index is pruned first.
+    scores are pruned; among equal scores the lower index is kept.
 Neurons (:func:`neuron_prune_mask`, :func:`remove_neurons`)
-    Units with the smallest mean ``|activation|`` are pruned (ties: lower index first), and
+    Units with the smallest mean ``|activation|`` are pruned (ties: lower index kept), and
     :func:`remove_neurons` physically removes their rows, biases and next-layer columns.
 Gradual pruning (:func:`cubic_sparsity`, :class:`PruningSchedule`)
     Zhu & Gupta 2017: ``s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3``.
 
-Note the direction of the tie rules: N:M keeps the lower index of a tie (a hardware rule), the
-ranking-based prunings prune the lower index of a tie first (a stable ascending sort).
+One tie rule everywhere: among equal magnitudes or scores the lower index is kept, so N:M
+groups, unstructured, filter, channel and neuron pruning all break ties the same way.
 """
 
 import dataclasses
@@ -142,8 +142,9 @@ def prune_count(amount, size, name="amount"):
 
 
 def _prune_lowest(scores, count):
-    """Keep-mask over the flat ``scores``: the ``count`` lowest are pruned, ties lower index."""
-    order = np.argsort(scores, kind="stable")
+    """Keep-mask over the flat ``scores``: the ``count`` lowest are pruned, ties keep the
+    lower index (among equal scores the higher index is pruned first)."""
+    order = np.lexsort((-np.arange(scores.size), scores))
     keep = np.ones(scores.shape, dtype=np.bool_)
     keep[order[:count]] = False
     return keep
@@ -163,7 +164,7 @@ def magnitude_mask(w, *, threshold=None, amount=None):
         both sides are compared in float64, so ``threshold`` is not rounded to ``w``'s dtype.
     amount : float or int, optional
         Prune the ``prune_count(amount, w.size)`` weights of smallest ``|w|``; among equal
-        ``|w|`` the lower flat (C-order) index is pruned first (stable sort).
+        ``|w|`` the lower flat (C-order) index is kept.
 
     Exactly one of ``threshold`` and ``amount`` must be given.
 
@@ -200,7 +201,7 @@ def global_magnitude_masks(weights, amount):
 
     The ``|w|`` of all layers are ranked together (in float64, exact for every float dtype) and
     the ``prune_count(amount, total_size)`` smallest are pruned. Among equal ``|w|`` the earlier
-    layer (list order or dict insertion order) and then the lower flat index is pruned first.
+    layer (list order or dict insertion order), then the lower flat index, is kept.
 
     Parameters
     ----------
@@ -457,7 +458,7 @@ def filter_prune_mask(w, amount, *, criterion="l1", axis=0):
     """1-D keep-mask over the output channels (filters) of ``w``.
 
     The ``prune_count(amount, w.shape[axis])`` channels of lowest :func:`filter_scores` are
-    pruned; among equal scores the lower channel index is pruned first. Apply it with
+    pruned; among equal scores the lower channel index is kept. Apply it with
     ``apply_mask(w, keep, axis=axis)`` or remove the channels with ``w[keep]``.
 
     Parameters
@@ -543,7 +544,7 @@ def neuron_prune_mask(activations, amount, *, axis=0):
     """1-D keep-mask over units: the units of smallest :func:`neuron_scores` are pruned.
 
     ``prune_count(amount, units)`` units are pruned; among equal scores (e.g. several dead
-    units) the lower index is pruned first.
+    units) the lower index is kept.
 
     Parameters
     ----------

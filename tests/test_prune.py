@@ -50,13 +50,15 @@ def test_magnitude_threshold_is_compared_exactly_not_in_weight_dtype():
                                   [False, False, False])
 
 
-def test_magnitude_amount_fraction_and_ties_prune_lower_index_first():
+def test_magnitude_amount_fraction_and_ties_keep_lower_index():
     w = np.array([[0.3, -0.1, 0.2], [0.1, -0.4, 0.2]])
-    # 0.5 * 6 = 3 pruned: |0.1| at flat 1 and 3, then the first |0.2| (flat 2), not flat 5.
+    # 0.5 * 6 = 3 pruned: |0.1| at flat 1 and 3, then of the tied |0.2| the higher index
+    # (flat 5) goes and flat 2 is kept.
     np.testing.assert_array_equal(magnitude_mask(w, amount=0.5),
-                                  [[True, False, False], [False, True, True]])
+                                  [[True, False, True], [False, True, False]])
+    # one pruned: of the tied |0.1| (flat 1 and 3), flat 3 goes.
     np.testing.assert_array_equal(magnitude_mask(w, amount=1),
-                                  [[True, False, True], [True, True, True]])
+                                  [[True, True, True], [False, True, True]])
     assert magnitude_mask(w, amount=0).all()
     assert not magnitude_mask(w, amount=1.0).any()
     assert magnitude_mask(w, amount=0.5).dtype == np.bool_
@@ -90,10 +92,10 @@ def test_global_magnitude_one_ranking_over_layers():
     np.testing.assert_array_equal(listed[1], [[False, False], [False, True]])
 
 
-def test_global_magnitude_exact_ties_prune_earlier_layer_first():
+def test_global_magnitude_exact_ties_keep_earlier_layer():
     masks = global_magnitude_masks([np.array([1.0, 2.0]), np.array([1.0, 0.5])], 2)
-    np.testing.assert_array_equal(masks[0], [False, True])
-    np.testing.assert_array_equal(masks[1], [True, False])
+    np.testing.assert_array_equal(masks[0], [True, True])
+    np.testing.assert_array_equal(masks[1], [False, False])
 
 
 def test_global_equals_layerwise_for_a_single_layer():
@@ -263,14 +265,14 @@ def test_filter_norms_l1_l2():
                                   np.abs(conv).transpose(1, 0, 2, 3).reshape(3, -1).sum(axis=1))
 
 
-def test_filter_prune_mask_ties_prune_lower_index_first():
+def test_filter_prune_mask_ties_keep_lower_index():
     w = np.array([[3.0, -4.0], [1.0, 1.0], [0.0, -2.0], [2.0, 0.0]])
-    # L1: 7, 2, 2, 2 -> one pruned: index 1 (lowest of the tie); two: 1 and 2.
-    np.testing.assert_array_equal(filter_prune_mask(w, 1), [True, False, True, True])
-    np.testing.assert_array_equal(filter_prune_mask(w, 0.5), [True, False, False, True])
-    # L2: 5, sqrt(2), 2, 2 -> index 1 first, then the tie 2/3: index 2.
+    # L1: 7, 2, 2, 2 -> one pruned: index 3 (the highest of the tie); two: 3 and 2.
+    np.testing.assert_array_equal(filter_prune_mask(w, 1), [True, True, True, False])
+    np.testing.assert_array_equal(filter_prune_mask(w, 0.5), [True, True, False, False])
+    # L2: 5, sqrt(2), 2, 2 -> index 1 first, then of the tie 2/3: index 3.
     np.testing.assert_array_equal(filter_prune_mask(w, 2, criterion="l2"),
-                                  [True, False, False, True])
+                                  [True, False, True, False])
     np.testing.assert_array_equal(filter_prune_mask(w, 0.0), [True] * 4)
     np.testing.assert_array_equal(filter_prune_mask(w, 1.0), [False] * 4)
 
@@ -281,11 +283,11 @@ def test_fpgm_prunes_the_geometric_median_first():
     w = (c[:, None] * np.array([3.0, 4.0])).reshape(5, 1, 1, 2)  # OIHW
     np.testing.assert_array_equal(fpgm_scores(w), 5 * np.array([16.0, 13.0, 12.0, 13.0, 34.0]))
     np.testing.assert_array_equal(filter_scores(w, criterion="fpgm"), fpgm_scores(w))
-    # The median filter (c = 2) goes first, then the tie 1 / 3 prunes the lower index.
+    # The median filter (c = 2) goes first, then of the tie 1 / 3 the lower index is kept.
     np.testing.assert_array_equal(filter_prune_mask(w, 1, criterion="fpgm"),
                                   [True, True, False, True, True])
     np.testing.assert_array_equal(filter_prune_mask(w, 2, criterion="fpgm"),
-                                  [True, False, False, True, True])
+                                  [True, True, False, False, True])
     # A norm criterion prunes the smallest filter instead.
     np.testing.assert_array_equal(filter_prune_mask(w, 1, criterion="l1"),
                                   [False, True, True, True, True])
@@ -336,7 +338,8 @@ def test_neuron_scores_and_mask():
     a = np.array([[1.0, -2.0, 0.0, 0.5], [-3.0, 2.0, 0.0, -0.5]])
     np.testing.assert_array_equal(neuron_scores(a), [2.0, 2.0, 0.0, 0.5])
     np.testing.assert_array_equal(neuron_prune_mask(a, 2), [True, True, False, False])
-    np.testing.assert_array_equal(neuron_prune_mask(a, 3), [False, True, False, False])
+    # third: of the tied 2.0 scores (units 0 and 1) the lower index is kept.
+    np.testing.assert_array_equal(neuron_prune_mask(a, 3), [True, False, False, False])
     nchw = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
     np.testing.assert_array_equal(neuron_scores(nchw, axis=(0, 2, 3)),
                                   np.abs(nchw).mean(axis=(0, 2, 3), dtype=np.float64))
