@@ -4,18 +4,20 @@ Plain NumPy. Every rule the hardware and the testbenches must match bit for bit 
 here and checked against ONNX Runtime and LiteRT in the tests. This package never imports
 the gateware (``hdl``) or the testbenches (``sim``).
 
-Modules: :mod:`.quant` (affine and power-of-two quantization), :mod:`.requant` (integer
+Modules: :mod:`.quant` (affine and power-of-two quantization), :mod:`.calibration` (ranges
+from data), :mod:`.requant` (integer
 requantization), :mod:`.kernels` (integer GEMM, FC, conv2d), :mod:`.prune` (pruning),
 :mod:`.compress` (sparse formats and byte accounting), :mod:`.train` (small float models).
 Their public names are all importable from ``golden_model`` directly.
 """
 
-from . import compress, kernels, prune, quant, requant
+from . import calibration, compress, kernels, prune, quant, requant
+from .calibration import *  # noqa: F403
 from .compress import *  # noqa: F403
 from .kernels import *  # noqa: F403
 from .prune import *  # noqa: F403
 from .quant import *  # noqa: F403
 from .requant import *  # noqa: F403
 
-__all__ = [*quant.__all__, *requant.__all__, *kernels.__all__, *prune.__all__,
-           *compress.__all__]
+__all__ = [*quant.__all__, *calibration.__all__, *requant.__all__, *kernels.__all__,
+           *prune.__all__, *compress.__all__]

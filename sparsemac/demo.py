@@ -9,7 +9,7 @@ quantization error, and the weight bytes from float32 to int8 to 2:4-pruned int8
 import numpy as np
 
 import golden_model as gm
-from golden_model import calibrate as cal
+from golden_model import calibration as cal
 from golden_model.train import MLP, accuracy, load_digits_split
 
 __all__ = ["run_demo", "quantize_mlp", "int8_forward"]
