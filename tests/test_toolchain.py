@@ -67,7 +67,7 @@ def test_cocotb_drives_amaranth_verilog(sim, tmp_path):
                  timescale=("1ns", "1ps"), always=True, build_args=build_args)
     results = runner.test(hdl_toplevel="smoke_mac", test_module="smoke_tb",
                           test_dir=HERE / "cocotb", build_dir=tmp_path / "build",
-                          timescale=("1ns", "1ps"),
+                          timescale=("1ns", "1ps"), results_xml=str(tmp_path / "results.xml"),
                           extra_env={"PYTHONPATH": os.pathsep.join(
                               [str(HERE / "cocotb"), str(HERE.parent),
                                os.environ.get("PYTHONPATH", "")])})
