@@ -2,7 +2,8 @@
 
 N:M compressed (:func:`compress_n_m`, :func:`decompress_n_m`)
     Every group of ``M`` consecutive weights along the reduction axis is stored as exactly ``N``
-    values and ``N`` indices (the positions within the group, strictly increasing). The indices
+    values and ``N`` indices (the positions within the group, strictly increasing), in arrays
+    whose reduction axis is split into ``(groups, N)``, so ``N`` travels with the data. The indices
     take ``log2(M)`` bits each and are packed by :func:`pack_indices` into a little-endian bit
     stream: index ``k`` occupies bits ``k*b .. k*b+b-1`` of the stream, bit ``j`` of the stream
     is bit ``j % 8`` (LSB = 0) of byte ``j // 8``, so the first index sits in the least
@@ -92,8 +93,9 @@ def compress_n_m(w, n, m, axis=-1, *, prune=False):
     Returns
     -------
     values : ndarray, dtype of ``w``
-        Shape of ``w`` with ``axis`` of length ``L * n / m``; group ``g`` occupies
-        ``[g*n, (g+1)*n)``.
+        Shape of ``w`` with ``axis`` split into two axes ``(L // m, n)``: groups, then the
+        ``n`` kept values of each group. ``n`` is thus part of the shape, and
+        ``values.reshape`` merging the two axes gives the flat stream the hardware loads.
     indices : ndarray of uint8
         Same shape as ``values``; position in ``[0, m)`` of each value within its group.
 
@@ -117,31 +119,34 @@ def compress_n_m(w, n, m, axis=-1, *, prune=False):
     positions = np.argsort(~keep, axis=-1, kind="stable")[..., :n]
     values = np.take_along_axis(groups, positions, axis=-1)
     values = np.where(values != 0, values, np.zeros((), dtype=arr.dtype))
-    return _from_groups(values, axis), _from_groups(positions.astype(np.uint8), axis)
+    grouped = (-2, -1), (axis, axis + 1)
+    return (np.moveaxis(values, *grouped),
+            np.moveaxis(positions.astype(np.uint8), *grouped))
 
 
-def decompress_n_m(values, indices, n, m, axis=-1):
+def decompress_n_m(values, indices, m, axis=-1):
     """Inverse of :func:`compress_n_m`: scatter the values back to their positions.
 
-    ``decompress_n_m(*compress_n_m(w, n, m, axis), n, m, axis)`` equals ``w`` exactly for every
-    N:M-sparse ``w`` (``-0.0`` becomes ``+0.0``). ``n`` is required: the compressed length
-    ``L * n / m`` alone does not tell ``n`` from the number of groups.
+    ``decompress_n_m(*compress_n_m(w, n, m, axis), m, axis)`` equals ``w`` exactly for every
+    N:M-sparse ``w`` (``-0.0`` becomes ``+0.0``). ``n`` is read from the shape: ``values``
+    holds axes ``(G, n)`` where the original tensor had its reduction axis.
 
     Parameters
     ----------
     values : array of any real numeric dtype
-        Kept values, ``axis`` of length ``G * n``.
+        Kept values, shaped as :func:`compress_n_m` returns them (one more dimension than
+        the original tensor).
     indices : array of integers
         Same shape; per group ``n`` strictly increasing positions in ``[0, m)``.
-    n, m : int
-        As in :func:`compress_n_m`.
+    m : int
+        Group size, as in :func:`compress_n_m`.
     axis : int
-        Reduction axis.
+        The reduction axis of the *original* tensor (as given to :func:`compress_n_m`).
 
     Returns
     -------
     ndarray, dtype of ``values``
-        Shape of ``values`` with ``axis`` of length ``G * m``; zeros at the positions not listed.
+        The original shape, ``axis`` of length ``G * m``; zeros at the positions not listed.
 
     Raises
     ------
@@ -153,21 +158,20 @@ def decompress_n_m(values, indices, n, m, axis=-1):
     """
     vals = _as_real_array(values, "values")
     idx = as_int_array(indices, "indices")
-    n, m = _check_n_m_params(n, m)
     if vals.shape != idx.shape:
         raise ValueError(f"indices must have the shape of values {vals.shape}, not {idx.shape}")
-    if vals.ndim == 0:
-        raise ValueError("values must have at least 1 dimension, not 0")
-    axis = check_axis(axis, vals.ndim)
-    length = vals.shape[axis]
-    if length % n:
-        raise ValueError(f"axis {axis} has length {length}, not divisible by N = {n}")
+    if vals.ndim < 2:
+        raise ValueError(f"values must have the grouped shape (..., groups, n, ...) of "
+                         f"compress_n_m, at least 2 dimensions, not shape {vals.shape}")
+    axis = check_axis(axis, vals.ndim - 1)
+    n = vals.shape[axis + 1]
+    n, m = _check_n_m_params(n, m)
     out_of_range = (idx < 0) | (idx >= m)
     if out_of_range.any():
         where = tuple(int(i) for i in np.argwhere(out_of_range)[0])
         raise ValueError(f"indices must be in [0, {m}), not {int(idx[where])} at index {where}")
-    gv = np.moveaxis(vals, axis, -1).reshape(*_moved_lead(vals.shape, axis), length // n, n)
-    gi = np.moveaxis(idx, axis, -1).reshape(gv.shape).astype(np.intp)
+    gv = np.moveaxis(vals, (axis, axis + 1), (-2, -1))
+    gi = np.moveaxis(idx, (axis, axis + 1), (-2, -1)).astype(np.intp)
     bad = np.argwhere((np.diff(gi, axis=-1) <= 0).any(axis=-1))
     if bad.size:
         first = tuple(int(i) for i in bad[0])
@@ -176,10 +180,6 @@ def decompress_n_m(values, indices, n, m, axis=-1):
     out = np.zeros((*gv.shape[:-1], m), dtype=vals.dtype)
     np.put_along_axis(out, gi, gv, axis=-1)
     return _from_groups(out, axis)
-
-
-def _moved_lead(shape, axis):
-    return tuple(s for i, s in enumerate(shape) if i != axis)
 
 
 def pack_indices(indices, m):

@@ -51,20 +51,25 @@ def test_compress_n_m_hand_computed():
     values, indices = compress_n_m(w, 2, 4)
     assert values.dtype == np.int8 and indices.dtype == np.uint8
     # Groups with fewer than 2 non-zeros are padded with 0 at the lowest unused positions.
-    np.testing.assert_array_equal(values, [[3, -2, 0, 0, 1, 0, -128, 5]])
-    np.testing.assert_array_equal(indices, [[1, 3, 0, 1, 0, 1, 2, 3]])
-    assert same_bits(decompress_n_m(values, indices, 2, 4), w)
+    # Grouped shape (rows, groups, N): N is in the shape, decompression needs only M.
+    np.testing.assert_array_equal(values, [[[3, -2], [0, 0], [1, 0], [-128, 5]]])
+    np.testing.assert_array_equal(indices, [[[1, 3], [0, 1], [0, 1], [2, 3]]])
+    assert same_bits(decompress_n_m(values, indices, 4), w)
+    # 1:4 and 2:4 of the same length are told apart by the shape
+    v1, i1 = compress_n_m(np.array([[0, 7, 0, 0, 0, 0, 0, 9]], dtype=np.int8), 1, 4)
+    assert v1.shape == (1, 2, 1)
+    np.testing.assert_array_equal(decompress_n_m(v1, i1, 4), [[0, 7, 0, 0, 0, 0, 0, 9]])
 
 
 def test_compress_n_m_along_axis_0_and_padding_values_are_plus_zero():
     w = np.array([[0.0, 1.5], [-0.0, 0.0], [2.5, -0.0], [0.0, 0.0]], dtype=np.float32)
     values, indices = compress_n_m(w, 1, 4, axis=0)
-    np.testing.assert_array_equal(values, [[2.5, 1.5]])
-    np.testing.assert_array_equal(indices, [[2, 0]])
+    np.testing.assert_array_equal(values, [[[2.5, 1.5]]])       # (groups, N, columns)
+    np.testing.assert_array_equal(indices, [[[2, 0]]])
     v2, i2 = compress_n_m(w, 2, 4, axis=0)
-    np.testing.assert_array_equal(i2, [[0, 0], [2, 1]])
+    np.testing.assert_array_equal(i2, [[[0, 0], [2, 1]]])
     assert not np.signbit(v2).any()  # padding is +0.0 even where w held -0.0
-    assert same_bits(decompress_n_m(v2, i2, 2, 4, axis=0), np.abs(w))
+    assert same_bits(decompress_n_m(v2, i2, 4, axis=0), np.abs(w))
 
 
 def test_compress_n_m_rejects_dense_input_unless_prune():
@@ -73,9 +78,9 @@ def test_compress_n_m_rejects_dense_input_unless_prune():
                             "non-zeros"):
         compress_n_m(w, 2, 4)
     values, indices = compress_n_m(w, 2, 4, prune=True)
-    np.testing.assert_array_equal(values, [[4, 3, 1, 1]])
-    np.testing.assert_array_equal(indices, [[0, 1, 0, 1]])
-    np.testing.assert_array_equal(decompress_n_m(values, indices, 2, 4),
+    np.testing.assert_array_equal(values, [[[4, 3], [1, 1]]])
+    np.testing.assert_array_equal(indices, [[[0, 1], [0, 1]]])
+    np.testing.assert_array_equal(decompress_n_m(values, indices, 4),
                                   [[4, 3, 0, 0, 1, 1, 0, 0]])
     with raises(TypeError, "prune must be a bool, not 1"):
         compress_n_m(w, 2, 4, prune=1)
@@ -86,14 +91,14 @@ def test_compress_n_m_rejects_dense_input_unless_prune():
 def test_n_m_round_trip_is_exact(case):
     w, n, m, axis = case
     values, indices = compress_n_m(w, n, m, axis=axis)
-    expected_shape = list(w.shape)
-    expected_shape[axis] = w.shape[axis] * n // m
-    assert values.shape == indices.shape == tuple(expected_shape)
+    ax = axis % w.ndim
+    expected_shape = w.shape[:ax] + (w.shape[ax] // m, n) + w.shape[ax + 1:]
+    assert values.shape == indices.shape == expected_shape
     assert values.dtype == w.dtype and indices.dtype == np.uint8
     assert (indices < m).all()
-    grouped = np.moveaxis(indices, axis, -1).reshape(-1, n).astype(int)
+    grouped = np.moveaxis(indices, ax + 1, -1).reshape(-1, n).astype(int)
     assert (np.diff(grouped, axis=-1) > 0).all()
-    out = decompress_n_m(values, indices, n, m, axis=axis)
+    out = decompress_n_m(values, indices, m, axis=axis)
     assert same_bits(out, w + np.zeros((), w.dtype))  # -0.0 -> +0.0, nothing else changes
     assert is_n_m(out, n, m, axis=axis)
 
@@ -106,30 +111,33 @@ def test_compress_with_prune_equals_prune_then_compress(nm, seed_block):
     w = np.tile(seed_block, (1, m))  # last axis divisible by m, with many ties
     values, indices = compress_n_m(w, n, m, prune=True)
     pruned = apply_mask(w, prune_n_m(w, n, m))
-    assert same_bits(decompress_n_m(values, indices, n, m), pruned)
+    assert same_bits(decompress_n_m(values, indices, m), pruned)
     v2, i2 = compress_n_m(pruned, n, m)
     assert same_bits(v2, values) and same_bits(i2, indices)
 
 
 def test_decompress_errors():
-    v = np.array([[1, 2, 3, 4]], dtype=np.int8)
-    i = np.array([[0, 1, 2, 3]], dtype=np.uint8)
-    with raises(ValueError, "indices must be in [0, 4), not 4 at index (0, 3)"):
-        decompress_n_m(v, np.array([[0, 1, 2, 4]], dtype=np.uint8), 2, 4)
+    v = np.array([[[1, 2], [3, 4]]], dtype=np.int8)          # 1 row, 2 groups, N = 2
+    i = np.array([[[0, 1], [2, 3]]], dtype=np.uint8)
+    with raises(ValueError, "indices must be in [0, 4), not 4 at index (0, 1, 1)"):
+        decompress_n_m(v, np.array([[[0, 1], [2, 4]]], dtype=np.uint8), 4)
     with raises(ValueError, "indices must be strictly increasing within each group: group 1 "
                             "of row (0,) has [3, 2]"):
-        decompress_n_m(v, np.array([[0, 1, 3, 2]], dtype=np.uint8), 2, 4)
+        decompress_n_m(v, np.array([[[0, 1], [3, 2]]], dtype=np.uint8), 4)
     with raises(ValueError, "indices must be strictly increasing within each group: group 0 "
                             "of row (0,) has [1, 1]"):
-        decompress_n_m(v, np.array([[1, 1, 0, 1]], dtype=np.uint8), 2, 4)
-    with raises(ValueError, "indices must have the shape of values (1, 4), not (4,)"):
-        decompress_n_m(v, i[0], 2, 4)
-    with raises(ValueError, "axis 1 has length 4, not divisible by N = 3"):
-        decompress_n_m(v, i, 3, 4)
+        decompress_n_m(v, np.array([[[1, 1], [0, 1]]], dtype=np.uint8), 4)
+    with raises(ValueError, "indices must have the shape of values (1, 2, 2), not (2, 2)"):
+        decompress_n_m(v, i[0], 4)
+    with raises(ValueError, "values must have the grouped shape (..., groups, n, ...) of "
+                               "compress_n_m, at least 2 dimensions, not shape (4,)"):
+        decompress_n_m(v.ravel(), i.ravel(), 4)
+    with raises(ValueError, "N must be between 1 and M (2), not 4"):
+        decompress_n_m(np.zeros((1, 1, 4), np.int8), np.zeros((1, 1, 4), np.uint8), 2)
     with raises(TypeError, "indices must be an integer array, not dtype float64"):
-        decompress_n_m(v, i.astype(float), 2, 4)
+        decompress_n_m(v, i.astype(float), 4)
     with raises(ValueError, "M must be a power of two in {2, 4, 8, 16}, not 3"):
-        decompress_n_m(v, i, 2, 3)
+        decompress_n_m(v, i, 3)
 
 
 # --- index packing -----------------------------------------------------------------------------
