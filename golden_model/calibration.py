@@ -228,9 +228,12 @@ class MinMaxObserver:
         if self._min is None:
             self._min, self._max = lo, hi
         else:
-            self._min = np.minimum(self._min, lo)
-            self._max = np.maximum(self._max, hi)
+            self._min, self._max = self._fold(lo, hi)
         self._batches += 1
+
+    def _fold(self, lo, hi):
+        """The new ``(min, max)`` state from a batch's ``(lo, hi)``; subclasses change this."""
+        return np.minimum(self._min, lo), np.maximum(self._max, hi)
 
     @property
     def range(self):
@@ -283,27 +286,9 @@ class MovingAverageMinMax(MinMaxObserver):
     def momentum(self):
         return self._momentum
 
-    def update(self, x):
-        """Fold one batch into the moving averages.
-
-        Parameters
-        ----------
-        x : float array
-            One batch, as the data of :func:`minmax_range`.
-
-        Raises
-        ------
-        TypeError, ValueError
-            As :func:`minmax_range`; also a channel count different from the first batch's.
-        """
-        lo, hi = self._batch(x)
-        if self._min is None:
-            self._min, self._max = lo, hi
-        else:
-            m = self._momentum
-            self._min = self._min + m * (lo - self._min)
-            self._max = self._max + m * (hi - self._max)
-        self._batches += 1
+    def _fold(self, lo, hi):
+        m = self._momentum
+        return self._min + m * (lo - self._min), self._max + m * (hi - self._max)
 
 
 # -- percentile ------------------------------------------------------------------------------
