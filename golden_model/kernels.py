@@ -189,7 +189,14 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, pad_value=0):
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5))
 
 
-def _requant(acc, bias, multiplier, shift, scale, out_zero_point, qmin, qmax, rounding, axis):
+def _check_acc_bits(acc_bits):
+    return check_int(acc_bits, "acc_bits", lo=2, hi=32)
+
+
+def _requant(acc, bias, multiplier, shift, scale, out_zero_point, qmin, qmax, rounding, axis,
+             acc_bits=32):
+    if acc_bits != 32:
+        acc = wrap_signed(acc, acc_bits).astype(np.int32)
     n = acc.shape[axis]
     if bias is not None:
         bias = as_int_array(bias, "bias")
@@ -215,10 +222,12 @@ def _requant(acc, bias, multiplier, shift, scale, out_zero_point, qmin, qmax, ro
 
 
 def qlinear(x, w, bias=None, *, x_zero_point=0, w_zero_point=0, multiplier=None, shift=None,
-            scale=None, out_zero_point=0, qmin=-128, qmax=127, rounding="double"):
+            scale=None, out_zero_point=0, qmin=-128, qmax=127, rounding="double", acc_bits=32):
     """Quantized fully connected layer.
 
     ``acc[i, c] = sum_k (x[i, k] - x_zp) * (w[c, k] - w_zp[c]) + bias[c]`` (int32, wrapping),
+    with the sum of products first wrapped to ``acc_bits`` (the hardware accumulator's width;
+    32 by default) and the bias then added with int32 wrap,
     then, if given, per-output-channel requantization: ``multiplier`` + ``shift`` use
     :func:`~golden_model.requant.requantize` (``rounding`` "double" or "single"), ``scale``
     uses :func:`~golden_model.requant.requantize_float`.
@@ -240,14 +249,15 @@ def qlinear(x, w, bias=None, *, x_zero_point=0, w_zero_point=0, multiplier=None,
         raise ValueError(f"x has k = {x.shape[1]} columns but w (n, k) has {w.shape[1]}")
     zx = _zero_point(x_zero_point, "x_zero_point", x.dtype)
     zw = _zero_point(w_zero_point, "w_zero_point", w.dtype, count=w.shape[0])
+    acc_bits = _check_acc_bits(acc_bits)
     acc = _exact_dot(x, w.T, int(zx), zw)
     return _requant(acc, bias, multiplier, shift, scale, out_zero_point, qmin, qmax, rounding,
-                    axis=-1)
+                    axis=-1, acc_bits=acc_bits)
 
 
 def qconv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, x_zero_point=0,
             w_zero_point=0, multiplier=None, shift=None, scale=None, out_zero_point=0,
-            qmin=-128, qmax=127, rounding="double"):
+            qmin=-128, qmax=127, rounding="double", acc_bits=32):
     """Quantized 2-d convolution, NCHW, lowered by :func:`im2col`.
 
     Parameters
@@ -269,6 +279,7 @@ def qconv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, x_zer
     x = _as_operand(x, "x", 4)
     w = _as_operand(w, "w", 4)
     groups = check_int(groups, "groups", lo=1)
+    acc_bits = _check_acc_bits(acc_bits)
     n, c, _, _ = x.shape
     cout, cg, kh, kw = w.shape
     if c % groups or cout % groups:
@@ -291,4 +302,4 @@ def qconv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, x_zer
         acc = np.einsum("pgk,gok->pgo", cols, wm).reshape(n * oh * ow, cout)
     acc = wrap_int32(acc).reshape(n, oh, ow, cout).transpose(0, 3, 1, 2)
     return _requant(np.ascontiguousarray(acc), bias, multiplier, shift, scale, out_zero_point,
-                    qmin, qmax, rounding, axis=1)
+                    qmin, qmax, rounding, axis=1, acc_bits=acc_bits)

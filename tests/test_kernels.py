@@ -170,3 +170,20 @@ def test_kernel_errors():
         gm.qconv2d(xc, np.zeros((2, 4, 3, 3), np.int8), padding="full")
     with pytest.raises(ValueError, match=r"x must be a 4-d array, not shape \(4, 5, 5\)"):
         gm.qconv2d(xc[0], np.zeros((2, 4, 3, 3), np.int8))
+
+
+def test_narrow_accumulator_wraps_before_the_bias():
+    # acc_bits = 16: the products wrap modulo 2^16, then the int32 bias is added.
+    x = np.full((1, 4), -128, np.int8)
+    w = np.full((2, 4), -128, np.int8)                      # sum = 4 * 16384 = 65536 -> 0
+    bias = np.array([5, -7], np.int32)
+    np.testing.assert_array_equal(gm.qlinear(x, w, bias, acc_bits=16), [[5, -7]])
+    np.testing.assert_array_equal(gm.qlinear(x, w, bias), [[65541, 65529]])
+    x2 = np.full((1, 3), 127, np.int8)
+    w2 = np.full((1, 3), 127, np.int8)                       # 3 * 16129 = 48387 -> -17149
+    assert gm.qlinear(x2, w2, acc_bits=16)[0, 0] == 48387 - 65536
+    xc = np.full((1, 1, 2, 2), -128, np.int8)
+    wc = np.full((1, 1, 2, 2), -128, np.int8)
+    assert gm.qconv2d(xc, wc, acc_bits=16)[0, 0, 0, 0] == 0
+    with pytest.raises(ValueError, match=r"acc_bits must be between 2 and 32, not 40"):
+        gm.qlinear(x, w, acc_bits=40)
