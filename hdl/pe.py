@@ -1,0 +1,135 @@
+"""Processing element of the weight-stationary N:M sparse systolic array.
+
+A PE holds, for one group of ``m`` consecutive inputs and one output channel, ``n`` int8
+weights and their ``log2(m)``-bit positions in the group, in two banks (one in use, one being
+loaded). Each cycle it takes the ``m`` activations of its group (already offset by the input
+zero point, 9-bit signed), selects ``n`` of them by index, multiplies them by its weights and
+adds the products to the partial sum from the PE above: ``m`` dense-equivalent MACs per
+cycle with ``n`` multipliers. The bank used travels with the activations, so a new weight tile
+takes effect as a wavefront, without stopping the array.
+"""
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import Config
+
+__all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "ACT_WIDTH"]
+
+#: An activation minus the input zero point: int8 - int8 spans [-255, 255].
+ACT_WIDTH = 9
+
+
+def activation_layout(m):
+    """One group of ``m`` activations moving right, with the flags that travel with them."""
+    return data.StructLayout({
+        "valid": 1,
+        "bank": 1,
+        "data": data.ArrayLayout(signed(ACT_WIDTH), m),
+    })
+
+
+def pe_latency(config):
+    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``."""
+    return 2 if config.pipeline else 1
+
+
+def load_layout(config):
+    """Weights for one PE: ``n`` values and their positions, and the bank to write."""
+    return data.StructLayout({
+        "en": 1,
+        "bank": 1,
+        "w": data.ArrayLayout(signed(8), config.n),
+        "idx": data.ArrayLayout(max(config.index_bits, 1), config.n),
+    })
+
+
+class PE(wiring.Component):
+    """One processing element.
+
+    Parameters
+    ----------
+    config : Config
+        ``n``, ``m``, ``acc_width`` and ``pipeline`` are used.
+
+    Members
+    -------
+    a_in : In(activation_layout(m))
+        Activations from the left; ``bank`` selects the weight bank, ``valid`` is carried only.
+    a_out : Out(activation_layout(m))
+        ``a_in`` one cycle later, to the PE on the right.
+    p_in : In(signed(acc_width))
+        Partial sum from the PE above (0 for the top row).
+    p_out : Out(signed(acc_width))
+        ``p_in + sum_j a[idx_j] * w_j``, wrapping modulo ``2^acc_width``, registered; it
+        belongs to the activations that were on ``a_in`` ``latency`` cycles earlier.
+    load : In(load_layout(config))
+        When ``en``, the weights and indices are written into bank ``bank``.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`Config`.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, Config):
+            raise TypeError(f"Config must be a hdl.config.Config, not {config!r}")
+        self._config = config
+        super().__init__({
+            "a_in": In(activation_layout(config.m)),
+            "a_out": Out(activation_layout(config.m)),
+            "p_in": In(signed(config.acc_width)),
+            "p_out": Out(signed(config.acc_width)),
+            "load": In(load_layout(config)),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def latency(self):
+        """Cycles from activations on ``a_in`` to their partial sum on ``p_out``."""
+        return pe_latency(self._config)
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        m.d.sync += self.a_out.eq(self.a_in)
+
+        bank_w = [Signal(data.ArrayLayout(signed(8), cfg.n), name=f"w{b}", reset_less=True)
+                  for b in range(2)]
+        bank_i = [Signal(data.ArrayLayout(max(cfg.index_bits, 1), cfg.n), name=f"idx{b}",
+                         reset_less=True) for b in range(2)]
+        for b in range(2):
+            with m.If(self.load.en & (self.load.bank == b)):
+                m.d.sync += [bank_w[b].eq(self.load.w), bank_i[b].eq(self.load.idx)]
+
+        sel = self.a_in.bank
+        products = []
+        # Select the bank's weight and index of every slot, then the activation it names.
+        for j in range(cfg.n):
+            w = Signal(signed(8), name=f"weight{j}")
+            idx = Signal(max(cfg.index_bits, 1), name=f"index{j}")
+            with m.If(sel):
+                m.d.comb += [w.eq(bank_w[1][j]), idx.eq(bank_i[1][j])]
+            with m.Else():
+                m.d.comb += [w.eq(bank_w[0][j]), idx.eq(bank_i[0][j])]
+            a = Signal(signed(ACT_WIDTH), name=f"act{j}")
+            if cfg.sparse:
+                m.d.comb += a.eq(self.a_in.data[idx])
+            else:
+                m.d.comb += a.eq(self.a_in.data[j])
+            prod = Signal(signed(ACT_WIDTH + 8), name=f"prod{j}")
+            if cfg.pipeline:
+                m.d.sync += prod.eq(a * w)
+            else:
+                m.d.comb += prod.eq(a * w)
+            products.append(prod)
+        total = self.p_in
+        for prod in products:
+            total = total + prod
+        m.d.sync += self.p_out.eq(total)
+        return m
