@@ -1,0 +1,250 @@
+"""Host side of the engine's streams: a layer to words, words back to a layer.
+
+This module *is* the packet format: every word is built here, least significant bit first,
+exactly as the Amaranth layouts of :mod:`hdl.engine` order their fields, and the README's
+tables are derived from the same widths (:func:`packet_formats`).
+
+Word formats (bit 0 = LSB of ``tdata``):
+
+Every input word has ``tlast``: on the last ``act`` word of a pass, the last ``wgt`` word of
+a tile and the last ``qp`` word of a packet (the engine flags a mismatch).
+
+``act`` (``rows * m * 8`` bits)
+    int8 activation of group ``r``, lane ``j`` at bits ``8 * (r*m + j)``; group ``r`` of pass
+    ``kt`` holds inputs ``(kt*rows + r) * m + j`` (sparse) or ``(kt*rows + r) * n + j`` for
+    ``j < n`` (dense fallback; lanes ``n .. m-1`` are 0).
+``wgt`` (``cols * n * (8 + ib)`` bits, ``ib = log2(m)`` or 1 when ``m = 1``, padded to bytes)
+    ``rows`` words per pass, PE row 0 first. Weight ``j`` of column ``c`` at bits
+    ``8 * (c*n + j)``; its index at bits ``8*cols*n + ib * (c*n + j)``.
+``qp`` (69 bits in a 72-bit word)
+    ``cols`` words per m-block, column 0 first: bias int32 at bits 0-31, multiplier (31
+    bits, ``[0, 2^31)``) at bits 32-62, shift (signed 6 bits, ``[-31, 30]``) at bits 63-68.
+``out`` (``cols * 8`` bits)
+    int8 of column ``c`` at bits ``8 * c``; ``tlast`` on the layer's last word. Words come
+    per N tile, per m-block, one per row of the block.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from golden_model import check_n_m, compress_n_m
+
+from .config import Config
+
+__all__ = ["LayerPlan", "plan_layer", "pack_layer", "unpack_output", "packet_formats",
+           "word_bits"]
+
+
+def word_bits(config):
+    """Bits of each stream's payload (before padding ``tdata`` to whole bytes)."""
+    ib = max(config.index_bits, 1)
+    return {
+        "act": config.rows * config.m * 8,
+        "wgt": config.cols * config.n * (8 + ib),
+        "qp": 32 + 31 + 6,
+        "out": config.cols * 8,
+    }
+
+
+def packet_formats(config):
+    """The field table of every stream word, for the manifest and the README."""
+    ib = max(config.index_bits, 1)
+    r, c, n, m = config.rows, config.cols, config.n, config.m
+    return {
+        "act": [{"field": "x[r][j]", "bits": f"8*(r*{m}+j) +: 8", "type": "int8",
+                 "count": r * m}],
+        "wgt": [{"field": "w[c][j]", "bits": f"8*(c*{n}+j) +: 8", "type": "int8",
+                 "count": c * n},
+                {"field": "idx[c][j]", "bits": f"{8 * c * n}+{ib}*(c*{n}+j) +: {ib}",
+                 "type": f"uint{ib}", "count": c * n}],
+        "qp": [{"field": "bias", "bits": "0 +: 32", "type": "int32", "count": 1},
+               {"field": "multiplier", "bits": "32 +: 31", "type": "uint31", "count": 1},
+               {"field": "shift", "bits": "63 +: 6", "type": "int6", "count": 1}],
+        "out": [{"field": "y[c]", "bits": "8*c +: 8", "type": "int8", "count": c}],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """How an ``m x k x n`` layer is cut into passes on one array."""
+
+    config: Config
+    m: int
+    k: int
+    n: int
+    sparse: bool
+    m_block: int
+    k_tiles: int
+    n_tiles: int
+
+    @property
+    def k_per_pass(self):
+        return self.config.k_tile_sparse if self.sparse else self.config.k_tile_dense
+
+    @property
+    def m_blocks(self):
+        return -(-self.m // self.m_block)
+
+    @property
+    def passes(self):
+        return self.n_tiles * self.m_blocks * self.k_tiles
+
+    @property
+    def registers(self):
+        """Values of the layer registers (see :class:`hdl.engine.LayerConfig`)."""
+        return {"m_rows": self.m, "m_block": self.m_block, "k_tiles": self.k_tiles,
+                "n_tiles": self.n_tiles}
+
+    @property
+    def dense_equiv_macs(self):
+        return self.m * self.k * self.n
+
+
+def plan_layer(config, m, k, n, *, sparse, m_block=None):
+    """Tile counts of a layer; ``m_block`` defaults to ``min(m, acc_depth)``."""
+    for name, v in (("m", m), ("k", k), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"layer size {name} must be a positive integer, not {v!r}")
+    if sparse and not config.sparse:
+        raise ValueError(f"a {config.sparsity} array has no sparse mode: use sparse=False")
+    if m_block is None:
+        m_block = min(m, config.acc_depth)
+    if not 1 <= m_block <= config.acc_depth:
+        raise ValueError(f"m_block must be between 1 and acc_depth ({config.acc_depth}), "
+                         f"not {m_block}")
+    per = config.k_tile_sparse if sparse else config.k_tile_dense
+    return LayerPlan(config, int(m), int(k), int(n), bool(sparse), int(m_block),
+                     -(-k // per), -(-n // config.cols))
+
+
+def _as_int8(a, name, ndim):
+    a = np.asarray(a)
+    if a.dtype != np.int8:
+        raise TypeError(f"{name} must be an int8 array, not dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-d, not shape {a.shape}")
+    return a
+
+
+def _pack_fields(values, width):
+    """Concatenate integers of ``width`` bits, LSB first, into one Python int."""
+    word = 0
+    mask = (1 << width) - 1
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (width * i)
+    return word
+
+
+@dataclasses.dataclass
+class Packets:
+    """Stream words of one layer; ``*_last`` are the ``tlast`` flags of each word."""
+
+    plan: LayerPlan
+    act: list
+    wgt: list
+    qp: list
+    layer: dict
+    act_last: list
+    wgt_last: list
+    qp_last: list
+
+
+def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_min=-128,
+               act_max=127, sparse=True, m_block=None):
+    """Words of the ``act``, ``wgt`` and ``qp`` streams and the layer registers.
+
+    ``x`` (m, k) int8, ``w`` (n, k) int8 (N:M along k when ``sparse``), ``bias`` (n,) int32,
+    ``multiplier`` / ``shift`` (n,) from ``golden_model.quantize_multiplier``. The result is
+    ``golden_model.qlinear(x, w, bias, x_zero_point=in_zp, multiplier=, shift=,
+    out_zero_point=out_zp, qmin=act_min, qmax=act_max, rounding=config.rounding,
+    acc_bits=config.acc_width)``.
+    """
+    x = _as_int8(x, "x", 2)
+    w = _as_int8(w, "w", 2)
+    m, k = x.shape
+    n = w.shape[0]
+    if w.shape[1] != k:
+        raise ValueError(f"x has k = {k} columns but w (n, k) has {w.shape[1]}")
+    bias = np.asarray(bias, dtype=np.int64).reshape(-1)
+    multiplier = np.asarray(multiplier, dtype=np.int64).reshape(-1)
+    shift = np.asarray(shift, dtype=np.int64).reshape(-1)
+    for name, arr in (("bias", bias), ("multiplier", multiplier), ("shift", shift)):
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must have {n} values (one per output), not {arr.shape}")
+    if ((multiplier < 0) | (multiplier >= 1 << 31)).any():
+        raise ValueError("multiplier must be in [0, 2^31)")
+    if ((shift < -31) | (shift > 30)).any():
+        raise ValueError("shift must be in [-31, 30]")
+    for name, v in (("in_zp", in_zp), ("out_zp", out_zp), ("act_min", act_min),
+                    ("act_max", act_max)):
+        if not -128 <= int(v) <= 127:
+            raise ValueError(f"{name} must be in [-128, 127], not {v}")
+    if act_min > act_max:
+        raise ValueError(f"act_min must not exceed act_max, not {act_min} > {act_max}")
+    plan = plan_layer(config, m, k, n, sparse=sparse, m_block=m_block)
+    cfg = config
+    group = cfg.m if sparse else cfg.n
+    k_pad = plan.k_tiles * cfg.rows * group
+    n_pad = plan.n_tiles * cfg.cols
+    xp = np.zeros((m, k_pad), dtype=np.int64)
+    xp[:, :k] = x
+    wp = np.zeros((n_pad, k_pad), dtype=np.int8)
+    wp[:n, :k] = w
+    groups = k_pad // group
+    if sparse:
+        check_n_m(wp, cfg.n, cfg.m, axis=1)
+        values, indices = compress_n_m(wp, cfg.n, cfg.m, axis=1)     # (n_pad, groups, n)
+        lanes = xp.reshape(m, groups, cfg.m)
+    else:
+        values = wp.reshape(n_pad, groups, cfg.n)
+        indices = np.broadcast_to(np.arange(cfg.n), values.shape)
+        lanes = np.zeros((m, groups, cfg.m), dtype=np.int64)
+        lanes[:, :, :cfg.n] = xp.reshape(m, groups, cfg.n)
+    ib = max(cfg.index_bits, 1)
+    wbits = cfg.cols * cfg.n * 8
+    act, wgt, qp = [], [], []
+    act_last, wgt_last, qp_last = [], [], []
+    for nt in range(plan.n_tiles):
+        cols = slice(nt * cfg.cols, (nt + 1) * cfg.cols)
+        for blk in range(plan.m_blocks):
+            rows_ = slice(blk * plan.m_block, min((blk + 1) * plan.m_block, m))
+            for c in range(cfg.cols):
+                o = nt * cfg.cols + c
+                if o < n:
+                    b, mu, sh = int(bias[o]), int(multiplier[o]), int(shift[o])
+                else:
+                    b = mu = sh = 0
+                qp.append((b & 0xFFFFFFFF) | (mu << 32) | ((sh & 0x3F) << 63))
+                qp_last.append(c == cfg.cols - 1)
+            for kt in range(plan.k_tiles):
+                for r in range(cfg.rows):
+                    g = kt * cfg.rows + r
+                    wv = values[cols, g, :].reshape(-1)
+                    wi = indices[cols, g, :].reshape(-1)
+                    wgt.append(_pack_fields(wv, 8) | (_pack_fields(wi, ib) << wbits))
+                    wgt_last.append(r == cfg.rows - 1)
+                gsl = slice(kt * cfg.rows, (kt + 1) * cfg.rows)
+                for i in range(rows_.start, rows_.stop):
+                    act.append(_pack_fields(lanes[i, gsl, :].reshape(-1), 8))
+                    act_last.append(i == rows_.stop - 1)
+    layer = {**plan.registers, "in_zp": int(in_zp), "out_zp": int(out_zp),
+             "act_min": int(act_min), "act_max": int(act_max)}
+    return Packets(plan, act, wgt, qp, layer, act_last, wgt_last, qp_last)
+
+
+def unpack_output(plan, words):
+    """The (m, n) int8 result from the ``out`` words, in stream order."""
+    cfg = plan.config
+    expected = plan.n_tiles * plan.m
+    if len(words) != expected:
+        raise ValueError(f"expected {expected} output words, got {len(words)}")
+    out = np.zeros((plan.m, plan.n_tiles * cfg.cols), dtype=np.int8)
+    it = iter(words)
+    for nt in range(plan.n_tiles):
+        for i in range(plan.m):
+            word = int(next(it))
+            for c in range(cfg.cols):
+                v = (word >> (8 * c)) & 0xFF
+                out[i, nt * cfg.cols + c] = v - 256 if v >= 128 else v
+    return out[:, :plan.n]

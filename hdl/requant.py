@@ -1,0 +1,326 @@
+"""Requantization unit: int32 accumulators to int8 codes, bit-exact with ``golden_model``.
+
+:class:`Requant` is a stateless, fully pipelined, per-lane implementation of TFLite's integer
+requantization (``golden_model.requantize``), in gemmlowp double rounding or
+``TFLITE_SINGLE_ROUNDING``, with the bias add in front and the output zero point and the
+activation clamp behind::
+
+    out = clamp(MultiplyByQuantizedMultiplier(wrap32(acc + bias), multiplier, shift) + out_zp,
+                act_min, act_max)
+"""
+
+import operator
+
+from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Requant"]
+
+
+_ROUNDING_MODES = ("double", "single")
+
+# Width to which the rounded result is saturated before the zero point and clamp stage. The
+# clamp bounds and the zero point are int8 codes, so only results in [-255, 255] (double
+# rounding) or pre-rounding values in [-511, 510] (single rounding, see ``_single``) can
+# escape the clamp; saturating to 11 bits keeps every clamp decision and shortens the
+# final adder and comparators to 12 bits.
+_SAT_WIDTH = 11
+
+
+def _check_int(value, name, what, minimum):
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be {what}, not {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {what}, not {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be {what}, not {value!r}")
+    return value
+
+
+def _saturate(value, width):
+    """``value`` (signed) clamped to ``width`` signed bits, from its high bits (no carry chain)."""
+    high = value[width - 1:]
+    fits = ~high.any() | high.all()
+    return Mux(fits, value[:width].as_signed(),
+               Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1))
+
+
+class Requant(wiring.Component):
+    """Per-lane requantization, int32 accumulator to int8, fully pipelined.
+
+    Each lane computes, bit for bit as ``golden_model.requantize`` (``rounding`` selects the
+    mode) of ``golden_model.wrap_int32(acc + bias)``::
+
+        x   = wrap32(acc + bias)
+        y   = MultiplyByQuantizedMultiplier(x, multiplier, shift)
+        out = clamp(y + out_zp, act_min, act_max)
+
+    The unit is stateless: a beat is accepted every cycle in which :py:`i.ready` is high, and
+    results leave in order, :attr:`latency` cycles later when :py:`o` is not stalled. All
+    stages advance together whenever the output register is empty or being transferred, so
+    :py:`i.ready` depends combinationally on :py:`o.ready` (and on nothing from :py:`i`);
+    :py:`o.valid` never depends on :py:`o.ready`, and :py:`o.payload` holds until transferred.
+
+    Parameters
+    ----------
+    lanes : int
+        Number of independent lanes (channels) per beat, at least 1.
+    rounding : ``"double"`` or ``"single"``
+        ``"double"`` (default): TFLite's default gemmlowp double rounding,
+        ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, multiplier),
+        right)``. ``"single"``: ``TFLITE_SINGLE_ROUNDING``,
+        ``(x * multiplier + 2^(30 - shift)) >> (31 - shift)`` in 64 bits, saturated to int32.
+    tag_width : int
+        Width of an opaque field carried alongside each beat (e.g. a ``last`` flag), at least 0;
+        default 1. With 0 the ``tag`` fields exist but are 0 bits wide.
+
+    Members
+    -------
+    i : ``In(stream.Signature(data.StructLayout(...)))``
+        Input beats. Payload fields, one element per lane in the arrays:
+
+        ``acc`` : ``data.ArrayLayout(signed(32), lanes)``
+            Accumulators.
+        ``bias`` : ``data.ArrayLayout(signed(32), lanes)``
+            Biases; added to ``acc`` with int32 wrap-around.
+        ``multiplier`` : ``data.ArrayLayout(unsigned(31), lanes)``
+            Q31 multipliers from ``golden_model.quantize_multiplier``, in ``[0, 2^31)``.
+        ``shift`` : ``data.ArrayLayout(signed(6), lanes)``
+            Power-of-two exponents, positive meaning a left shift; must be in ``[-31, 30]``
+            (the encodings -32 and 31 give unspecified results).
+        ``tag`` : ``unsigned(tag_width)``
+            Passed through unchanged.
+    o : ``Out(stream.Signature(data.StructLayout(...)))``
+        Results, in input order. Payload fields:
+
+        ``data`` : ``data.ArrayLayout(signed(8), lanes)``
+            Requantized int8 codes.
+        ``tag`` : ``unsigned(tag_width)``
+            The ``tag`` of the input beat.
+    out_zp : ``In(signed(9))``
+        Output zero point, an int8 code in ``[-128, 127]``.
+    act_min, act_max : ``In(signed(9))``
+        Clamp bounds (fused activation), int8 codes in ``[-128, 127]`` with
+        ``act_min <= act_max``; e.g. ReLU is ``act_min = out_zp``.
+
+    The per-layer constants :py:`out_zp`, :py:`act_min` and :py:`act_max` are signed and one bit
+    wider than an int8 code, so that each holds the code's value itself: 127 and -128 alike,
+    with no question of whether a register file writes them as signed or unsigned bytes. They
+    must hold values in ``[-128, 127]``; others give unspecified results. They are sampled with
+    each input transfer and travel with the beat, so they may change on any cycle, e.g. from
+    one layer to the next without draining the pipeline.
+
+    Each lane uses four 18x18 multipliers (one ECP5 ``MULT18X18D`` each, say); every stage holds
+    at most one carry chain, one multiplier, or a few levels of multiplexers. The multipliers'
+    input and output registers are plain pipeline registers, which vendor tools can absorb into
+    the DSP blocks.
+
+    Raises
+    ------
+    TypeError
+        If ``lanes`` or ``tag_width`` is not an integer, or ``rounding`` is not a string.
+    ValueError
+        If ``lanes`` is less than 1, ``tag_width`` is negative, or ``rounding`` is neither
+        ``"double"`` nor ``"single"``.
+    """
+
+    def __init__(self, *, lanes, rounding="double", tag_width=1):
+        self._lanes = _check_int(lanes, "Lanes", "a positive integer", 1)
+        if not isinstance(rounding, str):
+            raise TypeError(f"Rounding must be 'double' or 'single', not {rounding!r}")
+        if rounding not in _ROUNDING_MODES:
+            raise ValueError(f"Rounding must be 'double' or 'single', not {rounding!r}")
+        self._rounding = rounding
+        self._tag_width = _check_int(tag_width, "Tag width", "a non-negative integer", 0)
+
+        in_layout = data.StructLayout({
+            "acc": data.ArrayLayout(signed(32), self._lanes),
+            "bias": data.ArrayLayout(signed(32), self._lanes),
+            "multiplier": data.ArrayLayout(unsigned(31), self._lanes),
+            "shift": data.ArrayLayout(signed(6), self._lanes),
+            "tag": unsigned(self._tag_width),
+        })
+        out_layout = data.StructLayout({
+            "data": data.ArrayLayout(signed(8), self._lanes),
+            "tag": unsigned(self._tag_width),
+        })
+        super().__init__({
+            "i": In(stream.Signature(in_layout)),
+            "o": Out(stream.Signature(out_layout)),
+            "out_zp": In(signed(9)),
+            "act_min": In(signed(9)),
+            "act_max": In(signed(9)),
+        })
+
+    @property
+    def lanes(self):
+        """Number of lanes per beat (``int``)."""
+        return self._lanes
+
+    @property
+    def rounding(self):
+        """Rounding mode, ``"double"`` or ``"single"``."""
+        return self._rounding
+
+    @property
+    def tag_width(self):
+        """Width of the pass-through ``tag`` field (``int``)."""
+        return self._tag_width
+
+    @property
+    def latency(self):
+        """Cycles from an input transfer to its result on :py:`o` when :py:`o` is not stalled.
+
+        A beat transferred on clock edge ``n`` is presented with :py:`o.valid` high after edge
+        ``n + latency - 1``, i.e. ``latency`` is the number of pipeline registers: 11 with
+        double rounding, 8 with single rounding.
+        """
+        return 11 if self._rounding == "double" else 8
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # Every register moves together on `advance`: when the output register is empty or is
+        # being transferred. Bubbles are not squeezed out, which keeps the control to one gate.
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+        updates = []
+        regs = _Registers(updates)
+
+        latency = self.latency
+        m.d.comb += [
+            self.o.valid.eq(regs.delay("valid", self.i.valid, latency)),
+            self.o.payload.tag.eq(regs.delay("tag", self.i.payload.tag, latency)),
+        ]
+        # The per-layer constants travel with the beat up to the last stage, which uses them.
+        consts = tuple(regs.delay(name, port, latency - 1)
+                       for name, port in (("out_zp", self.out_zp), ("act_min", self.act_min),
+                                          ("act_max", self.act_max)))
+
+        lane_fn = self._double if self._rounding == "double" else self._single
+        payload = self.i.payload
+        for lane in range(self._lanes):
+            out = lane_fn(_Registers(updates, prefix=f"l{lane}_"), payload.acc[lane],
+                          payload.bias[lane], payload.multiplier[lane], payload.shift[lane],
+                          *consts)
+            m.d.comb += self.o.payload.data[lane].eq(out)
+
+        with m.If(advance):
+            m.d.sync += updates
+        return m
+
+    # Each helper below builds one lane; its comments number the pipeline stages (registers).
+    # A stage holds at most one carry chain or about three levels of multiplexers, for 150 MHz
+    # on an ECP5.
+
+    @staticmethod
+    def _multiply(regs, x, multiplier):
+        """Two stages towards ``x * multiplier`` (signed 32 by unsigned 31 bits).
+
+        The product is split into four partial products that each fit one 18x18 signed DSP
+        multiplier (e.g. ECP5 ``MULT18X18D``), registered on their inputs (by the caller) and
+        outputs, then the two middle ones are summed. Returns registers ``(ll, mid, hh)`` with
+        ``x * multiplier == Cat(ll, hh).as_signed() + (mid << 16)``, the caller's next stage.
+        """
+        x_lo, x_hi = x[:16], x[16:].as_signed()
+        m_lo, m_hi = multiplier[:16], multiplier[16:]
+        ll = regs("ll", x_lo * m_lo)                     # unsigned(32)
+        lh = regs("lh", x_lo * m_hi)                     # unsigned(31)
+        hl = regs("hl", x_hi * m_lo)                     # signed(32)
+        hh = regs("hh", x_hi * m_hi)                     # signed(31)
+        mid = regs("mid", lh + hl, signed(33))           # |lh + hl| < 2^32
+        return regs("ll_d", ll), mid, regs("hh_d", hh)
+
+    @staticmethod
+    def _shift_right(regs, name, value, amount, shape):
+        """Two stages: ``value >> amount`` (arithmetic if signed), by 8s then by the rest."""
+        coarse = regs(f"{name}_coarse", value >> Cat(C(0, 3), amount[3:]), shape)
+        return regs(name, coarse >> regs(f"{name}_fine", amount[:3]), shape)
+
+    @classmethod
+    def _double(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max):
+        """Gemmlowp double rounding, 11 stages."""
+        # 1: bias add with int32 wrap; split the shift.
+        x = regs("x", acc + bias, signed(32))
+        left = regs("left", Mux(shift > 0, shift, 0), unsigned(5))
+        right = regs("right", Mux(shift < 0, -shift, 0), unsigned(5))
+        # 2: left shift with int32 wrap; these registers feed the multipliers.
+        xl = regs("xl", x << left, signed(32))
+        mult = regs.delay("mult", multiplier, 2)
+        # 3-5: the 63-bit product p = xl * multiplier (3: partial products, 4: middle sum).
+        ll, mid, hh = cls._multiply(regs, xl, mult)
+        right = regs.delay("right", right, 4, first=2)
+        # 5 keeps only p >> 30, all that SaturatingRoundingDoublingHighMul needs (below).
+        p = Cat(ll, hh).as_signed() + (mid << 16)
+        p_high = regs("p_high", p >> 30, signed(33))
+        # 6: SaturatingRoundingDoublingHighMul(xl, multiplier). gemmlowp adds a nudge of 2^30
+        # (p >= 0) or 1 - 2^30 (p < 0) and divides by 2^31 truncating toward zero. For p < 0 the
+        # numerator is negative, and truncation is floor((num + 2^31 - 1) / 2^31); both cases
+        # are then floor((p + 2^30) / 2^31) = (floor(p / 2^30) + 1) >> 1, an increment.
+        # Saturation is never needed: it happens only for INT32_MIN * INT32_MIN, and the
+        # multiplier is below 2^31, so the result always fits int32.
+        q = regs("q", (p_high + 1) >> 1, signed(32))
+        # RoundingDivideByPOT(q, right) rounds half away from zero: for right > 0 it is
+        # (q + 2^(right-1) - (q < 0)) >> right, for right = 0 it is q. Decode both addends here.
+        half = regs("half", Cat(*(right > i + 1 for i in range(30))))        # 2^(right-1) - 1
+        half_up = regs("half_up", Cat(*(right == i + 1 for i in range(31))))  # 2^(right-1)
+        right = regs("right_s6", right)
+        # 7: the rounding add; 8-9: the shift.
+        t = regs("t", q + Mux(q[-1], half, half_up), signed(33))
+        y = cls._shift_right(regs, "y", t, regs("right_s7", right), signed(32))
+        # 10: saturate to a short width; 11: zero point and clamp.
+        y = regs("y_sat", _saturate(y, _SAT_WIDTH), signed(_SAT_WIDTH))
+        return regs("out", cls._clamp(y + out_zp, act_min, act_max), signed(8))
+
+    @classmethod
+    def _single(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max):
+        """``TFLITE_SINGLE_ROUNDING``, 8 stages."""
+        # 1: bias add with int32 wrap; these registers feed the multipliers. The rounding is
+        # (p + 2^(s - 1)) >> s with s = 31 - shift in [1, 62]; keep s - 1 = 30 - shift.
+        x = regs("x", acc + bias, signed(32))
+        mult = regs("mult", multiplier)
+        s_minus_1 = regs("s_minus_1", 30 - shift, unsigned(6))
+        # 2-4: the 63-bit product p = x * multiplier (2: partial products, 3: middle sum).
+        ll, mid, hh = cls._multiply(regs, x, mult)
+        p = regs("p", Cat(ll, hh).as_signed() + (mid << 16), signed(63))
+        s_minus_1 = regs.delay("s_minus_1", s_minus_1, 3, first=2)
+        # 5-6: floor((p + 2^(s-1)) / 2^s) = (z + 1) >> 1 with z = p >> (s - 1): shift first.
+        z = cls._shift_right(regs, "z", p, s_minus_1, signed(63))
+        # 7: saturate z, which is 2y or 2y - 1: y in [-255, 255], the only results that can
+        # escape the clamp, means z in [-511, 510], well inside _SAT_WIDTH bits.
+        z = regs("z_sat", _saturate(z, _SAT_WIDTH), signed(_SAT_WIDTH))
+        # 8: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; then clamp. (Saturating y to
+        # int32 is subsumed by the clamp to int8.)
+        y_zp = (z + Cat(C(1, 1), out_zp).as_signed()) >> 1
+        return regs("out", cls._clamp(y_zp, act_min, act_max), signed(8))
+
+    @staticmethod
+    def _clamp(value, low, high):
+        return Mux(value < low, low, Mux(value > high, high, value))
+
+
+class _Registers:
+    """Pipeline registers that all load together: ``updates`` collects their assignments."""
+
+    def __init__(self, updates, prefix=""):
+        self._updates = updates
+        self._prefix = prefix
+
+    def __call__(self, name, value, shape=None):
+        """A register named ``prefix + name`` loading ``value`` (truncated or extended)."""
+        shape = Value.cast(value).shape() if shape is None else shape
+        reg = Signal(shape, name=self._prefix + name)
+        self._updates.append(reg.eq(value))
+        return reg
+
+    def delay(self, name, value, cycles, *, first=1):
+        """``value`` through ``cycles`` registers named ``name_s{first}`` onwards."""
+        for stage in range(first, first + cycles):
+            value = self(f"{name}_s{stage}", value)
+        return value

@@ -1,0 +1,180 @@
+# amaranth: UnusedElaboratable=no
+"""Whole layers through the engine in the Amaranth simulator, bit-exact with golden_model."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+import golden_model as gm
+from hdl.config import Config
+from hdl.engine import Engine, LayerConfig
+from hdl.packing import pack_layer, unpack_output
+
+
+def random_layer(cfg, m, k, n, rng, *, sparse, extreme=False):
+    """x, w (N:M along k when sparse), and per-channel requantization parameters."""
+    if extreme:
+        x = np.full((m, k), -128, np.int8)
+        w = np.full((n, k), -128, np.int8)
+    else:
+        x = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    if sparse:
+        k_pad = -(-k // cfg.m) * cfg.m
+        wp = np.zeros((n, k_pad), np.int8)
+        wp[:, :k] = w
+        w = np.where(gm.prune_n_m(wp, cfg.n, cfg.m, axis=1), wp, 0)[:, :k].astype(np.int8)
+    bias = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
+    mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-6, -2, n))
+    return x, w, bias, mult, shift
+
+
+def expected(cfg, x, w, bias, mult, shift, q):
+    return gm.qlinear(x, w, bias, x_zero_point=q["in_zp"], multiplier=mult, shift=shift,
+                      out_zero_point=q["out_zp"], qmin=q["act_min"], qmax=q["act_max"],
+                      rounding=cfg.rounding, acc_bits=cfg.acc_width)
+
+
+def run_engine(cfg, layers, *, seed=0, idle=0.2, backpressure=0.2):
+    """Run ``layers`` (a list of Packets) back to back; returns the output words of each
+    and the ``cycles`` register after each."""
+    dut = Engine(cfg)
+    rng = np.random.default_rng(seed)
+    results = [[] for _ in layers]
+    cycles = []
+
+    def driver(port, key):
+        layout = port.payload.shape()
+        width = layout.size - 1                 # the "last" flag is the top bit
+
+        async def bench(ctx):
+            for li, p in enumerate(layers):
+                while len(results[li - 1] if li else []) < (
+                        layers[li - 1].plan.n_tiles * layers[li - 1].plan.m if li else 0):
+                    await ctx.tick()
+                for word, last in zip(getattr(p, key), getattr(p, f"{key}_last")):
+                    while rng.random() < idle:
+                        await ctx.tick()
+                    ctx.set(port.payload, layout.from_bits(word | (int(last) << width)))
+                    ctx.set(port.valid, 1)
+                    await ctx.tick().until(port.ready)
+                    ctx.set(port.valid, 0)
+        return bench
+
+    async def control(ctx):
+        for p in layers:
+            ctx.set(dut.layer, LayerConfig.const(p.layer))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            assert not ctx.get(dut.error)
+            await ctx.tick().until(~dut.busy)
+            assert not ctx.get(dut.framing_error)
+            cycles.append(ctx.get(dut.cycles))
+
+    # Generous bound on the run: every beat a few times over, plus pipeline fills.
+    deadline = sum(20 * (len(p.act) + len(p.wgt) + len(p.qp)) + 500 for p in layers)
+
+    async def sink(ctx):
+        spent = 0
+        for li, p in enumerate(layers):
+            want = p.plan.n_tiles * p.plan.m
+            while len(results[li]) < want:
+                spent += 1
+                assert spent < deadline, (f"layer {li}: {len(results[li])} of {want} results "
+                                          f"after {spent} cycles (seed {seed})")
+                ready = int(rng.random() >= backpressure)
+                ctx.set(dut.out.ready, ready)
+                _, _, valid, word, last = await ctx.tick().sample(
+                    dut.out.valid, dut.out.payload.data.as_value(), dut.out.payload.last)
+                if valid and ready:
+                    results[li].append((word, last))
+            ctx.set(dut.out.ready, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for port, key in ((dut.act, "act"), (dut.wgt, "wgt"), (dut.qp, "qp")):
+        sim.add_testbench(driver(port, key))
+    sim.add_testbench(control)
+    sim.add_testbench(sink)
+    sim.run()
+    return results, cycles
+
+
+def check(cfg, packets, results, cases):
+    for (x, w, bias, mult, shift, q), p, res in zip(cases, packets, results):
+        words = [wd for wd, _ in res]
+        lasts = [last for _, last in res]
+        assert lasts == [0] * (len(res) - 1) + [1], "tlast must mark only the final word"
+        got = unpack_output(p.plan, words)
+        want = expected(cfg, x, w, bias, mult, shift, q)
+        mismatch = np.argwhere(got != want)
+        assert not mismatch.size, (f"first mismatch at {tuple(mismatch[0])}: expected "
+                                   f"{want[tuple(mismatch[0])]}, got {got[tuple(mismatch[0])]}")
+
+
+CASES = [
+    # config, (m, k, n), sparse
+    (Config(rows=2, cols=3, n=2, m=4, acc_depth=16), (20, 19, 7), True),
+    (Config(rows=2, cols=3, n=2, m=4, acc_depth=16), (5, 9, 4), False),     # dense fallback
+    (Config(rows=3, cols=2, n=1, m=4, acc_depth=16, pipeline=True), (17, 30, 5), True),
+    (Config(rows=2, cols=2, n=1, m=1, acc_depth=16), (9, 5, 3), False),     # dense array
+    (Config(rows=2, cols=2, n=2, m=4, acc_depth=16, rounding="single"), (6, 16, 2), True),
+]
+
+
+@pytest.mark.parametrize("cfg, shape, sparse", CASES,
+                         ids=[f"{c.rows}x{c.cols}_{c.sparsity}_{'sp' if s else 'dense'}_"
+                              f"{c.rounding}" for c, _, s in CASES])
+def test_engine_whole_layers_bit_exact(cfg, shape, sparse):
+    rng = np.random.default_rng(sum(shape))
+    cases, packets = [], []
+    for extreme in (False, True):
+        x, w, bias, mult, shift = random_layer(cfg, *shape, rng, sparse=sparse, extreme=extreme)
+        q = {"in_zp": int(rng.integers(-128, 128)), "out_zp": int(rng.integers(-20, 20))}
+        q["act_min"], q["act_max"] = (q["out_zp"], 127) if extreme else (-128, 127)
+        packets.append(pack_layer(cfg, x, w, bias, mult, shift, sparse=sparse, **q))
+        cases.append((x, w, bias, mult, shift, q))
+    results, _ = run_engine(cfg, packets, seed=shape[0])
+    check(cfg, packets, results, cases)
+
+
+def test_engine_full_rate_without_stalls():
+    """With no idles and no backpressure, a long layer runs at one beat per cycle: cycles
+    are the activation beats plus a fixed pipeline fill, however many passes."""
+    cfg = Config(rows=2, cols=2, n=2, m=4, acc_depth=32)
+    rng = np.random.default_rng(3)
+    x, w, bias, mult, shift = random_layer(cfg, 64, 32, 4, rng, sparse=True)
+    q = {"in_zp": 3, "out_zp": -1, "act_min": -128, "act_max": 127}
+    p = pack_layer(cfg, x, w, bias, mult, shift, sparse=True, **q)
+    results, cycles = run_engine(cfg, [p], idle=0.0, backpressure=0.0)
+    check(cfg, [p], results, [(x, w, bias, mult, shift, q)])
+    beats = len(p.act)
+    assert p.plan.passes == 2 * 2 * 4
+    overhead = cycles[0] - beats
+    assert 0 < overhead <= 40, (cycles[0], beats)
+
+
+@pytest.mark.parametrize("m_rows", [1, 2])
+def test_engine_tiny_blocks_back_to_back(m_rows):
+    """m-blocks of 1 or 2 rows with many K tiles and no idles: the accumulator is read the
+    cycle after it was written (transparent read), and the bank timing is at its tightest."""
+    cfg = Config(rows=2, cols=2, n=2, m=4, acc_depth=16)
+    rng = np.random.default_rng(m_rows)
+    x, w, bias, mult, shift = random_layer(cfg, m_rows, 8 * 6 + 3, 3, rng, sparse=True)
+    q = {"in_zp": -7, "out_zp": 2, "act_min": -100, "act_max": 100}
+    p = pack_layer(cfg, x, w, bias, mult, shift, sparse=True, **q)
+    results, _ = run_engine(cfg, [p], idle=0.0, backpressure=0.0)
+    check(cfg, [p], results, [(x, w, bias, mult, shift, q)])
+
+
+def test_engine_heavy_backpressure_loses_nothing():
+    """The consumer takes a word one cycle in eight: the credit counter must stop the input
+    before the output FIFO overflows."""
+    cfg = Config(rows=2, cols=2, n=2, m=4, acc_depth=64)
+    rng = np.random.default_rng(9)
+    x, w, bias, mult, shift = random_layer(cfg, 60, 16, 2, rng, sparse=True)
+    q = {"in_zp": 0, "out_zp": 0, "act_min": -128, "act_max": 127}
+    p = pack_layer(cfg, x, w, bias, mult, shift, sparse=True, **q)
+    results, _ = run_engine(cfg, [p], idle=0.0, backpressure=0.875)
+    check(cfg, [p], results, [(x, w, bias, mult, shift, q)])
