@@ -56,6 +56,18 @@ def _cmd_gemm_bench(args):
     return 0
 
 
+def _cmd_generate(args):
+    from hdl.config import Config  # noqa: PLC0415
+    from hdl.generate import generate  # noqa: PLC0415
+
+    config = Config.from_sparsity(args.rows, args.cols, args.sparsity, acc_width=args.acc_width,
+                                  rounding=args.rounding, pipeline=args.pipeline,
+                                  acc_depth=args.acc_depth)
+    for path in generate(config, args.out, args.name):
+        print(path)
+    return 0
+
+
 def _cmd_demo(args):
     from sparsemac.demo import run_demo  # noqa: PLC0415
 
@@ -73,6 +85,21 @@ def build_parser():
     p.add_argument("--out", type=Path, default=None,
                    help="also write the report as Markdown to this file")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("generate", help="write the Verilog, manifest and FuseSoC core of an "
+                                        "array")
+    p.add_argument("--rows", type=int, required=True, help="PE rows (input groups per pass)")
+    p.add_argument("--cols", type=int, required=True, help="PE columns (outputs per pass)")
+    p.add_argument("--sparsity", required=True, help="N:M (e.g. 2:4, 1:4, 2:8) or dense")
+    p.add_argument("--acc-width", type=int, default=32, help="accumulator bits (16..32)")
+    p.add_argument("--rounding", default="double", help="requantization: double | single")
+    p.add_argument("--pipeline", action="store_true",
+                   help="register the products in every PE (faster clock, +1 cycle)")
+    p.add_argument("--acc-depth", type=int, default=512,
+                   help="accumulator rows: the largest m-block (power of two)")
+    p.add_argument("--name", default="sparsemac", help="Verilog module and file name")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("gemm-bench",
                        help="golden int8 GEMM throughput vs ONNX Runtime MatMulInteger")
