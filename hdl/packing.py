@@ -28,12 +28,12 @@ import dataclasses
 
 import numpy as np
 
-from golden_model import check_n_m, compress_n_m
+from golden_model import check_n_m, compress_n_m, im2col
 
 from .config import Config
 
 __all__ = ["LayerPlan", "plan_layer", "pack_layer", "unpack_output", "packet_formats",
-           "word_bits"]
+           "word_bits", "conv2d_as_gemm", "gemm_to_conv2d"]
 
 
 def word_bits(config):
@@ -248,3 +248,29 @@ def unpack_output(plan, words):
                 v = (word >> (8 * c)) & 0xFF
                 out[i, nt * cfg.cols + c] = v - 256 if v >= 128 else v
     return out[:, :plan.n]
+
+
+def conv2d_as_gemm(x, w, *, stride=1, padding=0, dilation=1, in_zp=0):
+    """Lower a conv2d (NCHW input, OIHW weights, one group) to the GEMM the engine runs.
+
+    Returns ``(x_mat, w_mat, out_shape)``: ``x_mat`` is the im2col matrix (``N*OH*OW`` rows,
+    ``C*KH*KW`` columns, padding taps equal to ``in_zp`` so they contribute nothing),
+    ``w_mat`` the weights as ``(C_out, C*KH*KW)``, and ``out_shape`` ``(N, C_out, OH, OW)``.
+    A grouped or depthwise convolution runs as one such layer per group.
+    """
+    x = _as_int8(x, "x", 4)
+    w = _as_int8(w, "w", 4)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input channels but x has {x.shape[1]} "
+                         "(one group; run a grouped convolution group by group)")
+    cols = im2col(x, w.shape[2:], stride=stride, padding=padding, dilation=dilation,
+                  pad_value=int(in_zp))
+    n, oh, ow = cols.shape[:3]
+    x_mat = cols.reshape(n * oh * ow, -1).astype(np.int8)
+    return x_mat, w.reshape(w.shape[0], -1), (n, w.shape[0], oh, ow)
+
+
+def gemm_to_conv2d(y, out_shape):
+    """The engine's ``(N*OH*OW, C_out)`` result as an NCHW tensor."""
+    n, c, oh, ow = out_shape
+    return np.ascontiguousarray(np.asarray(y).reshape(n, oh, ow, c).transpose(0, 3, 1, 2))

@@ -60,7 +60,8 @@ class PE(wiring.Component):
     a_out : Out(activation_layout(m))
         ``a_in`` one cycle later, to the PE on the right.
     p_in : In(signed(acc_width))
-        Partial sum from the PE above (0 for the top row).
+        Partial sum from the PE above (0 for the top row), for the activations that were on
+        ``a_in`` ``latency - 1`` cycles earlier (the PE above has the same latency).
     p_out : Out(signed(acc_width))
         ``p_in + sum_j a[idx_j] * w_j``, wrapping modulo ``2^acc_width``, registered; it
         belongs to the activations that were on ``a_in`` ``latency`` cycles earlier.

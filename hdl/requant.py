@@ -216,8 +216,9 @@ class Requant(wiring.Component):
         return m
 
     # Each helper below builds one lane; its comments number the pipeline stages (registers).
-    # A stage holds at most one carry chain or about three levels of multiplexers, for 150 MHz
-    # on an ECP5.
+    # A stage holds at most one carry chain, one multiplier, or about three levels of
+    # multiplexers. On an ECP5 with Yosys and nextpnr the multipliers are the critical path:
+    # Yosys does not pack registers into MULT18X18D, so each one is register, DSP, register.
 
     @staticmethod
     def _multiply(regs, x, multiplier):
