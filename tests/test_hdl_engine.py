@@ -269,3 +269,22 @@ def test_engine_result_latency_is_what_the_manifest_says():
     sim.add_testbench(bench)
     sim.run()
     assert seen["latency"] == dut.latency
+
+
+@pytest.mark.parametrize("rows, cols", [(2, 2), (2, 4)])
+def test_engine_passes_follow_without_gaps_from_rows_plus_cols_plus_3(rows, cols):
+    """The cost of a layer is its activation beats plus a constant fill once passes are
+    rows + cols + 3 beats long: doubling the passes adds no overhead."""
+    cfg = Config(rows=rows, cols=cols, n=2, m=4, acc_depth=32)
+    overheads = []
+    for blocks in (2, 4):
+        mb = rows + cols + 3
+        rng = np.random.default_rng(blocks)
+        x, w, bias, mult, shift = random_layer(cfg, mb * blocks, cfg.k_tile_sparse * 3, cols,
+                                               rng, sparse=True)
+        p = pack_layer(cfg, x, w, bias, mult, shift, sparse=True, m_block=mb)
+        results, cycles = run_engine(cfg, [p], idle=0.0, backpressure=0.0)
+        check(cfg, [p], results, [(x, w, bias, mult, shift,
+                                   {"in_zp": 0, "out_zp": 0, "act_min": -128, "act_max": 127})])
+        overheads.append(cycles[0] - len(p.act))
+    assert overheads[0] == overheads[1] <= 30, overheads
