@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 
 export SIM WAVES
 
-.PHONY: setup test demo bench lint clean
+BENCH_SIM ?= verilator
+
+.PHONY: setup test demo bench sim soak clean
 
 # Re-installs only when pyproject.toml changes; a no-op otherwise.
 $(STAMP): pyproject.toml
@@ -28,6 +30,15 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/sparsemac gemm-bench
+	$(VENV)/bin/sparsemac bench --sim $(BENCH_SIM) --json bench.json
+
+# The cocotb regression on one simulator: make sim SIM=verilator WAVES=1
+sim: $(STAMP)
+	$(PY) -m pytest tests/test_sim_regression.py -k "$(SIM)" $(PYTEST_ARGS)
+
+# The long cocotb regression (opt-in): 40 layers per stall combination and configuration.
+soak: $(STAMP)
+	SOAK=1 $(PY) -m pytest tests/test_sim_regression.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis

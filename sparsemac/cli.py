@@ -68,6 +68,19 @@ def _cmd_generate(args):
     return 0
 
 
+def _cmd_bench(args):
+    from sim.bench import format_table, run_bench  # noqa: PLC0415
+
+    def progress(msg):
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    runs = run_bench(sim=args.sim, quick=args.quick, progress=progress)
+    print(format_table(runs))
+    if args.json:
+        write_atomic(args.json, json.dumps(runs, indent=2) + "\n")
+    return 0
+
+
 def _cmd_demo(args):
     from sparsemac.demo import run_demo  # noqa: PLC0415
 
@@ -100,6 +113,13 @@ def build_parser():
     p.add_argument("--name", default="sparsemac", help="Verilog module and file name")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("bench", help="RTL throughput of generated arrays (cycles, "
+                                     "utilization, N:M speedup over dense)")
+    p.add_argument("--sim", choices=["icarus", "verilator"], default="verilator")
+    p.add_argument("--quick", action="store_true", help="4x4 arrays instead of 8x8")
+    p.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("gemm-bench",
                        help="golden int8 GEMM throughput vs ONNX Runtime MatMulInteger")

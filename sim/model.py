@@ -1,0 +1,101 @@
+"""Transaction-level model of the accelerator, fed with the words seen on its input streams.
+
+The scoreboard does not trust the stimulus generator: it rebuilds every pass from the
+``act``, ``wgt`` and ``qp`` words the input monitors observed (decoding the packet format of
+:mod:`hdl.packing` independently of its encoder) and the layer registers, and computes the
+expected output words with the golden model's arithmetic (wrapping accumulator,
+``golden_model.requantize``).
+"""
+
+import numpy as np
+
+import golden_model as gm
+from hdl.config import Config
+
+__all__ = ["EngineModel", "decode_out"]
+
+
+def _fields(word, width, count, signed=True):
+    """``count`` fields of ``width`` bits from an integer word, LSB first."""
+    raw = np.array([(word >> (width * i)) & ((1 << width) - 1) for i in range(count)],
+                   dtype=np.int64)
+    if signed:
+        raw = np.where(raw >= 1 << (width - 1), raw - (1 << width), raw)
+    return raw
+
+
+def decode_out(config, word):
+    """The ``cols`` int8 results of one output word."""
+    return _fields(int(word), 8, config.cols)
+
+
+class EngineModel:
+    """Expected output words of a layer, from its registers and its input words."""
+
+    def __init__(self, config):
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a hdl.config.Config, not {config!r}")
+        self.config = config
+        self._ib = max(config.index_bits, 1)
+
+    def _tile(self, words):
+        """(rows, cols, m) int64: the weights of one tile expanded to their positions."""
+        cfg = self.config
+        tile = np.zeros((cfg.rows, cfg.cols, cfg.m), dtype=np.int64)
+        nw = cfg.cols * cfg.n
+        for r, word in enumerate(words):
+            w = _fields(int(word), 8, nw).reshape(cfg.cols, cfg.n)
+            idx = _fields(int(word) >> (8 * nw), self._ib, nw, signed=False).reshape(cfg.cols,
+                                                                                     cfg.n)
+            for c in range(cfg.cols):
+                # The PE adds one product per slot, whatever the indices are.
+                np.add.at(tile[r, c], idx[c] % cfg.m, w[c])
+        return tile
+
+    def _acts(self, words):
+        cfg = self.config
+        return np.stack([_fields(int(wd), 8, cfg.rows * cfg.m).reshape(cfg.rows, cfg.m)
+                         for wd in words])
+
+    def expected(self, regs, act, wgt, qp):
+        """Output words (ints) and their ``tlast`` flags for one layer.
+
+        ``regs``: the layer registers (``m_rows``, ``m_block``, ``k_tiles``, ``n_tiles``,
+        ``in_zp``, ``out_zp``, ``act_min``, ``act_max``, signed values as ints);
+        ``act``/``wgt``/``qp``: the words of each stream in arrival order.
+        Raises ``ValueError`` if the streams do not hold the words the registers imply.
+        """
+        cfg = self.config
+        m, mb, kt_n, nt_n = (regs[k] for k in ("m_rows", "m_block", "k_tiles", "n_tiles"))
+        blocks = [(b, min(mb, m - b)) for b in range(0, m, mb)]
+        need_act = nt_n * kt_n * m
+        need_wgt = nt_n * len(blocks) * kt_n * cfg.rows
+        need_qp = nt_n * len(blocks) * cfg.cols
+        for name, have, need in (("act", len(act), need_act), ("wgt", len(wgt), need_wgt),
+                                 ("qp", len(qp), need_qp)):
+            if have != need:
+                raise ValueError(f"{name} stream carried {have} words, the layer needs {need}")
+        ia = iw = iq = 0
+        words = []
+        for _ in range(nt_n):
+            for _, length in blocks:
+                params = np.array([[_fields(int(q), 32, 1)[0], (int(q) >> 32) & (2**31 - 1),
+                                    _fields(int(q) >> 63, 6, 1)[0]]
+                                   for q in qp[iq:iq + cfg.cols]], dtype=np.int64)
+                iq += cfg.cols
+                acc = np.zeros((length, cfg.cols), dtype=np.int64)
+                for _ in range(kt_n):
+                    tile = self._tile(wgt[iw:iw + cfg.rows])
+                    iw += cfg.rows
+                    a = self._acts(act[ia:ia + length]) - regs["in_zp"]
+                    ia += length
+                    acc += np.einsum("irm,rcm->ic", a, tile)
+                acc = gm.wrap_signed(acc, cfg.acc_width)
+                acc = gm.wrap_int32(acc + params[:, 0])
+                out = gm.requantize(acc, params[:, 1], params[:, 2],
+                                    zero_point=regs["out_zp"], rounding=cfg.rounding)
+                out = np.clip(out, regs["act_min"], regs["act_max"])
+                for row in out:
+                    words.append(sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(row)))
+        lasts = [False] * (len(words) - 1) + [True]
+        return words, lasts

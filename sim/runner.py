@@ -1,0 +1,101 @@
+"""Build a generated accelerator for a simulator and run cocotb testbenches on it.
+
+One build directory per (simulator, configuration), reused while the Verilog is unchanged;
+the configuration reaches the testbench as JSON in ``SPARSEMAC_CONFIG``. ``WAVES=1`` in the
+environment records waveforms (FST on Verilator, VCD on Icarus) in the build directory.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from hdl.config import Config
+from hdl.generate import generate
+
+from . import toolchain
+
+__all__ = ["SimulationFailed", "Build", "build", "run", "config_id", "SIM_DIR"]
+
+SIM_DIR = Path(__file__).resolve().parent
+TOPLEVEL = "sparsemac"
+
+
+class Build:
+    """A design built for one simulator: what :func:`run` needs."""
+
+    def __init__(self, sim, config, directory, runner):
+        self.sim, self.config, self.directory, self._runner = sim, config, directory, runner
+
+
+class SimulationFailed(AssertionError):
+    """A cocotb test failed; the message carries cocotb's own failure text."""
+
+
+def config_id(config):
+    """A short name for a configuration, used for build folders and test ids."""
+    c = config
+    return (f"{c.rows}x{c.cols}_{c.sparsity.replace(':', 'of')}_acc{c.acc_width}_{c.rounding}"
+            f"{'_pipe' if c.pipeline else ''}_d{c.acc_depth}")
+
+
+def _waves():
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def build(sim, config, root, *, quiet=False):
+    """Generate the Verilog of ``config`` under ``root`` and build it for ``sim``.
+
+    Returns a :class:`Build`. With ``quiet`` the build log goes to ``<build>/build.log``.
+    """
+    from cocotb_tools.runner import get_runner  # noqa: PLC0415 (heavy import, only here)
+
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a hdl.config.Config, not {config!r}")
+    if sim not in toolchain.SIMULATORS:
+        raise ValueError(f"sim must be one of {', '.join(toolchain.SIMULATORS)}, not {sim!r}")
+    toolchain.activate()
+    build_dir = Path(root) / f"{sim}_{config_id(config)}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = build_dir / f"{TOPLEVEL}.v"
+    old = src.read_bytes() if src.exists() else None
+    generate(config, build_dir / "rtl", TOPLEVEL)
+    new = (build_dir / "rtl" / f"{TOPLEVEL}.v").read_bytes()
+    if new != old:
+        src.write_bytes(new)
+    runner = get_runner(sim)
+    # Simulation builds do not stop on lint warnings: the lint gate is its own test.
+    build_args = ["-Wno-fatal", "-O2"] if sim == "verilator" else []
+    runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
+                 timescale=("1ns", "1ps"), always=new != old, build_args=build_args,
+                 waves=_waves(), log_file=build_dir / "build.log" if quiet else None)
+    return Build(sim, config, build_dir, runner)
+
+
+def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
+    """Run ``test_module`` (a module in ``sim/``) on a :class:`Build`; raise on failure.
+
+    Returns the path of cocotb's results XML. With ``quiet`` the simulator's log goes to
+    ``<build>/<test_module>.log`` instead of the terminal.
+    """
+    toolchain.activate()
+    sim, config, build_dir, runner = built.sim, built.config, built.directory, built._runner
+    config_json = json.dumps({k: v for k, v in config.as_dict().items() if k != "sparsity"})
+    repo = SIM_DIR.parent
+    results = build_dir / f"results_{test_module}_{testcase or 'all'}.xml"
+    extra = {"SPARSEMAC_CONFIG": config_json, "SPARSEMAC_SIM": sim,
+             "PYTHONPATH": os.pathsep.join([str(SIM_DIR), str(repo),
+                                            os.environ.get("PYTHONPATH", "")])}
+    extra.update(env or {})
+    runner.test(hdl_toplevel=TOPLEVEL, test_module=test_module, testcase=testcase,
+                test_dir=SIM_DIR, build_dir=build_dir / "sim", timescale=("1ns", "1ps"),
+                results_xml=str(results), waves=_waves(), seed=seed, extra_env=extra,
+                log_file=build_dir / f"{test_module}.log" if quiet else None)
+    text = results.read_text()
+    if "<testcase" not in text:
+        raise SimulationFailed(f"{test_module}: no test ran on {sim}")
+    failures = re.findall(r'<(?:failure|error)[^>]*message="([^"]*)"', text)
+    if failures or "<failure" in text or "<error" in text:
+        detail = "; ".join(failures) or text[:2000]
+        raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): {detail}")
+    return results

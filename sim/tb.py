@@ -1,0 +1,161 @@
+"""The cocotb testbench of the generated accelerator: drivers, monitors and a scoreboard.
+
+``TB`` owns the clock, the reset, cocotbext-axi drivers (three AXI4-Stream sources, an
+AXI4-Lite master), monitors on every input stream and the output sink. The scoreboard is fed
+from the input monitors: :class:`sim.model.EngineModel` turns the words actually transferred
+into the DUT (and the registers written) into expected results, which an in-order checker
+compares with the output, naming the first mismatch.
+"""
+
+import itertools
+import json
+import os
+import random
+
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, Timer
+from cocotb.utils import get_sim_time
+from cocotbext.axi import (
+    AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame, AxiStreamMonitor, AxiStreamSink,
+    AxiStreamSource,
+)
+
+from hdl.config import Config
+from hdl.top import REGISTERS
+from model import EngineModel, decode_out
+
+__all__ = ["TB", "stall_generator", "STALLS", "CLOCK_NS"]
+
+REG = {r.name: r.offset for r in REGISTERS}
+CLOCK_NS = 10
+STALLS = ("none", "periodic", "random")
+
+
+def stall_generator(kind, seed):
+    """Pause generator for cocotbext-axi: ``None``, 1 cycle in 4, or seeded 30 % random."""
+    if kind == "none":
+        return None
+    if kind == "periodic":
+        return itertools.cycle([0, 0, 0, 1])
+    if kind == "random":
+        rng = random.Random(seed)
+        return (rng.random() < 0.3 for _ in itertools.count())
+    raise ValueError(f"stall must be one of {', '.join(STALLS)}, not {kind!r}")
+
+
+def config_from_env():
+    return Config(**json.loads(os.environ["SPARSEMAC_CONFIG"]))
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+class TB:
+    def __init__(self, dut, config=None):
+        self.dut = dut
+        self.config = config or config_from_env()
+        self.model = EngineModel(self.config)
+        clk, rst = dut.aclk, dut.aresetn
+        kw = {"reset_active_level": False}
+        self.src = {name: AxiStreamSource(AxiStreamBus.from_prefix(dut, f"s_axis_{name}"), clk,
+                                          rst, **kw) for name in ("act", "wgt", "qp")}
+        self.mon = {name: AxiStreamMonitor(AxiStreamBus.from_prefix(dut, f"s_axis_{name}"),
+                                           clk, rst, **kw) for name in ("act", "wgt", "qp")}
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_out"), clk, rst, **kw)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, rst, **kw)
+        self.width = {name: len(getattr(dut, f"s_axis_{name}_tdata")) // 8
+                      for name in ("act", "wgt", "qp")}
+        self.out_bytes = len(dut.m_axis_out_tdata) // 8
+        self.checked = 0                  # output values compared so far
+        self.regs = {}
+
+    def set_stalls(self, idle, backpressure, seed):
+        for i, src in enumerate(self.src.values()):
+            src.set_pause_generator(stall_generator(idle, seed + i))
+        self.sink.set_pause_generator(stall_generator(backpressure, seed + 7))
+
+    async def start_clock(self):
+        # Drive reset and the clock low before the first edge: Icarus starts at X.
+        self.dut.aresetn.value = 0
+        self.dut.aclk.value = 0
+        await Timer(1, unit="ns")
+        Clock(self.dut.aclk, CLOCK_NS, unit="ns").start()
+
+    async def reset(self, cycles=5):
+        self.dut.aresetn.value = 0
+        await ClockCycles(self.dut.aclk, cycles)
+        self.dut.aresetn.value = 1
+        await ClockCycles(self.dut.aclk, 2)
+        for mon in self.mon.values():       # nothing seen before the reset counts
+            while not mon.empty():
+                mon.recv_nowait()
+        while not self.sink.empty():
+            self.sink.recv_nowait()
+
+    async def configure(self, layer):
+        for name in ("m_rows", "m_block", "k_tiles", "n_tiles", "in_zp", "out_zp",
+                     "act_min", "act_max"):
+            await self.axil.write_dword(REG[name], layer[name] & 0xFFFFFFFF)
+            self.regs[name] = layer[name]
+
+    async def start(self):
+        await self.axil.write_dword(REG["ctrl"], 1)
+
+    def send(self, packets):
+        """Queue every input frame of a layer (one per pass, tile and parameter packet)."""
+        for name in ("act", "wgt", "qp"):
+            frame, width = bytearray(), self.width[name]
+            for word, last in zip(getattr(packets, name), getattr(packets, f"{name}_last")):
+                frame += int(word).to_bytes(width, "little")
+                if last:
+                    self.src[name].send_nowait(AxiStreamFrame(bytes(frame)))
+                    frame = bytearray()
+
+    async def _monitored_words(self, name, count):
+        words, first = [], None
+        width = self.width[name]
+        while len(words) < count:
+            frame = await self.mon[name].recv()
+            first = frame.sim_time_start if first is None else first
+            data = bytes(frame.tdata)
+            words += [int.from_bytes(data[i:i + width], "little")
+                      for i in range(0, len(data), width)]
+        return words, first
+
+    async def check_layer(self, label, seed):
+        """Expected results from the monitored inputs; the output frame compared in order.
+
+        Returns ``(cycles from the first input transfer to the last output transfer, words)``.
+        """
+        regs = self.regs
+        blocks = -(-regs["m_rows"] // regs["m_block"])
+        counts = {"act": regs["n_tiles"] * regs["k_tiles"] * regs["m_rows"],
+                  "wgt": regs["n_tiles"] * blocks * regs["k_tiles"] * self.config.rows,
+                  "qp": regs["n_tiles"] * blocks * self.config.cols}
+        seen, starts = {}, []
+        for name, count in counts.items():
+            seen[name], t0 = await self._monitored_words(name, count)
+            starts.append(t0)
+        want, _ = self.model.expected(regs, seen["act"], seen["wgt"], seen["qp"])
+        frame = await self.sink.recv()
+        data = bytes(frame.tdata)
+        got = [int.from_bytes(data[i:i + self.out_bytes], "little")
+               for i in range(0, len(data), self.out_bytes)]
+        for i, (w, g) in enumerate(zip(want, got)):
+            if w != g:
+                wv, gv = decode_out(self.config, w), decode_out(self.config, g)
+                c = int(np.argmax(wv != gv))
+                raise Mismatch(f"{label}: first mismatch at output word {i} (n-tile "
+                               f"{i // regs['m_rows']}, row {i % regs['m_rows']}), column {c}:"
+                               f" expected {int(wv[c])}, got {int(gv[c])} (seed {seed})")
+        if len(got) != len(want):
+            raise Mismatch(f"{label}: expected {len(want)} output words, got {len(got)} "
+                           f"(seed {seed})")
+        self.checked += len(want) * self.config.cols
+        cycles = round((frame.sim_time_end - min(starts)) / (CLOCK_NS * 1000)) + 1
+        return cycles, got
+
+    def now_cycles(self):
+        return get_sim_time("ns") / CLOCK_NS

@@ -1,0 +1,47 @@
+"""sparsemac bench --quick --json: the fields, and the cycle-count targets (deterministic:
+cycles are counted in the simulation, not timed)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sim import toolchain
+
+FIELDS = {"config", "workload", "mode", "cycles", "dense_equiv_macs", "peak_macs_per_cycle",
+          "utilization", "speedup_vs_dense", "sim", "sim_cycles_per_s"}
+
+
+@pytest.mark.sim
+def test_bench_quick_json(tmp_path):
+    if toolchain.missing_simulators():
+        message = "; ".join(toolchain.missing_simulators())
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "sparsemac.cli", "bench", "--quick", "--json",
+                        str(out)], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = json.loads(out.read_text())
+    assert len(runs) == 4
+    for run in runs:
+        assert set(run) == FIELDS
+        assert set(run["config"]) == {"rows", "cols", "sparsity"}
+        assert set(run["workload"]) == {"m", "k", "n"}
+        w, c = run["workload"], run["config"]
+        assert run["dense_equiv_macs"] == w["m"] * w["k"] * w["n"]
+        assert run["utilization"] == pytest.approx(
+            run["dense_equiv_macs"] / (run["cycles"] * run["peak_macs_per_cycle"]))
+        assert run["sim"] == "verilator" and run["sim_cycles_per_s"] > 0
+        # long streams: m >= 256, k and n at least 4x the array
+        assert w["m"] >= 256 and w["n"] >= 4 * c["cols"]
+        assert run["utilization"] >= 0.95, run
+        if run["mode"] == "dense":
+            assert run["speedup_vs_dense"] is None
+    speedups = {r["config"]["sparsity"]: r["speedup_vs_dense"] for r in runs
+                if r["mode"] != "dense"}
+    assert speedups["2:4"] >= 1.9 and speedups["1:4"] >= 3.6, speedups
+    assert "| array | layer m x k x n | mode |" in r.stdout
