@@ -2,7 +2,8 @@
 
 One build directory per (simulator, configuration), reused while the Verilog is unchanged;
 the configuration reaches the testbench as JSON in ``SPARSEMAC_CONFIG``. ``WAVES=1`` in the
-environment records waveforms (FST on Verilator, VCD on Icarus) in the build directory.
+environment records waveforms in the simulator's build directory (``sim/sparsemac.fst`` on
+Icarus).
 """
 
 import json

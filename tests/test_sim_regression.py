@@ -55,11 +55,13 @@ def test_regression(sim, cfg, build_root):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
-def test_regression_checked_enough_outputs(sim):
+def test_regression_checked_enough_outputs(sim, capsys):
     """Runs after the regression tests above (pytest keeps file order)."""
     runs = {k: v for k, v in CHECKED.items() if k[0] == sim}
     if len(runs) != len(CONFIGS):
         pytest.fail(f"{sim}: the regression ran {len(runs)} of {len(CONFIGS)} configurations "
                     "in this session")
     total = sum(runs.values())
+    with capsys.disabled():
+        print(f"\n{sim}: {total} output values checked bit-exact ({runs})")
     assert total >= MIN_OUTPUTS, f"{sim}: only {total} output values checked: {runs}"
