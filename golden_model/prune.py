@@ -37,7 +37,7 @@ from ._checks import as_float_array, check_axis, check_choice, check_finite, che
 
 __all__ = [
     "magnitude_mask", "global_magnitude_masks", "prune_count",
-    "prune_n_m", "is_n_m", "check_n_m", "N_M_GROUP_SIZES",
+    "prune_n_m", "sparsify_n_m", "is_n_m", "check_n_m", "N_M_GROUP_SIZES",
     "filter_norms", "fpgm_scores", "filter_scores", "filter_prune_mask", "channel_prune_mask",
     "neuron_scores", "neuron_prune_mask", "remove_neurons",
     "cubic_sparsity", "PruningSchedule",
@@ -330,6 +330,27 @@ def _first_n_m_violation(w, n, m, axis):
         return None
     first = tuple(int(i) for i in bad[0])
     return axis, first[:-1], first[-1], int(counts[first])
+
+
+def sparsify_n_m(w, n, m, axis=-1):
+    """``w`` with N:M pruning applied along ``axis``, whatever that axis's length.
+
+    A ragged last group (when the length is not a multiple of ``m``) is pruned as if padded
+    with zeros, which is how the hardware pads the reduction axis of a layer. The result has
+    ``w``'s shape and dtype; within every whole group it equals
+    ``apply_mask(w, prune_n_m(w, n, m, axis))``.
+    """
+    arr = _as_real_array(w)
+    if arr.ndim == 0:
+        raise ValueError("w must have at least 1 dimension, not 0")
+    ax = check_axis(axis, arr.ndim)
+    length = arr.shape[ax]
+    pad = -length % check_int(m, "M")
+    widths = [(0, 0)] * arr.ndim
+    widths[ax] = (0, pad)
+    padded = np.pad(arr, widths)
+    kept = np.where(prune_n_m(padded, n, m, axis=ax), padded, np.zeros((), padded.dtype))
+    return np.take(kept, np.arange(length), axis=ax).astype(arr.dtype)
 
 
 def is_n_m(w, n, m, axis=-1):

@@ -33,10 +33,7 @@ def make_layer(cfg, rng, m, k, n, *, sparse, corner=None, relu=True):
         x = rng.integers(-128, 128, (m, k)).astype(np.int8)
         w = rng.integers(-128, 128, (n, k)).astype(np.int8)
     if sparse:
-        k_pad = -(-k // cfg.m) * cfg.m
-        wp = np.zeros((n, k_pad), np.int8)
-        wp[:, :k] = w
-        w = np.where(gm.prune_n_m(wp, cfg.n, cfg.m, axis=1), wp, 0)[:, :k].astype(np.int8)
+        w = gm.sparsify_n_m(w, cfg.n, cfg.m, axis=1)
     bias = rng.integers(-(1 << 24), 1 << 24, n).astype(np.int32)
     mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-7, -1, n))
     if corner is not None:
@@ -122,13 +119,8 @@ async def corners_and_conv2d(dut):
                                 f"{'N:M' if sparse else 'dense'}", SEED)
     x = rng.integers(-128, 128, (1, 3, 9, 8)).astype(np.int8)
     w = rng.integers(-128, 128, (cfg.cols + 2, 3, 3, 3)).astype(np.int8)
-    w2 = w.reshape(w.shape[0], -1)
     if cfg.sparse:
-        k_pad = -(-w2.shape[1] // cfg.m) * cfg.m
-        wp = np.zeros((w2.shape[0], k_pad), np.int8)
-        wp[:, :w2.shape[1]] = w2
-        w2 = np.where(gm.prune_n_m(wp, cfg.n, cfg.m, axis=1), wp, 0)[:, :w2.shape[1]]
-    w = w2.astype(np.int8).reshape(w.shape)
+        w = gm.sparsify_n_m(w.reshape(w.shape[0], -1), cfg.n, cfg.m, axis=1).reshape(w.shape)
     bias = rng.integers(-20000, 20000, w.shape[0]).astype(np.int32)
     mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-4, -2, w.shape[0]))
     q = {"in_zp": -5, "out_zp": 3, "act_min": 3, "act_max": 127}

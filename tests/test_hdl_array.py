@@ -6,7 +6,7 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from golden_model import prune_n_m, wrap_signed
+from golden_model import wrap_signed
 from hdl.array import Array
 from hdl.config import Config
 

@@ -22,6 +22,7 @@ from amaranth.sim import Simulator
 
 from hdl import axil
 from hdl.axil import Register, RegisterFile, Resp
+from conftest import require_simulator
 from sim import toolchain
 
 HERE = Path(__file__).parent
@@ -671,12 +672,7 @@ def test_verilog_has_flat_axi_lite_ports():
 
 
 def _require(sim):
-    problems = [p for p in toolchain.missing_simulators()
-                if p.lower().startswith("icarus" if sim == "icarus" else "verilator")]
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(problems[0])
-        pytest.skip(problems[0])
+    require_simulator(sim)
 
 
 @pytest.mark.sim

@@ -20,10 +20,7 @@ def random_layer(cfg, m, k, n, rng, *, sparse, extreme=False):
         x = rng.integers(-128, 128, (m, k)).astype(np.int8)
         w = rng.integers(-128, 128, (n, k)).astype(np.int8)
     if sparse:
-        k_pad = -(-k // cfg.m) * cfg.m
-        wp = np.zeros((n, k_pad), np.int8)
-        wp[:, :k] = w
-        w = np.where(gm.prune_n_m(wp, cfg.n, cfg.m, axis=1), wp, 0)[:, :k].astype(np.int8)
+        w = gm.sparsify_n_m(w, cfg.n, cfg.m, axis=1)
     bias = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
     mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-6, -2, n))
     return x, w, bias, mult, shift

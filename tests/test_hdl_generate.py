@@ -3,8 +3,6 @@
 figures follow from the parameters, byte-identical output, and clear errors."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 
@@ -15,7 +13,7 @@ import golden_model as gm
 from hdl.config import Config
 from hdl.generate import generate
 from hdl.packing import pack_layer
-from sim import toolchain
+from conftest import require_simulator
 
 # Every configuration the test suite generates is linted here.
 LINT_CONFIGS = [
@@ -31,21 +29,12 @@ LINT_CONFIGS = [
 ]
 
 
-def _need(tool):
-    if shutil.which(tool) is None:
-        message = f"{tool} not found (see the README: make setup / apt-get install iverilog)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.mark.sim
 @pytest.mark.parametrize("cfg", LINT_CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}_{c.sparsity}"
                          f"_acc{c.acc_width}_{c.rounding}{'_pipe' if c.pipeline else ''}")
 def test_generated_verilog_is_lint_clean_and_compiles(cfg, tmp_path):
-    toolchain.activate()
-    _need("verilator")
-    _need("iverilog")
+    require_simulator("verilator")
+    require_simulator("iverilog")
     generate(cfg, tmp_path, "accel")
     lint = subprocess.run(["verilator", "--lint-only", "-Wall", str(tmp_path / "accel.vlt"),
                            str(tmp_path / "accel.v")], capture_output=True, text=True)

@@ -8,6 +8,7 @@ import pytest
 
 from hdl.config import Config
 from hdl.generate import generate
+from conftest import require_simulator
 from sim import toolchain
 
 HERE = Path(__file__).parent
@@ -22,12 +23,7 @@ TOP_CONFIGS = [Config(rows=2, cols=3, n=2, m=4, acc_depth=16),
 def test_top_through_axi(sim, cfg, tmp_path):
     from cocotb_tools.runner import get_runner  # noqa: PLC0415
 
-    problems = [p for p in toolchain.missing_simulators()
-                if p.lower().startswith("icarus" if sim == "icarus" else "verilator")]
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(problems[0])
-        pytest.skip(problems[0])
+    require_simulator(sim)
     generate(cfg, tmp_path, "sparsemac")
     runner = get_runner(sim)
     build_args = ["-Wno-fatal"] if sim == "verilator" else []

@@ -502,3 +502,17 @@ def test_apply_mask_errors():
         apply_mask(w, np.ones((3, 4)))
     with raises(TypeError, "w must be a real numeric array, not str"):
         apply_mask("w", np.ones((3, 4), dtype=bool))
+
+
+def test_sparsify_n_m_pads_a_ragged_group_with_zeros():
+    from golden_model import sparsify_n_m  # noqa: PLC0415
+
+    w = np.array([[1, 5, -3, 2, 7, 1, -9]], dtype=np.int8)
+    out = sparsify_n_m(w, 2, 4, axis=1)
+    assert out.dtype == np.int8
+    np.testing.assert_array_equal(out, [[0, 5, -3, 0, 7, 0, -9]])
+    full = np.random.default_rng(0).normal(size=(3, 8))
+    np.testing.assert_array_equal(sparsify_n_m(full, 2, 4, axis=1),
+                                  apply_mask(full, prune_n_m(full, 2, 4, axis=1)))
+    col = sparsify_n_m(w.T, 1, 4, axis=0)                    # along axis 0 as well
+    np.testing.assert_array_equal(col.T, [[0, 5, 0, 0, 0, 0, -9]])

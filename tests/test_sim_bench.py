@@ -2,13 +2,12 @@
 cycles are counted in the simulation, not timed)."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from sim import toolchain
+from conftest import require_simulator
 
 FIELDS = {"config", "workload", "mode", "cycles", "dense_equiv_macs", "peak_macs_per_cycle",
           "utilization", "speedup_vs_dense", "sim", "sim_cycles_per_s"}
@@ -16,11 +15,7 @@ FIELDS = {"config", "workload", "mode", "cycles", "dense_equiv_macs", "peak_macs
 
 @pytest.mark.sim
 def test_bench_quick_json(tmp_path):
-    if toolchain.missing_simulators():
-        message = "; ".join(toolchain.missing_simulators())
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_simulator("both")
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "sparsemac.cli", "bench", "--quick", "--json",
                         str(out)], capture_output=True, text=True, timeout=1200)

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from hdl.config import Config
+from conftest import require_simulator
 from sim import runner, toolchain
 
 CONFIGS = [
@@ -35,12 +36,7 @@ def build_root(tmp_path_factory):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=runner.config_id)
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
 def test_regression(sim, cfg, build_root):
-    problems = [p for p in toolchain.missing_simulators()
-                if p.lower().startswith("icarus" if sim == "icarus" else "verilator")]
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(problems[0])
-        pytest.skip(problems[0])
+    require_simulator(sim)
     built = runner.build(sim, cfg, build_root)
     summary = built.directory / "summary"
     runner.run(built, "regression_tb", env={"SPARSEMAC_SCALE": str(SCALE),

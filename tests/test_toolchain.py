@@ -13,20 +13,15 @@ from amaranth.hdl import Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from conftest import require_simulator
 from sim import toolchain
 
 HERE = Path(__file__).parent
 
 
 def _require(sim):
-    versions = toolchain.simulator_versions()
-    problems = [p for p in toolchain.missing_simulators()
-                if p.lower().startswith(("icarus" if sim == "icarus" else "verilator"))]
-    if problems:
-        if os.environ.get("CI"):
-            pytest.fail(problems[0])
-        pytest.skip(problems[0])
-    return versions[sim]
+    require_simulator(sim)
+    return toolchain.simulator_versions()[sim]
 
 
 def test_icarus_present():

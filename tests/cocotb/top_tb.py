@@ -84,10 +84,7 @@ def make_layer(cfg, rng, m, k, n, sparse):
     x = rng.integers(-128, 128, (m, k)).astype(np.int8)
     w = rng.integers(-128, 128, (n, k)).astype(np.int8)
     if sparse:
-        k_pad = -(-k // cfg.m) * cfg.m
-        wp = np.zeros((n, k_pad), np.int8)
-        wp[:, :k] = w
-        w = np.where(gm.prune_n_m(wp, cfg.n, cfg.m, axis=1), wp, 0)[:, :k].astype(np.int8)
+        w = gm.sparsify_n_m(w, cfg.n, cfg.m, axis=1)
     bias = rng.integers(-50000, 50000, n).astype(np.int32)
     mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-5, -2, n))
     q = {"in_zp": int(rng.integers(-128, 128)), "out_zp": int(rng.integers(-10, 10))}
