@@ -42,14 +42,33 @@ from amaranth.lib.wiring import In, Out
 
 from .array import Array
 from .config import Config
+from .pe import pe_latency
+from .requant import LATENCY as REQUANT_LATENCY
 from .requant import Requant
 
-__all__ = ["Engine", "LayerConfig"]
+__all__ = ["Engine", "LayerConfig", "timing"]
 
 #: Width of the layer's row count ``m`` (rows of the im2col matrix for a convolution).
 M_ROWS_WIDTH = 24
 #: Width of the K- and N-tile counts.
 TILES_WIDTH = 16
+
+
+def timing(config):
+    """The engine's fixed timing, in cycles, as a function of the configuration alone.
+
+    ``datapath``: activation transfer to its partial sums at the accumulator; ``result``:
+    last-pass activation transfer to its result on ``out``; ``load_to_use``: a tile's last
+    weight word to its first usable activation (timer of the loaded bank); ``drain``: a
+    pass's last activation to the loader reusing its bank; ``param_drain``: a block's last
+    activation to its parameter bank being free; ``fifo_depth``: output FIFO words.
+    """
+    grid = (config.rows - 1) + (config.cols - 1) + pe_latency(config)
+    datapath = 1 + grid
+    result = datapath + 2 + REQUANT_LATENCY[config.rounding] + 1
+    return {"grid": grid, "datapath": datapath, "result": result, "load_to_use": 2,
+            "drain": config.cols, "param_drain": datapath + 3,
+            "fifo_depth": 1 << (result + 4).bit_length()}
 
 
 class LayerConfig(data.Struct):
@@ -195,7 +214,7 @@ class Engine(wiring.Component):
     @property
     def fifo_depth(self):
         """Output FIFO depth: enough credit to cover the whole pipeline at one beat a cycle."""
-        return 1 << (self.latency + 4).bit_length()
+        return timing(self._config)["fifo_depth"]
 
     def elaborate(self, platform):
         cfg = self._config
@@ -354,7 +373,7 @@ class Engine(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
         # Drained banks are free again: weights once the wavefront left the grid, parameters
         # once the last beat of the block reached the requantizer.
-        q_drain = self.datapath_latency + 3
+        q_drain = timing(cfg)["param_drain"]
         for b in range(2):
             with m.If((wstate[b] == DRAINING) & (wtimer[b] >= grid.drain)):
                 m.d.sync += wstate[b].eq(FREE)

@@ -48,6 +48,10 @@ def _saturate(value, width):
                Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1))
 
 
+#: Pipeline registers of each rounding mode (see :attr:`Requant.latency`).
+LATENCY = {"double": 11, "single": 8}
+
+
 class Requant(wiring.Component):
     """Per-lane requantization, int32 accumulator to int8, fully pipelined.
 
@@ -178,7 +182,7 @@ class Requant(wiring.Component):
         ``n + latency - 1``, i.e. ``latency`` is the number of pipeline registers: 11 with
         double rounding, 8 with single rounding.
         """
-        return 11 if self._rounding == "double" else 8
+        return LATENCY[self._rounding]
 
     def elaborate(self, platform):
         m = Module()

@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 import golden_model as gm
@@ -285,3 +286,14 @@ def test_engine_passes_follow_without_gaps_from_rows_plus_cols_plus_3(rows, cols
                                    {"in_zp": 0, "out_zp": 0, "act_min": -128, "act_max": 127})])
         overheads.append(cycles[0] - len(p.act))
     assert overheads[0] == overheads[1] <= 30, overheads
+
+
+@pytest.mark.parametrize("cfg", [c for c, _, _ in CASES], ids=lambda c: f"{c.rows}x{c.cols}")
+def test_timing_function_agrees_with_the_blocks(cfg):
+    from hdl.engine import timing  # noqa: PLC0415
+
+    dut = Engine(cfg)
+    Fragment.get(dut, None)                       # elaborated, so its sub-blocks are used
+    t = timing(cfg)
+    assert (t["datapath"], t["result"], t["fifo_depth"]) == (dut.datapath_latency, dut.latency,
+                                                             dut.fifo_depth)

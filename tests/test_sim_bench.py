@@ -40,3 +40,12 @@ def test_bench_quick_json(tmp_path):
                 if r["mode"] != "dense"}
     assert speedups["2:4"] >= 1.9 and speedups["1:4"] >= 3.6, speedups
     assert "| array | layer m x k x n | mode |" in r.stdout
+    # The performance model agrees with the RTL's cycles on every workload (within 2 %).
+    from hdl.config import Config  # noqa: PLC0415
+    from sim.perf import layer_cycles  # noqa: PLC0415
+
+    for run in runs:
+        c, w = run["config"], run["workload"]
+        cfg = Config.from_sparsity(c["rows"], c["cols"], c["sparsity"], acc_depth=256)
+        est = layer_cycles(cfg, w["m"], w["k"], w["n"], sparse=run["mode"] != "dense")
+        assert abs(est.cycles - run["cycles"]) <= 0.02 * run["cycles"], (est.cycles, run)

@@ -1,0 +1,38 @@
+# amaranth: UnusedElaboratable=no
+"""The performance model against the engine's own cycle counter, bubbles included."""
+
+import numpy as np
+import pytest
+
+from hdl.config import Config
+from hdl.packing import pack_layer
+from sim.perf import layer_cycles, network_cycles
+from test_hdl_engine import random_layer, run_engine
+
+
+@pytest.mark.parametrize("rows, cols, mb", [(2, 2, 3), (2, 2, 10), (3, 2, 5), (2, 4, 6),
+                                            (2, 4, 12)])
+def test_model_equals_engine_cycles(rows, cols, mb):
+    """Short passes (bubbles) and long ones (back to back): the model is within 2 % of the
+    engine's CYCLES counter (it is exact on these)."""
+    cfg = Config(rows=rows, cols=cols, n=2, m=4, acc_depth=16)
+    rng = np.random.default_rng(mb)
+    m, k, n = 3 * mb, 4 * cfg.k_tile_sparse, cols
+    x, w, bias, mult, shift = random_layer(cfg, m, k, n, rng, sparse=True)
+    p = pack_layer(cfg, x, w, bias, mult, shift, sparse=True, m_block=mb)
+    _, cycles = run_engine(cfg, [p], idle=0.0, backpressure=0.0)
+    est = layer_cycles(cfg, m, k, n, sparse=True, m_block=mb)
+    assert abs(est.cycles - cycles[0]) <= 0.02 * cycles[0], (est.cycles, cycles[0])
+    assert est.beats == len(p.act) and est.passes == p.plan.passes
+
+
+def test_model_figures():
+    cfg = Config(rows=8, cols=8, n=2, m=4, acc_depth=256)
+    est = layer_cycles(cfg, 256, 128, 32, sparse=True)
+    assert est.cycles == 4136                     # measured by sparsemac bench on the RTL
+    assert est.utilization == pytest.approx(256 * 128 * 32 / (4136 * 256))
+    assert est.gops(150) == pytest.approx(2 * 256 * 128 * 32 / (4136 / 150e6) / 1e9)
+    dense = layer_cycles(cfg, 256, 128, 32, sparse=False)
+    assert dense.cycles == 8232 and dense.peak_macs_per_cycle == 128
+    net = network_cycles(cfg, [(64, 64, 64, False), (64, 64, 10, True)])
+    assert [e.sparse for e in net] == [False, True] and all(e.cycles > 0 for e in net)
