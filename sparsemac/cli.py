@@ -81,6 +81,31 @@ def _cmd_bench(args):
     return 0
 
 
+def _cmd_explore(args):
+    from sim import explore  # noqa: PLC0415
+
+    rows = explore.parse_list(args.rows, int, "Rows")
+    cols = explore.parse_list(args.cols, int, "Cols")
+    sparsities = explore.parse_list(args.sparsity, str, "Sparsity")
+    workload = explore.parse_workload(args.workload)
+    points = explore.build_points(rows, cols, sparsities, args.device, workload,
+                                  freq_mhz=args.freq, pipeline=args.pipeline)
+    for p in points:                      # every configuration is valid before any work starts
+        p.config()
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"output {str(args.out)!r} exists and is not a folder")
+    cache = None if args.no_cache else (args.cache or explore.default_cache())
+    records = explore.run_sweep(points, executor=args.executor, address=args.address,
+                                jobs=args.jobs, cache_dir=cache, timeout=args.timeout)
+    for path in explore.write_outputs(records, args.out):
+        print(path)
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in failed:
+        print(f"failed: {r['rows']}x{r['cols']} {r['sparsity']} on {r['device']}: {r['error']}",
+              file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args):
     from sparsemac.demo import run_demo  # noqa: PLC0415
 
@@ -120,6 +145,27 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="4x4 arrays instead of 8x8")
     p.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("explore", help="sweep array configurations: synthesis, place and "
+                                       "route, performance model, plots")
+    p.add_argument("--rows", required=True, help="comma-separated, e.g. 2,4,8")
+    p.add_argument("--cols", required=True, help="comma-separated, e.g. 2,4,8")
+    p.add_argument("--sparsity", required=True, help="comma-separated, e.g. dense,2:4,1:4")
+    p.add_argument("--device", required=True,
+                   help="ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k or ice40-hx8k")
+    p.add_argument("--workload", default="256x256x64", help="layer MxKxN (default 256x256x64)")
+    p.add_argument("--freq", type=float, default=150.0, help="target clock for P&R (MHz)")
+    p.add_argument("--pipeline", action="store_true", help="pipelined PEs")
+    p.add_argument("--jobs", type=_positive_int, default=None, help="parallel points")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a "
+                                                    "local Ray instance)")
+    p.add_argument("--timeout", type=_positive_int, default=1800,
+                   help="seconds per tool run")
+    p.add_argument("--cache", type=Path, default=None, help="result cache folder")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_explore)
 
     p = sub.add_parser("gemm-bench",
                        help="golden int8 GEMM throughput vs ONNX Runtime MatMulInteger")
