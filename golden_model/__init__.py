@@ -7,17 +7,19 @@ the gateware (``hdl``) or the testbenches (``sim``).
 Modules: :mod:`.quant` (affine and power-of-two quantization), :mod:`.calibration` (ranges
 from data), :mod:`.requant` (integer
 requantization), :mod:`.kernels` (integer GEMM, FC, conv2d), :mod:`.prune` (pruning),
-:mod:`.compress` (sparse formats and byte accounting), :mod:`.train` (small float models).
+:mod:`.compress` (sparse formats and byte accounting), :mod:`.graph` (a network as float
+and integer layer chains), :mod:`.train` (small float models).
 Their public names are all importable from ``golden_model`` directly.
 """
 
-from . import calibration, compress, kernels, prune, quant, requant
+from . import calibration, compress, graph, kernels, prune, quant, requant
 from .calibration import *  # noqa: F403
 from .compress import *  # noqa: F403
+from .graph import *  # noqa: F403
 from .kernels import *  # noqa: F403
 from .prune import *  # noqa: F403
 from .quant import *  # noqa: F403
 from .requant import *  # noqa: F403
 
 __all__ = [*quant.__all__, *calibration.__all__, *requant.__all__, *kernels.__all__,
-           *prune.__all__, *compress.__all__]
+           *prune.__all__, *compress.__all__, *graph.__all__]

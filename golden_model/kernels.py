@@ -18,7 +18,7 @@ in int64 and the total wrapped to int32. Operands too wide for float32 use float
 
 import numpy as np
 
-from ._checks import as_int_array, check_int
+from ._checks import as_int_array, check_finite, check_int
 from .requant import requantize, requantize_float
 
 __all__ = ["wrap_signed", "wrap_int32", "matmul_integer", "im2col", "conv_output_size", "qlinear", "qconv2d"]
@@ -170,9 +170,12 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, pad_value=0):
     Returns ``cols`` of shape ``(N, OH, OW, C, KH, KW)``; ``cols.reshape(N*OH*OW, C*KH*KW)`` times
     ``w.reshape(C_out, C*KH*KW).T`` is the convolution. Padding is ``pad_value`` (the input
     zero point for quantized data, so padded taps contribute zero). ``padding`` as in
-    :func:`qconv2d`.
+    :func:`qconv2d`. Integer or float data (the float model's convolutions use it too).
     """
-    x = as_int_array(x, "x")
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        x = check_finite(x, "x")
+    else:
+        x = as_int_array(x, "x")
     if x.ndim != 4:
         raise ValueError(f"x must be NCHW (4-d), not shape {x.shape}")
     kh, kw = _pair(kernel_size, "kernel_size")
