@@ -8,9 +8,13 @@ the parameters alone.
 import dataclasses
 import operator
 
-__all__ = ["Config", "parse_sparsity", "ROUNDING_MODES"]
+__all__ = ["Config", "parse_sparsity", "ROUNDING_MODES", "MULT_STYLES"]
 
 ROUNDING_MODES = ("double", "single")
+#: How a PE multiplies: "dsp" writes ``a * w`` and lets synthesis map it (a DSP block on an
+#: FPGA: MULT18X18D, SB_MAC16, DSP48E1); "lut" builds the product from radix-4 Booth partial
+#: products in logic, so the PEs use no DSP block (the requantizer still does).
+MULT_STYLES = ("dsp", "lut")
 GROUP_SIZES = (1, 2, 4, 8, 16)
 
 #: Widest product of an activation minus its zero point (9-bit signed, |x - zp| <= 255) and an
@@ -62,11 +66,14 @@ class Config:
     rounding : {"double", "single"}
         Requantization rounding: TFLite's default gemmlowp double rounding, or single.
     pipeline : bool
-        Register the products before the adder in every PE (shorter critical path, one more
-        cycle of latency).
+        Register the selected operands and the products in every PE (the multiplier alone
+        between two registers: shorter critical path, two more cycles of latency).
     acc_depth : int
         Rows of the on-chip accumulator: the largest m-block (output rows accumulated across
         the K tiles of one pass sequence). A power of two from 16 to 65536.
+    mult : {"dsp", "lut"}
+        PE multipliers inferred by synthesis (DSP blocks) or built in logic (see
+        :data:`MULT_STYLES`).
     """
 
     rows: int
@@ -77,6 +84,7 @@ class Config:
     rounding: str = "double"
     pipeline: bool = False
     acc_depth: int = 512
+    mult: str = "dsp"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -99,6 +107,8 @@ class Config:
         set_("acc_depth", _positive(self.acc_depth, "Accumulator depth", lo=16, hi=65536))
         if self.acc_depth & (self.acc_depth - 1):
             raise ValueError(f"Accumulator depth must be a power of two, not {self.acc_depth}")
+        if self.mult not in MULT_STYLES:
+            raise ValueError(f"Mult must be 'dsp' or 'lut', not {self.mult!r}")
 
     @classmethod
     def from_sparsity(cls, rows, cols, sparsity, **kwargs):

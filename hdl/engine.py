@@ -89,27 +89,51 @@ def qparam_layout():
     return data.StructLayout({"bias": signed(32), "multiplier": 31, "shift": signed(6)})
 
 
+class _LayerConstants:
+    """Values derived from the layer registers once, at ``start``, so that the loop control
+    compares registers with registers instead of re-deriving them through carry chains."""
+
+    def __init__(self):
+        self.m_rows = Signal(M_ROWS_WIDTH, name="lc_m_rows")
+        self.m_rows_m1 = Signal(M_ROWS_WIDTH, name="lc_m_rows_m1")
+        self.m_block = Signal(17, name="lc_m_block")
+        self.m_block_m1 = Signal(17, name="lc_m_block_m1")
+        self.over0 = Signal(signed(M_ROWS_WIDTH + 1), name="lc_over0")
+        self.k_last = Signal(TILES_WIDTH, name="lc_k_last")
+        self.n_last = Signal(TILES_WIDTH, name="lc_n_last")
+
+    def load(self, layer):
+        """Assignments that load the constants from a (not yet registered) LayerConfig."""
+        return [
+            self.m_rows.eq(layer.m_rows), self.m_rows_m1.eq(layer.m_rows - 1),
+            self.m_block.eq(layer.m_block), self.m_block_m1.eq(layer.m_block - 1),
+            self.over0.eq(layer.m_rows - layer.m_block),
+            self.k_last.eq(layer.k_tiles - 1), self.n_last.eq(layer.n_tiles - 1),
+        ]
+
+
 class _Nest:
     """Counters of the layer loop (nt, block, kt) that advance on ``step``.
 
-    Emits into ``m``: ``first_kt``, ``last_kt``, ``block_len`` (rows of the current block),
-    ``last`` (this is the last pass of the layer) and, with ``kt=False``, counts blocks only.
+    Exposes ``first_kt``, ``last_kt``, ``last_block``, ``last`` (the last pass of the layer)
+    and ``block_len_m1`` (rows of the current block, minus one); with ``kt=False`` it counts
+    blocks only. The block position is kept as ``rest`` (rows from this block to the end of
+    the layer) and ``over = rest - m_block``, so "last block" is a sign and zero test of a
+    register and every update is one subtraction.
     """
 
-    def __init__(self, m, name, cfg, step, *, kt=True):
+    def __init__(self, m, name, lc, step, *, kt=True):
+        self._lc = lc
         self.nt = Signal(TILES_WIDTH, name=f"{name}_nt")
-        self.base = Signal(M_ROWS_WIDTH, name=f"{name}_base")
         self.kt = Signal(TILES_WIDTH, name=f"{name}_kt")
-        self.block_len = Signal(17, name=f"{name}_block_len")
-        rest = Signal(M_ROWS_WIDTH, name=f"{name}_rest")
-        m.d.comb += [
-            rest.eq(cfg.m_rows - self.base),
-            self.block_len.eq(Mux(rest < cfg.m_block, rest, cfg.m_block)),
-        ]
+        self.rest = Signal(M_ROWS_WIDTH, name=f"{name}_rest")
+        self.rest_m1 = Signal(M_ROWS_WIDTH, name=f"{name}_rest_m1")
+        self.over = Signal(signed(M_ROWS_WIDTH + 1), name=f"{name}_over")
         self.first_kt = self.kt == 0
-        self.last_kt = (self.kt == cfg.k_tiles - 1) if kt else Const(1)
-        self.last_block = rest <= cfg.m_block
-        self.last_nt = self.nt == cfg.n_tiles - 1
+        self.last_kt = (self.kt == lc.k_last) if kt else Const(1)
+        self.last_block = self.over[-1] | (self.over == 0)
+        self.block_len_m1 = Mux(self.last_block, self.rest_m1, lc.m_block_m1)
+        self.last_nt = self.nt == lc.n_last
         self.last = self.last_kt & self.last_block & self.last_nt
         with m.If(step):
             with m.If(~self.last_kt):
@@ -117,12 +141,24 @@ class _Nest:
             with m.Else():
                 m.d.sync += self.kt.eq(0)
                 with m.If(~self.last_block):
-                    m.d.sync += self.base.eq(self.base + cfg.m_block)
+                    m.d.sync += [self.rest.eq(self.over), self.rest_m1.eq(self.over - 1),
+                                 self.over.eq(self.over - lc.m_block)]
                 with m.Else():
-                    m.d.sync += [self.base.eq(0), self.nt.eq(self.nt + 1)]
+                    m.d.sync += [*self._rewind(lc), self.nt.eq(self.nt + 1)]
 
-    def reset(self, m):
-        return [self.nt.eq(0), self.base.eq(0), self.kt.eq(0)]
+    @staticmethod
+    def _rewind_values(src):
+        return (src.m_rows, src.m_rows - 1, src.m_rows - src.m_block)
+
+    def _rewind(self, lc):
+        return [self.rest.eq(lc.m_rows), self.rest_m1.eq(lc.m_rows_m1),
+                self.over.eq(lc.over0)]
+
+    def reset(self, layer):
+        """Assignments that restart the loop for ``layer`` (the LayerConfig being started)."""
+        rest, rest_m1, over = self._rewind_values(layer)
+        return [self.nt.eq(0), self.kt.eq(0), self.rest.eq(rest), self.rest_m1.eq(rest_m1),
+                self.over.eq(over)]
 
 
 class Engine(wiring.Component):
@@ -233,6 +269,7 @@ class Engine(wiring.Component):
         acc_r = acc_mem.read_port()
 
         layer = Signal(LayerConfig)
+        lc = _LayerConstants()
         running = Signal()          # admitting input (scheduler not finished)
 
         # -- start / busy / done ------------------------------------------------------------
@@ -261,7 +298,7 @@ class Engine(wiring.Component):
 
         # -- weight loader ------------------------------------------------------------------
         l_step = Signal()
-        lnest = _Nest(m, "load", layer, l_step)
+        lnest = _Nest(m, "load", lc, l_step)
         l_bank = Signal()
         l_row = Signal(range(cfg.rows + 1))
         l_active = Signal()      # a tile is being loaded
@@ -295,7 +332,7 @@ class Engine(wiring.Component):
 
         # -- requantization-parameter loader (one packet of cols beats per m-block) ----------
         q_step = Signal()
-        qnest = _Nest(m, "qload", layer, q_step, kt=False)
+        qnest = _Nest(m, "qload", lc, q_step, kt=False)
         q_bank = Signal()
         q_col = Signal(range(cfg.cols + 1))
         q_active = Signal()
@@ -328,7 +365,7 @@ class Engine(wiring.Component):
 
         # -- pass scheduler -----------------------------------------------------------------
         s_step = Signal()
-        snest = _Nest(m, "pass", layer, s_step)
+        snest = _Nest(m, "pass", lc, s_step)
         p_bank = Signal()                       # weight bank of the current pass
         g_bank = Signal()                       # parameter bank of the current block
         beat = Signal(17)
@@ -343,7 +380,7 @@ class Engine(wiring.Component):
         room = ~snest.last_kt | (credit < self.fifo_depth)
         m.d.comb += self.act.ready.eq(running & weights_ready & params_ready & room)
         a_fire = self.act.valid & self.act.ready
-        last_beat = beat == snest.block_len - 1
+        last_beat = beat == snest.block_len_m1
         with m.If(a_fire & (self.act.payload.last != last_beat)):
             m.d.sync += framing.eq(1)
         with m.If(a_fire):
@@ -444,7 +481,8 @@ class Engine(wiring.Component):
                 l_bank.eq(0), l_row.eq(0), l_active.eq(0), l_done.eq(0),
                 q_bank.eq(0), q_col.eq(0), q_active.eq(0), q_done.eq(0),
                 p_bank.eq(0), g_bank.eq(0), beat.eq(0), in_pass.eq(0),
-                *lnest.reset(m), *qnest.reset(m), *snest.reset(m),
+                *lc.load(self.layer), *lnest.reset(self.layer), *qnest.reset(self.layer),
+                *snest.reset(self.layer),
                 *[s.eq(FREE) for s in (*wstate, *qstate)],
             ]
         with m.If(out_fire & self.out.payload.last):

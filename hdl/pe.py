@@ -9,16 +9,45 @@ cycle with ``n`` multipliers. The bank used travels with the activations, so a n
 takes effect as a wavefront, without stopping the array.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
 
-__all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "ACT_WIDTH"]
+__all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "booth_product",
+           "ACT_WIDTH", "PRODUCT_WIDTH"]
 
 #: An activation minus the input zero point: int8 - int8 spans [-255, 255].
 ACT_WIDTH = 9
+#: A product of such an activation and an int8 weight.
+PRODUCT_WIDTH = ACT_WIDTH + 8
+
+
+def booth_product(a, w):
+    """``a * w`` (signed ``ACT_WIDTH`` by signed 8 bits) from radix-4 Booth partial products,
+    as logic: no ``*``, so synthesis maps no DSP block.
+
+    Each pair of weight bits (with the bit below) is a digit ``d_i`` in {-2, -1, 0, 1, 2} and
+    ``w = sum_i d_i * 4^i``. A negative digit takes the one's complement of ``|d_i| * a``; the
+    missing ``+1`` of each is added at bit ``2i`` of one correction term, so the result is five
+    terms summed by one adder tree. Exact modulo ``2^PRODUCT_WIDTH``, where the product fits.
+    """
+    bits = Cat(0, w)                            # w_{-1} = 0, then w_0 .. w_7
+    terms, correction = [], []
+    for i in range(4):
+        b0, b1, b2 = bits[2 * i], bits[2 * i + 1], bits[2 * i + 2]
+        zero = (b0 & b1 & b2) | ~(b0 | b1 | b2)
+        double = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
+        negative = b2 & ~zero
+        magnitude = Mux(double, a << 1, a).as_signed()          # signed(ACT_WIDTH + 1)
+        term = Mux(zero, 0, Mux(negative, ~magnitude, magnitude))
+        terms.append(term << (2 * i))
+        correction += [negative, 0]
+    total = Cat(*correction[:7]).as_unsigned()
+    for term in terms:
+        total = total + term
+    return total[:PRODUCT_WIDTH].as_signed()
 
 
 def activation_layout(m):
@@ -31,8 +60,9 @@ def activation_layout(m):
 
 
 def pe_latency(config):
-    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``."""
-    return 2 if config.pipeline else 1
+    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``: 1, or 3
+    when pipelined (selected operands and products registered)."""
+    return 3 if config.pipeline else 1
 
 
 def load_layout(config):
@@ -123,11 +153,16 @@ class PE(wiring.Component):
                 m.d.comb += a.eq(self.a_in.data[idx])
             else:
                 m.d.comb += a.eq(self.a_in.data[j])
-            prod = Signal(signed(ACT_WIDTH + 8), name=f"prod{j}")
+            prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}")
+            multiply = booth_product if cfg.mult == "lut" else (lambda x, y: x * y)
             if cfg.pipeline:
-                m.d.sync += prod.eq(a * w)
+                # Register the selected operands, then the product: the multiplier (a DSP
+                # block on an FPGA) sits alone between two registers.
+                a_r = Signal(signed(ACT_WIDTH), name=f"act{j}_r", reset_less=True)
+                w_r = Signal(signed(8), name=f"weight{j}_r", reset_less=True)
+                m.d.sync += [a_r.eq(a), w_r.eq(w), prod.eq(multiply(a_r, w_r))]
             else:
-                m.d.comb += prod.eq(a * w)
+                m.d.comb += prod.eq(multiply(a, w))
             products.append(prod)
         total = self.p_in
         for prod in products:

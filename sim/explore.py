@@ -42,14 +42,17 @@ class Point:
     freq_mhz: float = 150.0
     pipeline: bool = False
     acc_depth: int = 256
+    mult: str = "dsp"
 
     def config(self):
         return Config.from_sparsity(self.rows, self.cols, self.sparsity,
-                                    pipeline=self.pipeline, acc_depth=self.acc_depth)
+                                    pipeline=self.pipeline, acc_depth=self.acc_depth,
+                                    mult=self.mult)
 
     @property
     def label(self):
         return (f"{self.rows}x{self.cols} {self.sparsity}{' pipelined' if self.pipeline else ''}"
+                f"{' LUT-mult' if self.mult == 'lut' else ''}"
                 f" on {self.device}")
 
 
@@ -325,12 +328,13 @@ def _plots(records, out):
     return paths
 
 
-def build_points(rows, cols, sparsities, device, workload, *, freq_mhz=150.0, pipeline=False):
+def build_points(rows, cols, sparsities, device, workload, *, freq_mhz=150.0, pipeline=False,
+                 mults=("dsp",)):
     from . import synth  # noqa: PLC0415
 
     if device not in synth.DEVICES:
         raise ValueError(f"Device must be one of {', '.join(synth.DEVICES)}, not {device!r}")
     for s in sparsities:
         parse_sparsity(s)
-    return [Point(r, c, s, device, tuple(workload), freq_mhz, pipeline)
-            for r in rows for c in cols for s in sparsities]
+    return [Point(r, c, s, device, tuple(workload), freq_mhz, pipeline, mult=mu)
+            for r in rows for c in cols for s in sparsities for mu in mults]

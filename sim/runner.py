@@ -37,7 +37,7 @@ def config_id(config):
     """A short name for a configuration, used for build folders and test ids."""
     c = config
     return (f"{c.rows}x{c.cols}_{c.sparsity.replace(':', 'of')}_acc{c.acc_width}_{c.rounding}"
-            f"{'_pipe' if c.pipeline else ''}_d{c.acc_depth}")
+            f"{'_pipe' if c.pipeline else ''}_d{c.acc_depth}{'_lut' if c.mult == 'lut' else ''}")
 
 
 def _waves():

@@ -62,7 +62,7 @@ def _cmd_generate(args):
 
     config = Config.from_sparsity(args.rows, args.cols, args.sparsity, acc_width=args.acc_width,
                                   rounding=args.rounding, pipeline=args.pipeline,
-                                  acc_depth=args.acc_depth)
+                                  acc_depth=args.acc_depth, mult=args.mult)
     for path in generate(config, args.out, args.name):
         print(path)
     return 0
@@ -89,7 +89,8 @@ def _cmd_explore(args):
     sparsities = explore.parse_list(args.sparsity, str, "Sparsity")
     workload = explore.parse_workload(args.workload)
     points = explore.build_points(rows, cols, sparsities, args.device, workload,
-                                  freq_mhz=args.freq, pipeline=args.pipeline)
+                                  freq_mhz=args.freq, pipeline=args.pipeline,
+                                  mults=explore.parse_list(args.mult, str, "Mult"))
     for p in points:                      # every configuration is valid before any work starts
         p.config()
     if args.out.exists() and not args.out.is_dir():
@@ -132,7 +133,9 @@ def build_parser():
     p.add_argument("--acc-width", type=int, default=32, help="accumulator bits (16..32)")
     p.add_argument("--rounding", default="double", help="requantization: double | single")
     p.add_argument("--pipeline", action="store_true",
-                   help="register the products in every PE (faster clock, +1 cycle)")
+                   help="register operands and products in every PE (faster clock, +2 cycles)")
+    p.add_argument("--mult", default="dsp",
+                   help="PE multipliers: dsp (inferred, DSP blocks) | lut (Booth, in logic)")
     p.add_argument("--acc-depth", type=int, default=512,
                    help="accumulator rows: the largest m-block (power of two)")
     p.add_argument("--name", default="sparsemac", help="Verilog module and file name")
@@ -156,6 +159,7 @@ def build_parser():
     p.add_argument("--workload", default="256x256x64", help="layer MxKxN (default 256x256x64)")
     p.add_argument("--freq", type=float, default=150.0, help="target clock for P&R (MHz)")
     p.add_argument("--pipeline", action="store_true", help="pipelined PEs")
+    p.add_argument("--mult", default="dsp", help="comma-separated PE multiplier styles: dsp, lut")
     p.add_argument("--jobs", type=_positive_int, default=None, help="parallel points")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a "

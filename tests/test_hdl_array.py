@@ -110,6 +110,7 @@ CONFIGS = [
     Config(rows=2, cols=3, n=2, m=4),
     Config(rows=3, cols=2, n=1, m=4),
     Config(rows=2, cols=2, n=2, m=8, pipeline=True),
+    Config(rows=2, cols=2, n=2, m=4, mult="lut"),          # Booth multipliers in logic
     Config(rows=2, cols=2, n=1, m=1),                     # plain dense array
     Config(rows=1, cols=4, n=4, m=4),                     # N = M: no index muxes
     Config(rows=4, cols=1, n=2, m=4, acc_width=16),       # narrow accumulator wraps
@@ -117,7 +118,7 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}_{c.sparsity}"
-                         f"{'_pipe' if c.pipeline else ''}_acc{c.acc_width}")
+                         f"{'_pipe' if c.pipeline else ''}_acc{c.acc_width}_{c.mult}")
 def test_array_matches_model_across_bank_switches(cfg):
     rng = np.random.default_rng(cfg.rows * 100 + cfg.cols * 10 + cfg.n)
     tiles = [random_tile(cfg, rng) for _ in range(3)] + [random_tile(cfg, rng, extreme=True)]
@@ -142,7 +143,7 @@ def test_array_matches_model_across_bank_switches(cfg):
 
 
 def test_array_latency_formula():
-    for pipeline, pe in ((False, 1), (True, 2)):
+    for pipeline, pe in ((False, 1), (True, 3)):
         dut = Array(Config(rows=4, cols=3, pipeline=pipeline))
         Fragment.get(dut, None)                   # elaborated, as every component must be
         assert dut.latency == 3 + 2 + pe

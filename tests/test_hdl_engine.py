@@ -116,6 +116,8 @@ CASES = [
     (Config(rows=2, cols=3, n=2, m=4, acc_depth=16), (20, 19, 7), True),
     (Config(rows=2, cols=3, n=2, m=4, acc_depth=16), (5, 9, 4), False),     # dense fallback
     (Config(rows=3, cols=2, n=1, m=4, acc_depth=16, pipeline=True), (17, 30, 5), True),
+    (Config(rows=2, cols=2, n=2, m=4, acc_depth=16, mult="lut", pipeline=True), (11, 24, 3),
+     True),
     (Config(rows=2, cols=2, n=1, m=1, acc_depth=16), (9, 5, 3), False),     # dense array
     (Config(rows=2, cols=2, n=2, m=4, acc_depth=16, rounding="single"), (6, 16, 2), True),
 ]

@@ -24,6 +24,7 @@ LINT_CONFIGS = [
     Config(rows=2, cols=3, n=2, m=8, acc_width=20),
     Config(rows=4, cols=4, n=4, m=4),
     Config(rows=8, cols=8, n=2, m=4),
+    Config(rows=8, cols=8, n=2, m=4, mult="lut", pipeline=True),
     Config(rows=16, cols=16, n=2, m=4),
     Config(rows=1, cols=1, n=1, m=2, acc_width=16, acc_depth=16),
 ]
@@ -31,7 +32,7 @@ LINT_CONFIGS = [
 
 @pytest.mark.sim
 @pytest.mark.parametrize("cfg", LINT_CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}_{c.sparsity}"
-                         f"_acc{c.acc_width}_{c.rounding}{'_pipe' if c.pipeline else ''}")
+                         f"_acc{c.acc_width}_{c.rounding}{'_pipe' if c.pipeline else ''}_{c.mult}")
 def test_generated_verilog_is_lint_clean_and_compiles(cfg, tmp_path):
     require_simulator("verilator")
     require_simulator("iverilog")
@@ -60,7 +61,7 @@ def test_manifest_figures_follow_from_the_parameters(tmp_path):
     man = json.loads((tmp_path / "acc.json").read_text())
     assert man["parameters"] == {"rows": 4, "cols": 3, "n": 2, "m": 8, "acc_width": 32,
                                  "rounding": "double", "pipeline": False, "acc_depth": 512,
-                                 "sparsity": "2:8"}
+                                 "mult": "dsp", "sparsity": "2:8"}
     assert man["peak_macs_per_cycle"] == {"sparse": 4 * 3 * 8, "dense": 4 * 3 * 2}
     assert man["multipliers"]["array"] == 4 * 3 * 2
     assert man["tile"] == {"k_sparse": 32, "k_dense": 8, "n": 3, "max_m_block": 512}
@@ -127,6 +128,7 @@ def test_cli_generate_bad_parameters(tmp_path, args, message):
      "Accumulator width must be at most 32, not 33"),
     ({"rows": 2, "cols": 2, "acc_depth": 8}, ValueError,
      "Accumulator depth must be at least 16, not 8"),
+    ({"rows": 2, "cols": 2, "mult": "dsp48"}, ValueError, "Mult must be 'dsp' or 'lut', not 'dsp48'"),
 ])
 def test_config_validation(kwargs, exc, message):
     with pytest.raises(exc, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):

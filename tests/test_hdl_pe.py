@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from amaranth.hdl import Module, Signal, signed
+
 from golden_model import wrap_signed
 from hdl.config import Config
-from hdl.pe import PE
+from hdl.pe import ACT_WIDTH, PE, PRODUCT_WIDTH, booth_product
 
 
 @pytest.mark.parametrize("cfg", [
@@ -15,7 +17,9 @@ from hdl.pe import PE
     Config(rows=1, cols=1, n=1, m=8, pipeline=True),
     Config(rows=1, cols=1, n=1, m=1),
     Config(rows=1, cols=1, n=3, m=4, acc_width=16),
-], ids=lambda c: f"{c.sparsity}_acc{c.acc_width}{'_pipe' if c.pipeline else ''}")
+    Config(rows=1, cols=1, n=2, m=4, mult="lut"),
+    Config(rows=1, cols=1, n=2, m=4, mult="lut", pipeline=True),
+], ids=lambda c: f"{c.sparsity}_acc{c.acc_width}{'_pipe' if c.pipeline else ''}_{c.mult}")
 def test_pe_selects_multiplies_and_accumulates(cfg):
     dut = PE(cfg)
     rng = np.random.default_rng(cfg.n * 10 + cfg.m)
@@ -70,3 +74,26 @@ def test_pe_selects_multiplies_and_accumulates(cfg):
 def test_pe_rejects_non_config():
     with pytest.raises(TypeError, match=r"Config must be a hdl.config.Config, not 'x'"):
         PE("x")
+
+
+def test_booth_product_is_exact_on_every_operand_pair():
+    """The logic multiplier of ``mult="lut"``, exhaustively: all 512 x 256 operand pairs."""
+    a = Signal(signed(ACT_WIDTH))
+    w = Signal(signed(8))
+    p = Signal(signed(PRODUCT_WIDTH))
+    m = Module()
+    m.d.comb += p.eq(booth_product(a, w))
+    wrong = []
+
+    async def bench(ctx):
+        for av in range(-(1 << (ACT_WIDTH - 1)), 1 << (ACT_WIDTH - 1)):
+            ctx.set(a, av)
+            for wv in range(-128, 128):
+                ctx.set(w, wv)
+                if ctx.get(p) != av * wv:
+                    wrong.append((av, wv, ctx.get(p)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not wrong, f"{len(wrong)} wrong products, first (a, w, got): {wrong[0]}"

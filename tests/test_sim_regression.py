@@ -19,7 +19,7 @@ CONFIGS = [
     Config(rows=2, cols=3, n=2, m=4, acc_depth=32),
     Config(rows=3, cols=2, n=1, m=4, acc_depth=16, acc_width=16, pipeline=True,
            rounding="single"),                                    # a narrow accumulator wraps
-    Config(rows=2, cols=4, n=2, m=8, acc_depth=32),
+    Config(rows=2, cols=4, n=2, m=8, acc_depth=32, mult="lut"),     # Booth PE multipliers
     Config(rows=2, cols=2, n=1, m=1, acc_depth=16),               # the plain dense array
 ]
 SCALE = int(os.environ.get("SPARSEMAC_SCALE", "40" if os.environ.get("SOAK") else "9"))
