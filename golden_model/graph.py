@@ -37,10 +37,15 @@ from .requant import activation_bounds, quantize_bias, quantize_multiplier, requ
 
 __all__ = [
     "Dense", "Conv2d", "MaxPool2d", "Flatten", "float_forward", "QDense", "QConv2d",
-    "IntGraph", "quantize_graph", "GraphError", "WEIGHT_MODES", "layer_weight_matrix",
+    "IntGraph", "quantize_graph", "GraphError", "WEIGHT_MODES", "REQUANT_MODES",
+    "layer_weight_matrix",
 ]
 
 WEIGHT_MODES = ("per_channel", "per_tensor", "pot")
+#: How :meth:`IntGraph.forward` requantizes: ``"tflite"`` with the integer multiplier and
+#: shift (what the hardware does), ``"onnx"`` in float32 as ONNX Runtime's QLinear kernels
+#: (``round_half_even(float32(acc) * requant_scale(..., mode="onnx"))``).
+REQUANT_MODES = ("tflite", "onnx")
 
 
 class GraphError(ValueError):
@@ -151,31 +156,45 @@ class _QWeighted:
         """The weights as the (out, k) GEMM matrix the array multiplies."""
         return self.w.reshape(self.w.shape[0], -1)
 
-    def requant_kwargs(self):
-        return {"multiplier": self.multiplier, "shift": self.shift,
-                "out_zero_point": self.out_zp, "qmin": self.act_min, "qmax": self.act_max}
+    def requant_kwargs(self, requant="tflite"):
+        """Keyword arguments of :func:`.kernels.qlinear` / :func:`.kernels.qconv2d` for
+        requantization mode ``requant`` (one of :data:`REQUANT_MODES`)."""
+        check_choice(requant, "requant", REQUANT_MODES)
+        kw = {"out_zero_point": self.out_zp, "qmin": self.act_min, "qmax": self.act_max}
+        if requant == "tflite":
+            kw.update(multiplier=self.multiplier, shift=self.shift)
+        else:
+            kw["scale"] = requant_scale(np.float32(self.in_scale), self.w_scale,
+                                        np.float32(self.out_scale), mode="onnx")
+        return kw
 
 
 @dataclasses.dataclass
 class QDense(_QWeighted):
-    """Integer fully connected layer (:func:`.kernels.qlinear`)."""
+    """Integer fully connected layer (:func:`.kernels.qlinear`).
 
-    def run(self, x, rounding="double", acc_bits=32):
+    :meth:`run` requantizes with the integer multiplier and shift (``requant="tflite"``,
+    ``rounding`` "double" or "single") or in float32 as ONNX Runtime (``requant="onnx"``,
+    where ``rounding`` does not apply).
+    """
+
+    def run(self, x, rounding="double", acc_bits=32, requant="tflite"):
         return qlinear(x, self.w, self.bias, x_zero_point=self.in_zp, rounding=rounding,
-                       acc_bits=acc_bits, **self.requant_kwargs())
+                       acc_bits=acc_bits, **self.requant_kwargs(requant))
 
 
 @dataclasses.dataclass
 class QConv2d(_QWeighted):
-    """Integer convolution (:func:`.kernels.qconv2d`), padded taps equal to ``in_zp``."""
+    """Integer convolution (:func:`.kernels.qconv2d`), padded taps equal to ``in_zp``;
+    ``run`` requantizes as :meth:`QDense.run`."""
 
     stride: int = 1
     padding: int = 0
 
-    def run(self, x, rounding="double", acc_bits=32):
+    def run(self, x, rounding="double", acc_bits=32, requant="tflite"):
         return qconv2d(x, self.w, self.bias, stride=self.stride, padding=self.padding,
                        x_zero_point=self.in_zp, rounding=rounding, acc_bits=acc_bits,
-                       **self.requant_kwargs())
+                       **self.requant_kwargs(requant))
 
 
 def layer_weight_matrix(layer):
@@ -199,12 +218,18 @@ class IntGraph:
                              f", not {x.shape}")
         return quantize(x, self.input_scale, self.input_zp)
 
-    def forward(self, x, *, rounding="double", acc_bits=32, quantized=False):
+    def forward(self, x, *, rounding="double", acc_bits=32, quantized=False, requant="tflite"):
         """Every layer's int8 output (the quantized input first).
 
         ``x`` is float (quantized with the input parameters) or, with ``quantized=True``,
-        int8 codes already.
+        int8 codes already. ``requant`` (:data:`REQUANT_MODES`): ``"tflite"`` (default, what
+        the hardware does) requantizes with each layer's integer multiplier and shift and
+        ``rounding`` ("double" or "single"); ``"onnx"`` requantizes in float32,
+        ``round_half_even(float32(acc) * M[c])`` with ``M[c] = (s_in * s_w[c]) / s_out`` in
+        float32, bit-exact with ONNX Runtime's QGemm / QLinearConv / QLinearMatMul
+        (``rounding`` does not apply).
         """
+        check_choice(requant, "requant", REQUANT_MODES)
         q = np.asarray(x) if quantized else self.quantize_input(x)
         if quantized and (q.dtype != np.int8 or q.shape[1:] != tuple(self.input_shape)):
             raise GraphError(f"quantized input must be int8 of shape (N, "
@@ -213,7 +238,7 @@ class IntGraph:
         outs = [q]
         for layer in self.layers:
             if isinstance(layer, (QDense, QConv2d)):
-                q = layer.run(q, rounding=rounding, acc_bits=acc_bits)
+                q = layer.run(q, rounding=rounding, acc_bits=acc_bits, requant=requant)
             else:
                 q = layer(q)
             outs.append(q)

@@ -7,8 +7,10 @@ partial output files; tracebacks are kept for genuine bugs.
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 __all__ = ["main", "CLIError", "write_atomic"]
@@ -107,6 +109,85 @@ def _cmd_explore(args):
     return 0
 
 
+def _load_calibration(path):
+    import numpy as np  # noqa: PLC0415
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise CLIError(f"cannot read calibration data {str(path)!r}: {exc}") from None
+    if not isinstance(data, np.ndarray):
+        data.close()
+        raise CLIError(f"calibration data {str(path)!r} must be one array (.npy), not an "
+                       ".npz archive")
+    return data
+
+
+def _check_out_folder(out):
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"output {str(out)!r} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise CLIError(f"output folder {str(out.parent)!r} does not exist")
+
+
+def _write_folder(out, graph, extra):
+    """``graph.save`` plus ``extra`` files into ``out``, all or nothing: built in a temporary
+    folder next to it, then renamed (a new folder) or moved in file by file (an existing one).
+    """
+    _check_out_folder(out)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tmp.mkdir()               # (not mkdtemp: the folder gets the umask's permissions)
+    except OSError as exc:
+        raise CLIError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    try:
+        graph.save(tmp)
+        for name, text in extra.items():
+            (tmp / name).write_text(text)
+        names = sorted(f.name for f in tmp.iterdir())
+        if out.exists():
+            for name in names:
+                os.replace(tmp / name, out / name)
+            tmp.rmdir()
+        else:
+            os.rename(tmp, out)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CLIError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+        raise
+    return [out / name for name in names]
+
+
+def _cmd_compress(args):
+    from sparsemac import onnx_import  # noqa: PLC0415
+
+    sparsity = onnx_import.parse_sparsity(args.sparsity)
+    x_calib = None if args.calib is None else _load_calibration(args.calib)
+    _check_out_folder(args.out)             # before the work, not only before the writing
+    result = onnx_import.compress(args.model, sparsity=sparsity, x_calib=x_calib,
+                                  method=args.method, weights=args.weights,
+                                  dense_first_last=args.dense_first_last)
+    accuracy = onnx_import.digits_accuracy(result)
+    summary = onnx_import.summary_markdown(result, args.model, accuracy)
+    paths = _write_folder(args.out, result.graph, {"summary.md": summary})
+    g = result.graph
+    print(f"{args.model}: {result.imported.kind} model, input (N, "
+          f"{', '.join(map(str, g.input_shape))}) quantized with scale {g.input_scale:.6g}, "
+          f"zero point {g.input_zp}")
+    print(onnx_import.format_table(g))
+    if accuracy is not None:
+        float_acc, int_acc = accuracy
+        print("digits test accuracy: " +
+              (f"float {100 * float_acc:.2f} %, " if float_acc is not None else "") +
+              f"int8 {100 * int_acc:.2f} %")
+    for note in result.notes:
+        print(f"note: {note}")
+    for path in paths:
+        print(path)
+    return 0
+
+
 def _cmd_demo(args):
     from sparsemac.demo import run_demo  # noqa: PLC0415
 
@@ -141,6 +222,27 @@ def build_parser():
     p.add_argument("--name", default="sparsemac", help="Verilog module and file name")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("compress", help="read a float or QDQ ONNX model; write the N:M-pruned "
+                                        "int8 graph the accelerator loads")
+    p.add_argument("model", type=Path, help="the .onnx file (float, or QDQ-quantized int8)")
+    p.add_argument("--sparsity", required=True,
+                   help="N:M (e.g. 2:4) for every layer whose reduction length M divides, "
+                        "or dense")
+    p.add_argument("--method", default=None,
+                   help="activation calibration of float models: minmax (default), "
+                        "percentile, mse, kl")
+    p.add_argument("--weights", default=None,
+                   help="weight quantization of float models: per_channel (default), "
+                        "per_tensor, pot")
+    p.add_argument("--calib", type=Path, default=None,
+                   help="calibration data of float models, a .npy of shape (N, *input) "
+                        "(default: the digits training split, for digits-shaped inputs)")
+    p.add_argument("--dense-first-last", action="store_true",
+                   help="keep the first and the last weighted layers dense")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder: graph.json, graph.npz, summary.md")
+    p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("bench", help="RTL throughput of generated arrays (cycles, "
                                      "utilization, N:M speedup over dense)")
