@@ -88,10 +88,19 @@ def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
              "PYTHONPATH": os.pathsep.join([str(SIM_DIR), str(repo),
                                             os.environ.get("PYTHONPATH", "")])}
     extra.update(env or {})
-    runner.test(hdl_toplevel=TOPLEVEL, test_module=test_module, testcase=testcase,
-                test_dir=SIM_DIR, build_dir=build_dir / "sim", timescale=("1ns", "1ps"),
-                results_xml=str(results), waves=_waves(), seed=seed, extra_env=extra,
-                log_file=build_dir / f"{test_module}.log" if quiet else None)
+    results.unlink(missing_ok=True)            # a stale file must not speak for this run
+    try:
+        runner.test(hdl_toplevel=TOPLEVEL, test_module=test_module, testcase=testcase,
+                    test_dir=SIM_DIR, build_dir=build_dir / "sim", timescale=("1ns", "1ps"),
+                    results_xml=str(results), waves=_waves(), seed=seed, extra_env=extra,
+                    log_file=build_dir / f"{test_module}.log" if quiet else None)
+    except SystemExit as exc:
+        # Under pytest, cocotb's runner exits when a test failed; the XML says which.
+        if not results.exists():
+            raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): the "
+                                   f"simulator exited with {exc.code} and wrote no results")
+    if not results.exists():
+        raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): no results")
     text = results.read_text()
     if "<testcase" not in text:
         raise SimulationFailed(f"{test_module}: no test ran on {sim}")
