@@ -1,22 +1,81 @@
 """Small float models trained in NumPy: the starting point of every compression flow.
 
-A multi-layer perceptron with ReLU hidden layers, softmax cross-entropy and Adam, written
-out by hand so that the training-side techniques (masks kept applied during fine-tuning,
-fake quantization with the straight-through estimator, distillation losses) can hook into
-the forward and backward passes. Deterministic for a given seed.
+Two networks written out by hand, forward and backward, so that the training-side techniques
+hook into both passes: a multi-layer perceptron (:class:`MLP`) and a small convolutional
+network (:class:`CNN`, im2col convolutions, ReLU, 2x2 max pooling). Both export the float
+layers of :mod:`.graph` (:meth:`~MLP.to_layers`), which :func:`.graph.quantize_graph` turns
+into the integer network the accelerator runs.
+
+One training loop, :func:`train` (Adam on softmax cross-entropy, deterministic for a seed),
+with options that combine freely in one run:
+
+Masks kept applied
+    ``model.masks[i]`` (bool like ``weights[i]``, or ``None``) is re-applied after every
+    step, so pruned weights stay zero while the network is fine-tuned.
+Pruning schedule (``pruning=``)
+    :class:`GradualPruning`: magnitude masks recomputed at the update steps of a
+    :class:`.prune.PruningSchedule` (Zhu & Gupta's cubic ramp), per layer or globally.
+    :class:`NMPruning`: N:M masks along each layer's GEMM reduction axis (axis 1 of
+    ``w.reshape(out, -1)``), computed once from the weights at the start and then held.
+Quantization-aware training (``qat=True``)
+    The forward pass fake-quantizes the weights (per output channel, symmetric, int8 narrow
+    range [-127, 127], exactly as :func:`.graph.quantize_graph` quantizes them) and the
+    network's input and every Dense/Conv2d output (affine int8, ranges from
+    :class:`.calibration.MovingAverageMinMax` observers updated on every batch). The
+    backward pass uses the straight-through estimator (:func:`.quant.ste_mask`): gradients
+    pass where the value lies inside the quantization range and are zero where it is clipped.
+    The learned ranges are returned (:attr:`TrainLog.act_ranges`) in the layout
+    ``quantize_graph(..., act_ranges=...)`` takes.
+Gradient quantization (``grad_bits=``)
+    Every parameter gradient (each weight and each bias tensor on its own) is replaced by
+    ``codes * scale`` before the Adam step (:func:`quantize_gradient`): per-tensor symmetric
+    codes of ``grad_bits`` bits (int8 narrow range for 8), ``scale = max|g| / 127``,
+    stochastic rounding from a generator seeded by the training seed. Because the largest
+    magnitude maps exactly to the largest code nothing is clipped and stochastic rounding is
+    unbiased: ``E[codes * scale] = g``. The error signals propagated between layers stay float.
+Knowledge distillation (``teacher_logits=``, ``distill=``)
+    ``L = alpha * CE(labels, s) + beta * T^2 * KL(softmax(t / T) || softmax(s / T))``
+    (Hinton et al. 2015), batch means, with the teacher's logits ``t`` given per sample
+    (:func:`distillation_loss`).
+
+Filter pruning that removes filters (:func:`prune_filters`): the lowest-scored filters (L1,
+L2 or FPGM, :func:`.prune.filter_scores`) of a layer are deleted together with the matching
+input channels of the next layer, giving a smaller dense model to fine-tune.
 
 Also the data every demo and test uses: scikit-learn's bundled 8x8 digits (no download),
-split once with a fixed seed.
+split once with a fixed seed (:func:`load_digits_split`, :func:`as_images`).
 """
 
+import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_int
+from ._checks import as_float_array, as_int_array, check_choice, check_finite, check_int
+from .calibration import MovingAverageMinMax
+from .graph import Conv2d, Dense, Flatten, MaxPool2d
+from .kernels import im2col
+from .prune import (
+    PruningSchedule, filter_prune_mask, global_magnitude_masks, magnitude_mask, prune_n_m,
+    remove_neurons,
+)
+from .quant import fake_quantize, qparams, qparams_from_range, quantize, ste_mask
 
-__all__ = ["load_digits_split", "MLP", "accuracy"]
+__all__ = [
+    "load_digits_split", "as_images", "accuracy", "softmax", "cross_entropy",
+    "distillation_loss", "quantize_gradient", "MLP", "CNN", "Distillation", "GradualPruning",
+    "NMPruning", "TrainLog", "train", "prune_filters", "LR_SCHEDULES", "PRUNING_SCOPES",
+]
 
+#: Learning-rate schedules of :func:`train`.
+LR_SCHEDULES = ("constant", "cosine")
+#: Where :class:`GradualPruning` ranks the weights: each layer on its own, or all together.
+PRUNING_SCOPES = ("layer", "global")
+
+
+# --- data and losses ---------------------------------------------------------------------------
 
 def load_digits_split(test_fraction=0.25, seed=0):
     """scikit-learn's digits (1797 images, 8x8, values 0..16) as float32, split with ``seed``.
@@ -34,15 +93,464 @@ def load_digits_split(test_fraction=0.25, seed=0):
     return x[train], y[train], x[test], y[test]
 
 
+def as_images(x):
+    """Flat digits ``(n, 64)`` as NCHW images ``(n, 1, 8, 8)`` (row-major pixels)."""
+    x = as_float_array(x)
+    if x.ndim != 2 or x.shape[1] != 64:
+        raise ValueError(f"x must have shape (N, 64), not {x.shape}")
+    return x.reshape(len(x), 1, 8, 8)
+
+
 def accuracy(logits, labels):
     """Fraction of rows whose argmax equals the label."""
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
+def softmax(z, temperature=1.0):
+    """Row-wise softmax of ``z / temperature`` (numerically stable)."""
+    z = z / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _check_logits(z, name):
+    z = check_finite(as_float_array(z, name), name)
+    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
+        raise ValueError(f"{name} must be a 2-d array (samples, classes) with at least one "
+                         f"sample and two classes, not shape {z.shape}")
+    return z
+
+
+def _check_labels(labels, n, classes, name="labels"):
+    labels = as_int_array(labels, name)
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), not {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise ValueError(f"{name} must be class indices in [0, {classes - 1}], not {bad}")
+    return labels
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy and its gradient with respect to ``logits``.
+
+    Returns ``(loss, grad)``; ``grad = (softmax(logits) - onehot(labels)) / batch`` in the
+    logits' dtype.
+    """
+    z = _check_logits(logits, "logits")
+    labels = _check_labels(labels, z.shape[0], z.shape[1])
+    rows = np.arange(len(z))
+    loss = -float(np.mean(_log_softmax(z.astype(np.float64))[rows, labels]))
+    grad = softmax(z)
+    grad[rows, labels] -= 1
+    return loss, (grad / len(z)).astype(z.dtype)
+
+
+def _real(value, name, *, lo, lo_open):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or (value <= lo if lo_open else value < lo):
+        rule = "greater than" if lo_open else "at least"
+        raise ValueError(f"{name} must be finite and {rule} {lo:g}, not {value!r}")
+    return value
+
+
+def distillation_loss(student_logits, teacher_logits, labels, *, temperature=4.0, alpha=0.5,
+                      beta=0.5):
+    """Hinton's knowledge-distillation loss and its gradient with respect to the student.
+
+    ``L = alpha * CE(labels, s) + beta * T^2 * KL(softmax(t / T) || softmax(s / T))``, both
+    terms averaged over the batch. The ``T^2`` factor keeps the soft term's gradient, which is
+    ``beta * T * (softmax(s / T) - softmax(t / T)) / batch``, on the scale of the hard term's
+    as ``T`` changes.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : float arrays (samples, classes)
+    labels : int array (samples,)
+        True classes (used by the hard term; pass any valid labels when ``alpha == 0``).
+    temperature : float
+        ``T > 0``.
+    alpha, beta : float
+        Non-negative weights of the task and distillation terms.
+
+    Returns
+    -------
+    (loss, grad) : float and an array like ``student_logits`` (same dtype).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-float logits, mismatched shapes, labels out of range, ``T <= 0`` or a negative
+        weight.
+    """
+    s = _check_logits(student_logits, "student_logits")
+    t = _check_logits(teacher_logits, "teacher_logits")
+    if t.shape != s.shape:
+        raise ValueError(f"teacher_logits must have the student's shape {s.shape}, "
+                         f"not {t.shape}")
+    labels = _check_labels(labels, s.shape[0], s.shape[1])
+    temp = _real(temperature, "temperature", lo=0.0, lo_open=True)
+    alpha = _real(alpha, "alpha", lo=0.0, lo_open=False)
+    beta = _real(beta, "beta", lo=0.0, lo_open=False)
+    s64, t64 = s.astype(np.float64), t.astype(np.float64)
+    n = len(s)
+    rows = np.arange(n)
+    ce = -np.mean(_log_softmax(s64)[rows, labels])
+    log_pt, log_ps = _log_softmax(t64 / temp), _log_softmax(s64 / temp)
+    pt = np.exp(log_pt)
+    kl = np.mean(np.sum(pt * (log_pt - log_ps), axis=1))
+    loss = alpha * ce + beta * temp * temp * kl
+    hard = np.exp(_log_softmax(s64))
+    hard[rows, labels] -= 1
+    grad = (alpha * hard + beta * temp * (np.exp(log_ps) - pt)) / n
+    return float(loss), grad.astype(s.dtype)
+
+
+def quantize_gradient(g, *, bits=8, rng=None):
+    """Per-tensor symmetric integer codes of a gradient, rounded stochastically.
+
+    ``scale = max|g| / qmax`` with ``qmax = 2^(bits-1) - 1`` (127 for int8, narrow range
+    ``[-qmax, qmax]``); ``codes = clamp(floor(g / scale + u), -qmax, qmax)``, ``u ~ U[0, 1)``
+    from ``rng``. The largest magnitude maps to ``qmax`` so nothing is clipped, and
+    stochastic rounding makes ``codes * scale`` an unbiased estimate of ``g``. An all-zero
+    gradient gives zero codes (scale 1.0, :data:`.quant.FALLBACK_SCALE`).
+
+    Parameters
+    ----------
+    g : float array
+        The gradient (any shape, finite, non-empty).
+    bits : int
+        Code width, 2 to 16.
+    rng : int or numpy Generator
+        Source of the rounding noise (required; a seed gives reproducible codes).
+
+    Returns
+    -------
+    (codes, scale) : signed integer array shaped like ``g`` (int8 for ``bits <= 8``) and a
+    float.
+
+    Raises
+    ------
+    TypeError
+        ``g`` not floating point, ``bits`` not an integer, ``rng`` neither a seed nor a
+        Generator.
+    ValueError
+        ``g`` empty or not finite, ``bits`` out of range, ``rng`` missing or negative.
+    """
+    g = check_finite(as_float_array(g, "g"), "g")
+    bits = check_int(bits, "bits", lo=2, hi=16)
+    if rng is None or isinstance(rng, bool) or not isinstance(
+            rng, (numbers.Integral, np.random.Generator)):
+        raise (ValueError if rng is None else TypeError)(
+            f"rng must be a seed or a numpy Generator, not {rng!r}")
+    scale, _ = qparams(g, bits=bits, symmetric=True, narrow=True)
+    qmax = (1 << (bits - 1)) - 1
+    codes = quantize(g, scale, 0, qmin=-qmax, qmax=qmax, rounding="stochastic", rng=rng)
+    return codes, float(scale)
+
+
+# --- the networks ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Op:
+    kind: str                  # "dense", "conv", "pool", "flatten"
+    index: int = -1            # weight index of a dense/conv op
+    relu: bool = False
+    stride: int = 1
+    padding: int = 0
+    kernel: int = 2
+    name: str = ""
+
+
+class _Fixed:
+    """Activation ranges fixed in advance (QAT inference, or gradients at given ranges)."""
+
+    def __init__(self, ranges):
+        self.ranges = ranges
+
+    def __call__(self, point, value):
+        return self.ranges[point]
+
+
+class _Observed:
+    """Activation ranges from moving-average min-max observers, updated on every batch."""
+
+    def __init__(self, momentum):
+        self.momentum = momentum
+        self.observers = {}
+
+    def __call__(self, point, value):
+        obs = self.observers.setdefault(point, MovingAverageMinMax(self.momentum))
+        obs.update(value)
+        lo, hi = obs.range
+        return float(lo), float(hi)
+
+
+def _fq_weight(w):
+    """Per-output-channel symmetric int8 (narrow) fake quantization and its STE mask."""
+    wm = w.reshape(w.shape[0], -1)
+    scale, _ = qparams(wm, axis=0, symmetric=True, narrow=True)
+    wq = fake_quantize(wm, scale, 0, qmin=-127, qmax=127, axis=0)
+    ste = ste_mask(wm, scale, 0, qmin=-127, qmax=127, axis=0)
+    return wq.reshape(w.shape), ste.reshape(w.shape)
+
+
+def _fq_act(h, lo, hi):
+    scale, zp = qparams_from_range(lo, hi)
+    return fake_quantize(h, scale, zp), ste_mask(h, scale, zp)
+
+
+def _maxpool_forward(x, kernel, stride):
+    h, w = x.shape[2:]
+    oh, ow = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    out = arg = None
+    for t in range(kernel * kernel):
+        i, j = divmod(t, kernel)
+        tap = x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+        if out is None:
+            out, arg = tap.copy(), np.zeros(tap.shape, np.int64)
+        else:
+            better = tap > out            # strict: the first maximum wins a tie
+            out = np.where(better, tap, out)
+            arg = np.where(better, t, arg)
+    return out, arg
+
+
+def _maxpool_backward(g, arg, shape, kernel, stride):
+    dx = np.zeros(shape, g.dtype)
+    oh, ow = g.shape[2:]
+    for t in range(kernel * kernel):
+        i, j = divmod(t, kernel)
+        dx[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += np.where(arg == t, g, 0)
+    return dx
+
+
+class _Network:
+    """Forward, backward, masks and graph export shared by :class:`MLP` and :class:`CNN`.
+
+    A subclass is a dataclass with ``weights``, ``biases`` and ``masks`` lists and an
+    ``_arch()`` listing its operations.
+    """
+
+    # --- structure --------------------------------------------------------------------------
+
+    def _arch(self):  # pragma: no cover (abstract)
+        raise NotImplementedError
+
+    @property
+    def input_shape(self):  # pragma: no cover (abstract)
+        raise NotImplementedError
+
+    def layer_names(self):
+        """Names of the weighted layers (``weights[i]`` belongs to ``layer_names()[i]``)."""
+        return [op.name for op in self._arch() if op.index >= 0]
+
+    def layer_index(self, name):
+        """Index in ``weights`` of the weighted layer called ``name``."""
+        names = self.layer_names()
+        if name not in names:
+            raise ValueError(f"layer must be one of {', '.join(map(repr, names))}, "
+                             f"not {name!r}")
+        return names.index(name)
+
+    def to_layers(self):
+        """The float graph (:mod:`.graph` layers, weights copied) of this network."""
+        layers = []
+        for op in self._arch():
+            if op.kind == "dense":
+                layers.append(Dense(self.weights[op.index].copy(), self.biases[op.index].copy(),
+                                    relu=op.relu, name=op.name))
+            elif op.kind == "conv":
+                layers.append(Conv2d(self.weights[op.index].copy(),
+                                     self.biases[op.index].copy(), stride=op.stride,
+                                     padding=op.padding, relu=op.relu, name=op.name))
+            elif op.kind == "pool":
+                layers.append(MaxPool2d(op.kernel, op.stride, name=op.name))
+            else:
+                layers.append(Flatten(name=op.name))
+        return layers
+
+    def copy(self):
+        return dataclasses.replace(
+            self, weights=[w.copy() for w in self.weights],
+            biases=[b.copy() for b in self.biases],
+            masks=[None if m is None else m.copy() for m in self.masks])
+
+    def full_masks(self):
+        """``masks`` padded with ``None`` to one entry per weighted layer."""
+        masks = list(self.masks) + [None] * (len(self.weights) - len(self.masks))
+        return masks[:len(self.weights)]
+
+    def apply_masks(self):
+        for i, m in enumerate(self.masks):
+            if m is not None:
+                self.weights[i] *= m
+
+    def sparsity(self):
+        """Fraction of the weights (all weighted layers together) that are exactly zero."""
+        total = sum(w.size for w in self.weights)
+        return float(sum(int(np.count_nonzero(w == 0)) for w in self.weights) / total)
+
+    def _check_x(self, x, name="x"):
+        x = check_finite(as_float_array(x, name), name)
+        if x.shape[1:] != tuple(self.input_shape) or x.ndim < 2:
+            dims = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"{name} must have shape (N, {dims}), not {x.shape}")
+        return x
+
+    # --- passes -----------------------------------------------------------------------------
+
+    def _forward(self, x, ranges=None):
+        """Logits, every op's output (input first) and the tape for :meth:`_backward`.
+
+        ``ranges(point, value) -> (lo, hi)`` turns on fake quantization (QAT): ``point`` 0 is
+        the input, ``i + 1`` the output of op ``i``.
+        """
+        h = x
+        if ranges is not None:
+            h, _ = _fq_act(h, *ranges(0, h))
+        outs, tape = [h], []
+        for op in self._arch():
+            rec = {"op": op, "shape": h.shape}
+            if op.kind in ("dense", "conv"):
+                w, b = self.weights[op.index], self.biases[op.index]
+                rec["wste"] = None
+                if ranges is not None:
+                    w, rec["wste"] = _fq_weight(w)
+                wm = w.reshape(w.shape[0], -1)
+                if op.kind == "dense":
+                    rec["a"] = h
+                    y = h @ wm.T + b
+                else:
+                    cols = im2col(h, w.shape[2:], stride=op.stride, padding=op.padding)
+                    n, oh, ow = cols.shape[:3]
+                    rec["a"] = cols.reshape(n * oh * ow, -1)
+                    rec["ohw"] = (oh, ow)
+                    y = (rec["a"] @ wm.T + b).reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+                rec["wm"] = wm
+                if op.relu:
+                    rec["pos"] = y > 0
+                    y = np.maximum(y, 0)
+                rec["ste"] = None
+                if ranges is not None:
+                    y, rec["ste"] = _fq_act(y, *ranges(len(outs), y))
+                h = np.ascontiguousarray(y)
+            elif op.kind == "pool":
+                h, rec["arg"] = _maxpool_forward(h, op.kernel, op.stride)
+            else:
+                h = h.reshape(h.shape[0], -1)
+            outs.append(h)
+            tape.append(rec)
+        return h, outs, tape
+
+    def _backward(self, tape, g):
+        """``[(dW, db)]`` per weighted layer from d loss / d logits (STE through fake quant)."""
+        grads = [None] * len(self.weights)
+        for k in range(len(tape) - 1, -1, -1):
+            rec = tape[k]
+            op = rec["op"]
+            if op.kind in ("dense", "conv"):
+                if rec["ste"] is not None:
+                    g = g * rec["ste"]
+                if op.relu:
+                    g = g * rec["pos"]
+                if op.kind == "conv":
+                    g2 = g.transpose(0, 2, 3, 1).reshape(-1, g.shape[1])
+                else:
+                    g2 = g
+                dw = (g2.T @ rec["a"]).reshape(self.weights[op.index].shape)
+                if rec["wste"] is not None:
+                    dw = dw * rec["wste"]
+                grads[op.index] = (dw, g2.sum(axis=0))
+                if k == 0:
+                    break
+                da = g2 @ rec["wm"]
+                if op.kind == "dense":
+                    g = da
+                else:
+                    g = _col2im(da, rec["shape"], self.weights[op.index].shape[2:], op.stride,
+                                op.padding, rec["ohw"])
+            elif op.kind == "pool":
+                g = _maxpool_backward(g, rec["arg"], rec["shape"], op.kernel, op.stride)
+            else:
+                g = g.reshape(rec["shape"])
+        return grads
+
+    def forward(self, x, *, keep=False, act_ranges=None):
+        """Logits; with ``keep=True`` also every layer's output, input first (as
+        :func:`.graph.float_forward`).
+
+        ``act_ranges`` (one ``(lo, hi)`` per entry of that list, e.g.
+        :attr:`TrainLog.act_ranges`) runs the fake-quantized network QAT trains.
+        """
+        x = self._check_x(x)
+        ranges = None if act_ranges is None else _Fixed(self._check_ranges(act_ranges))
+        logits, outs, _ = self._forward(x, ranges)
+        return (logits, outs) if keep else logits
+
+    def gradients(self, x, grad_logits, *, act_ranges=None):
+        """``[(dW, db)]`` of every weighted layer given d loss / d logits at input ``x``.
+
+        With ``act_ranges`` the pass is the fake-quantized one, differentiated with the
+        straight-through estimator (what QAT steps with).
+        """
+        x = self._check_x(x)
+        ranges = None if act_ranges is None else _Fixed(self._check_ranges(act_ranges))
+        logits, _, tape = self._forward(x, ranges)
+        g = check_finite(as_float_array(grad_logits, "grad_logits"), "grad_logits")
+        if g.shape != logits.shape:
+            raise ValueError(f"grad_logits must have the logits' shape {logits.shape}, "
+                             f"not {g.shape}")
+        return self._backward(tape, g.astype(logits.dtype))
+
+    def _check_ranges(self, act_ranges):
+        n = len(self._arch()) + 1
+        if not isinstance(act_ranges, (list, tuple)) or len(act_ranges) != n:
+            got = len(act_ranges) if isinstance(act_ranges, (list, tuple)) else act_ranges
+            raise ValueError(f"act_ranges must be a list of {n} (lo, hi) pairs (input and "
+                             f"every layer), not {got!r}")
+        return [(float(lo), float(hi)) for lo, hi in act_ranges]
+
+    def fit(self, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, loss_grad=None, **options):
+        """:func:`train` this network in place; returns ``self`` (the log is dropped)."""
+        train(self, x, y, epochs=epochs, lr=lr, batch=batch, seed=seed, loss_grad=loss_grad,
+              **options)
+        return self
+
+
+def _col2im(da, shape, kernel, stride, padding, ohw):
+    """Adjoint of im2col: scatter-add patch gradients ``(N*OH*OW, C*KH*KW)`` into NCHW."""
+    n, c, h, w = shape
+    kh, kw = kernel
+    oh, ow = ohw
+    cols = da.reshape(n, oh, ow, c, kh, kw)
+    dxp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), da.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += \
+                cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return dxp[:, :, padding:padding + h, padding:padding + w]
+
+
+def _check_sizes(sizes, name):
+    if not isinstance(sizes, (list, tuple)):
+        raise TypeError(f"{name} must be a list of integers, not {type(sizes).__name__}")
+    return [check_int(s, "layer width", lo=1) for s in sizes]
+
+
 @dataclass
-class MLP:
+class MLP(_Network):
     """``x -> relu(x W0^T + b0) -> ... -> logits``; weights are (out, in) like PyTorch.
 
+    Layers are named ``fc0``, ``fc1``, ...; ReLU after every layer but the last.
     ``masks[i]`` (optional, bool like ``weights[i]``) is re-applied after every update, so a
     pruned weight stays zero while the network is fine-tuned.
     """
@@ -54,87 +562,465 @@ class MLP:
     @classmethod
     def init(cls, sizes, seed=0):
         """He-initialized MLP with layer widths ``sizes`` (input first, classes last)."""
-        if len(sizes) < 2:
+        if isinstance(sizes, (list, tuple)) and len(sizes) < 2:
             raise ValueError(f"sizes must list at least an input and an output width, "
                              f"not {sizes!r}")
-        sizes = [check_int(s, "layer width", lo=1) for s in sizes]
+        sizes = _check_sizes(sizes, "sizes")
         rng = np.random.default_rng(seed)
         weights = [(rng.standard_normal((o, i)) * np.sqrt(2.0 / i)).astype(np.float32)
                    for i, o in zip(sizes[:-1], sizes[1:])]
         biases = [np.zeros(o, np.float32) for o in sizes[1:]]
         return cls(weights, biases)
 
-    def copy(self):
-        return MLP([w.copy() for w in self.weights], [b.copy() for b in self.biases],
-                   [None if m is None else m.copy() for m in self.masks])
+    @property
+    def input_shape(self):
+        return (self.weights[0].shape[1],)
 
-    def forward(self, x, *, keep=False):
-        """Logits; with ``keep=True`` also the list of every layer's input (for backprop)."""
-        acts = [x]
-        h = x
+    def _arch(self):
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = h @ w.T + b
-            if i < last:
-                h = np.maximum(h, 0)
-            acts.append(h)
-        return (h, acts) if keep else h
+        return [_Op("dense", i, relu=i < last, name=f"fc{i}") for i in range(len(self.weights))]
 
     def backward(self, acts, grad_logits):
-        """Gradients (dW, db) of each layer, given d loss / d logits."""
-        grads = []
-        g = grad_logits
-        for i in range(len(self.weights) - 1, -1, -1):
-            a_in = acts[i]
-            grads.append((g.T @ a_in, g.sum(axis=0)))
-            if i:
-                g = (g @ self.weights[i]) * (acts[i] > 0)
-        return grads[::-1]
+        """Gradients ``[(dW, db)]`` of each layer from ``forward(x, keep=True)``'s outputs."""
+        tape = [{"op": op, "shape": acts[op.index].shape, "a": acts[op.index],
+                 "wm": self.weights[op.index], "wste": None, "ste": None,
+                 "pos": acts[op.index + 1] > 0} for op in self._arch()]
+        return self._backward(tape, grad_logits)
 
-    def apply_masks(self):
-        for i, m in enumerate(self.masks):
-            if m is not None:
-                self.weights[i] *= m
 
-    def fit(self, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, loss_grad=None):
-        """Adam on softmax cross-entropy (or ``loss_grad(logits, idx) -> dL/dlogits``).
+@dataclass
+class CNN(_Network):
+    """Convolutions then dense layers, NCHW input.
 
-        Masks, if any, are applied before training and after every step.
-        """
-        epochs = check_int(epochs, "epochs", lo=0)
+    Every 4-d weight (OIHW) is a ``conv{i}``: stride 1, "same" padding ``kh // 2``, ReLU, then
+    ``pool x pool`` max pooling with stride ``pool``; then a flatten (C order) and the dense
+    layers ``fc{j}`` (ReLU after all but the last). The default (:meth:`init`) for the 8x8
+    digits: conv0 1->8 3x3, pool, conv1 8->16 3x3, pool, flatten (64), fc0 64->32, fc1 32->10;
+    GEMM reduction lengths 9, 72, 64 and 32.
+    """
+
+    weights: list
+    biases: list
+    masks: list = field(default_factory=list)
+    input_shape: tuple = (1, 8, 8)
+    pool: int = 2
+
+    @classmethod
+    def init(cls, channels=(8, 16), hidden=(32,), classes=10, *, input_shape=(1, 8, 8),
+             kernel=3, pool=2, seed=0):
+        """He-initialized CNN: ``channels`` of the convolutions, ``hidden`` dense widths."""
+        channels = _check_sizes(channels, "channels")
+        hidden = _check_sizes(hidden, "hidden")
+        classes = check_int(classes, "classes", lo=2)
+        kernel = check_int(kernel, "kernel", lo=1)
+        pool = check_int(pool, "pool", lo=1)
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (C, H, W), not {input_shape!r}")
+        input_shape = tuple(check_int(v, "input_shape entry", lo=1) for v in input_shape)
         rng = np.random.default_rng(seed)
-        params = [p for wb in zip(self.weights, self.biases) for p in wb]
-        m1 = [np.zeros_like(p) for p in params]
-        m2 = [np.zeros_like(p) for p in params]
-        b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
-        self.apply_masks()
-        for _ in range(epochs):
-            order = rng.permutation(len(x))
-            for s in range(0, len(x), batch):
-                idx = order[s:s + batch]
-                logits, acts = self.forward(x[idx], keep=True)
-                if loss_grad is None:
-                    g = softmax(logits)
-                    g[np.arange(len(idx)), y[idx]] -= 1.0
-                    g /= len(idx)
-                else:
-                    g = loss_grad(logits, idx)
-                grads = [gp for gw in self.backward(acts, g) for gp in gw]
-                t += 1
-                for p, gp, a, v in zip(params, grads, m1, m2):
-                    a *= b1
-                    a += (1 - b1) * gp
-                    v *= b2
-                    v += (1 - b2) * gp * gp
-                    p -= (lr * (a / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-                          ).astype(p.dtype)
-                self.apply_masks()
-        return self
+        weights, c = [], input_shape[0]
+        for o in channels:
+            fan_in = c * kernel * kernel
+            weights.append((rng.standard_normal((o, c, kernel, kernel)) * np.sqrt(2.0 / fan_in)
+                            ).astype(np.float32))
+            c = o
+        h, w = input_shape[1:]
+        for _ in channels:
+            h, w = (h - pool) // pool + 1, (w - pool) // pool + 1
+            if h < 1 or w < 1:
+                raise ValueError(f"input_shape {input_shape} is too small for "
+                                 f"{len(channels)} pooling stages of {pool}")
+        sizes = [c * h * w, *hidden, classes]
+        for i, o in zip(sizes[:-1], sizes[1:]):
+            weights.append((rng.standard_normal((o, i)) * np.sqrt(2.0 / i)).astype(np.float32))
+        biases = [np.zeros(wt.shape[0], np.float32) for wt in weights]
+        return cls(weights, biases, input_shape=input_shape, pool=pool)
+
+    def _arch(self):
+        ops = []
+        convs = [i for i, w in enumerate(self.weights) if w.ndim == 4]
+        for k, i in enumerate(convs):
+            pad = self.weights[i].shape[2] // 2
+            ops.append(_Op("conv", i, relu=True, padding=pad, name=f"conv{k}"))
+            ops.append(_Op("pool", kernel=self.pool, stride=self.pool, name=f"pool{k}"))
+        ops.append(_Op("flatten", name="flatten"))
+        dense = [i for i, w in enumerate(self.weights) if w.ndim == 2]
+        for k, i in enumerate(dense):
+            ops.append(_Op("dense", i, relu=k < len(dense) - 1, name=f"fc{k}"))
+        return ops
+
+    def feature_shape(self):
+        """``(C, H, W)`` of the last pooling stage's output (what the flatten sees)."""
+        c, h, w = self.input_shape
+        for wt in self.weights:
+            if wt.ndim == 4:
+                c = wt.shape[0]
+                h, w = (h - self.pool) // self.pool + 1, (w - self.pool) // self.pool + 1
+        return c, h, w
 
 
-def softmax(z, temperature=1.0):
-    """Row-wise softmax of ``z / temperature`` (numerically stable)."""
-    z = z / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+# --- training ------------------------------------------------------------------------------
+
+def _check_names(model, layers, what):
+    names = model.layer_names()
+    if layers is None:
+        return list(names)
+    if isinstance(layers, str) or not isinstance(layers, (list, tuple)):
+        raise TypeError(f"{what} layers must be a list of layer names, not {layers!r}")
+    for name in layers:
+        if name not in names:
+            raise ValueError(f"{what} layers must name layers among "
+                             f"{', '.join(map(repr, names))}, not {name!r}")
+    return list(layers)
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Weights and temperature of :func:`distillation_loss` for :func:`train`.
+
+    Members
+    -------
+    temperature : float
+        ``T > 0`` (4 by default).
+    alpha, beta : float
+        Non-negative weights of the task and distillation terms.
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.5
+    beta: float = 0.5
+
+    def __post_init__(self):
+        object.__setattr__(self, "temperature",
+                           _real(self.temperature, "temperature", lo=0.0, lo_open=True))
+        object.__setattr__(self, "alpha", _real(self.alpha, "alpha", lo=0.0, lo_open=False))
+        object.__setattr__(self, "beta", _real(self.beta, "beta", lo=0.0, lo_open=False))
+
+
+@dataclass(frozen=True)
+class GradualPruning:
+    """Magnitude masks recomputed following a cubic :class:`.prune.PruningSchedule`.
+
+    At every update step of ``schedule`` (counted in optimizer steps from 0) the masks of
+    ``layers`` (names; ``None`` for every weighted layer) are recomputed so that the fraction
+    ``schedule.sparsity(step)`` of their weights is zero: within each layer
+    (``scope="layer"``) or ranked across all of them (``scope="global"``). Already-pruned
+    weights are zero, hence the smallest, so the masks only grow.
+    """
+
+    schedule: PruningSchedule
+    layers: tuple = None
+    scope: str = "layer"
+
+    def __post_init__(self):
+        if not isinstance(self.schedule, PruningSchedule):
+            raise TypeError(f"schedule must be a PruningSchedule, not "
+                            f"{type(self.schedule).__name__}")
+        check_choice(self.scope, "scope", PRUNING_SCOPES)
+
+
+@dataclass(frozen=True)
+class NMPruning:
+    """N:M masks of ``layers`` along the GEMM reduction axis, set at the start and held.
+
+    In every group of ``m`` consecutive weights of a row of ``w.reshape(out, -1)`` the ``n``
+    largest magnitudes are kept (:func:`.prune.prune_n_m`, axis 1); each named layer's
+    reduction length must be a multiple of ``m``.
+    """
+
+    n: int
+    m: int
+    layers: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "n", check_int(self.n, "N", lo=1))
+        object.__setattr__(self, "m", check_int(self.m, "M", lo=1))
+        prune_n_m(np.zeros((1, self.m)), self.n, self.m, axis=1)   # validates N and M
+
+
+@dataclass
+class TrainLog:
+    """What :func:`train` learned besides the weights.
+
+    Members
+    -------
+    steps : int
+        Optimizer steps taken.
+    losses : list of float
+        Mean training loss of every epoch (NaN with a custom ``loss_grad``).
+    act_ranges : list of (float, float) or None
+        With QAT: the learned range of the input and of every layer's output, in
+        :func:`.graph.quantize_graph`'s ``act_ranges`` layout (a pooling or flatten output
+        repeats its input's range). ``None`` without QAT.
+    pruning : list of (step, sparsity)
+        Every mask update of a :class:`GradualPruning` schedule: the step and the fraction of
+        the pruned layers' weights that is zero after it.
+    """
+
+    steps: int = 0
+    losses: list = field(default_factory=list)
+    act_ranges: list = None
+    pruning: list = field(default_factory=list)
+
+
+def _update_gradual(model, pruning, step, names):
+    target = pruning.schedule.sparsity(step)
+    idx = [model.layer_index(n) for n in names]
+    masks = model.full_masks()
+    if pruning.scope == "global":
+        new = global_magnitude_masks([model.weights[i] for i in idx], float(target))
+    else:
+        new = [magnitude_mask(model.weights[i], amount=float(target)) for i in idx]
+    for i, m in zip(idx, new):
+        masks[i] = m
+    model.masks = masks
+    model.apply_masks()
+    zeros = sum(int(np.count_nonzero(model.weights[i] == 0)) for i in idx)
+    return zeros / sum(model.weights[i].size for i in idx)
+
+
+def _set_n_m(model, pruning, names):
+    masks = model.full_masks()
+    for name in names:
+        i = model.layer_index(name)
+        w = model.weights[i]
+        k = w[0].size
+        if k % pruning.m:
+            raise ValueError(f"layer {name}'s reduction length must be a multiple of "
+                             f"M = {pruning.m}, not {k}")
+        keep = prune_n_m(w.reshape(w.shape[0], -1), pruning.n, pruning.m, axis=1)
+        keep = keep.reshape(w.shape)
+        masks[i] = keep if masks[i] is None else keep & masks[i]
+    model.masks = masks
+
+
+def _act_range_list(model, observed):
+    ranges, last = [], None
+    for point in range(len(model._arch()) + 1):
+        if point in observed.observers:
+            lo, hi = observed.observers[point].range
+            last = (float(lo), float(hi))
+        ranges.append(last)
+    return ranges
+
+
+def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="constant",
+          pruning=None, qat=False, act_momentum=0.01, grad_bits=None, teacher_logits=None,
+          distill=None, loss_grad=None):
+    """Train ``model`` (an :class:`MLP` or :class:`CNN`) in place with Adam.
+
+    Parameters
+    ----------
+    model : MLP or CNN
+    x : float array ``(n, *model.input_shape)``
+    y : int array ``(n,)``
+        Class labels.
+    epochs : int
+        Passes over the data (shuffled by a generator seeded with ``seed``).
+    lr : float
+        Adam's learning rate (betas 0.9, 0.999, eps 1e-8).
+    batch : int
+        Mini-batch size (the last batch of an epoch may be smaller).
+    seed : int
+        Seeds the shuffling and the gradient rounding noise: same seed, same result.
+    lr_schedule : {"constant", "cosine"}
+        ``cosine``: ``lr * (1 + cos(pi * step / steps)) / 2``.
+    pruning : GradualPruning or NMPruning, optional
+        Masks computed during training (they join ``model.masks``, applied after every step).
+        A :class:`GradualPruning` schedule must end before the last step.
+    qat : bool
+        Quantization-aware training (module docstring); the learned activation ranges are
+        returned in :attr:`TrainLog.act_ranges`.
+    act_momentum : float
+        Momentum of the QAT range observers, in (0, 1] (PyTorch's default 0.01).
+    grad_bits : int, optional
+        Quantize every parameter gradient to this many bits with stochastic rounding
+        (:func:`quantize_gradient`) before the optimizer step.
+    teacher_logits : float array ``(n, classes)``, optional
+        The teacher's logits for every sample of ``x``: trains on :func:`distillation_loss`.
+    distill : Distillation, optional
+        Its temperature and weights (``Distillation()`` when only ``teacher_logits`` is given).
+    loss_grad : callable, optional
+        ``loss_grad(logits, idx) -> d loss / d logits`` replaces the loss (not with
+        distillation).
+
+    Returns
+    -------
+    TrainLog
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad argument, with the rule it breaks.
+    """
+    if not isinstance(model, _Network):
+        raise TypeError(f"model must be an MLP or a CNN, not {type(model).__name__}")
+    x = model._check_x(x)
+    y = as_int_array(y, "y")
+    if y.shape != (len(x),):
+        raise ValueError(f"y must have shape ({len(x)},), not {y.shape}")
+    epochs = check_int(epochs, "epochs", lo=0)
+    batch = check_int(batch, "batch", lo=1)
+    seed = check_int(seed, "seed", lo=0)
+    lr = _real(lr, "lr", lo=0.0, lo_open=True)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+    if not isinstance(qat, (bool, np.bool_)):
+        raise TypeError(f"qat must be a bool, not {qat!r}")
+    act_momentum = _real(act_momentum, "act_momentum", lo=0.0, lo_open=True)
+    if act_momentum > 1:
+        raise ValueError(f"act_momentum must be at most 1, not {act_momentum!r}")
+    if grad_bits is not None:
+        grad_bits = check_int(grad_bits, "grad_bits", lo=2, hi=16)
+    if pruning is not None and not isinstance(pruning, (GradualPruning, NMPruning)):
+        raise TypeError(f"pruning must be a GradualPruning or an NMPruning, not "
+                        f"{type(pruning).__name__}")
+    if distill is not None and not isinstance(distill, Distillation):
+        raise TypeError(f"distill must be a Distillation, not {type(distill).__name__}")
+    if distill is not None and teacher_logits is None:
+        raise ValueError("distill needs teacher_logits, not None")
+    if teacher_logits is not None:
+        if loss_grad is not None:
+            raise ValueError("loss_grad must be None when distilling, not a callable")
+        teacher_logits = check_finite(as_float_array(teacher_logits, "teacher_logits"),
+                                      "teacher_logits")
+        classes = model.weights[-1].shape[0]
+        if teacher_logits.shape != (len(x), classes):
+            raise ValueError(f"teacher_logits must have shape ({len(x)}, {classes}), "
+                             f"not {teacher_logits.shape}")
+        distill = distill or Distillation()
+    if loss_grad is not None and not callable(loss_grad):
+        raise TypeError(f"loss_grad must be callable, not {type(loss_grad).__name__}")
+
+    for i, (w, m) in enumerate(zip(model.weights, model.full_masks())):
+        if m is not None and (not isinstance(m, np.ndarray) or m.dtype != np.bool_
+                              or m.shape != w.shape):
+            got = f"{m.dtype} {m.shape}" if isinstance(m, np.ndarray) else type(m).__name__
+            raise ValueError(f"masks[{i}] must be None or a bool array of shape {w.shape}, "
+                             f"not {got}")
+    steps_per_epoch = -(-len(x) // batch)
+    total = epochs * steps_per_epoch
+    log = TrainLog()
+    names = None
+    if isinstance(pruning, GradualPruning):
+        names = _check_names(model, pruning.layers, "pruning")
+        if epochs and pruning.schedule.end_step >= total:
+            raise ValueError(f"pruning end_step must be less than the number of training "
+                             f"steps ({total}), not {pruning.schedule.end_step}")
+    elif isinstance(pruning, NMPruning):
+        _set_n_m(model, pruning, _check_names(model, pruning.layers, "pruning"))
+
+    rng = np.random.default_rng(seed)
+    grad_rng = np.random.default_rng([seed, 1])
+    observed = _Observed(act_momentum) if qat else None
+    params = [p for wb in zip(model.weights, model.biases) for p in wb]
+    m1 = [np.zeros_like(p) for p in params]
+    m2 = [np.zeros_like(p) for p in params]
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    model.apply_masks()
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        losses = []
+        for s in range(0, len(x), batch):
+            if names is not None and pruning.schedule.should_prune(step):
+                log.pruning.append((step, _update_gradual(model, pruning, step, names)))
+            idx = order[s:s + batch]
+            logits, _, tape = model._forward(x[idx], observed)
+            if loss_grad is not None:
+                g = np.asarray(loss_grad(logits, idx), dtype=logits.dtype)
+                losses.append(float("nan"))
+            elif teacher_logits is not None:
+                loss, g = distillation_loss(logits, teacher_logits[idx], y[idx],
+                                            temperature=distill.temperature,
+                                            alpha=distill.alpha, beta=distill.beta)
+                losses.append(loss)
+            else:
+                loss, g = cross_entropy(logits, y[idx])
+                losses.append(loss)
+            grads = [gp for gw in model._backward(tape, g) for gp in gw]
+            if grad_bits is not None:
+                for i, gp in enumerate(grads):
+                    codes, scale = quantize_gradient(gp, bits=grad_bits, rng=grad_rng)
+                    grads[i] = (codes.astype(gp.dtype) * gp.dtype.type(scale))
+            rate = lr if lr_schedule == "constant" else \
+                lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            t = step + 1
+            for p, gp, a, v in zip(params, grads, m1, m2):
+                a *= b1
+                a += (1 - b1) * gp
+                v *= b2
+                v += (1 - b2) * gp * gp
+                p -= (rate * (a / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+                      ).astype(p.dtype)
+            model.apply_masks()
+            step += 1
+        log.losses.append(float(np.mean(losses)))
+    log.steps = step
+    if qat and observed.observers:
+        log.act_ranges = _act_range_list(model, observed)
+    return log
+
+
+# --- filter pruning that removes filters ---------------------------------------------------
+
+def prune_filters(model, amount, *, criterion="l1", layers=None):
+    """A smaller copy of ``model`` without the lowest-scored filters of ``layers``.
+
+    For every named layer (default: every weighted layer but the last, whose outputs are the
+    classes) the ``prune_count(amount, filters)`` filters (output channels; neurons of a dense
+    layer) of lowest :func:`.prune.filter_scores` (``"l1"``, ``"l2"`` or ``"fpgm"``, computed on
+    the original weights) are removed with their biases, and so are the matching input
+    channels of the next weighted layer (through the flatten: the ``H*W`` columns of each
+    removed channel). The removed filters' ReLU outputs would be ``relu(0) = 0`` once zeroed,
+    so the smaller model computes exactly what the original computes with those filters and
+    biases zeroed. Masks are sliced along.
+
+    Returns
+    -------
+    (model, keep) : the new model and ``{name: bool keep-mask over its filters}``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad model, amount, criterion or layer name (the last layer cannot be pruned), or a
+        prune that would leave a layer without filters.
+    """
+    if not isinstance(model, _Network):
+        raise TypeError(f"model must be an MLP or a CNN, not {type(model).__name__}")
+    names = model.layer_names()
+    targets = _check_names(model, layers if layers is not None else names[:-1],
+                           "filter pruning")
+    if names[-1] in targets:
+        raise ValueError(f"filter pruning layers must not include the output layer "
+                         f"{names[-1]!r}, whose filters are the classes")
+    keeps = {}
+    for name in targets:
+        w = model.weights[model.layer_index(name)]
+        keep = filter_prune_mask(w, amount, criterion=criterion)
+        if not keep.any():
+            raise ValueError(f"amount must leave at least one filter of layer {name!r}, "
+                             f"not {amount!r}")
+        keeps[name] = keep
+    new = model.copy()
+    new.masks = new.full_masks()
+    for name, keep in keeps.items():
+        i = new.layer_index(name)
+        feature_hw = None
+        if new.weights[i].ndim == 4 and new.weights[i + 1].ndim == 2:
+            feature_hw = int(np.prod(new.feature_shape()[1:]))
+        w_next = new.weights[i + 1]
+        m_next = new.masks[i + 1]
+        if feature_hw is not None:
+            w_next = w_next.reshape(w_next.shape[0], -1, feature_hw)
+            m_next = None if m_next is None else m_next.reshape(w_next.shape)
+        wt, bt, wn = remove_neurons(new.weights[i], new.biases[i], w_next, keep)
+        if new.masks[i] is not None:
+            new.masks[i] = new.masks[i][keep]
+        if m_next is not None:
+            m_next = m_next[:, keep]
+        if feature_hw is not None:
+            wn = wn.reshape(wn.shape[0], -1)
+            m_next = None if m_next is None else m_next.reshape(wn.shape)
+        new.weights[i], new.biases[i], new.weights[i + 1] = wt, bt, wn
+        new.masks[i + 1] = m_next
+    return new, keeps
