@@ -51,10 +51,9 @@ FAMILIES = {
 
 #: Devices for :func:`place_and_route` and :func:`fit`: family, nextpnr device arguments and
 #: capacities, keyed like :func:`synthesize`'s resources and checked by :func:`fit` in order
-#: (LUTs, FFs, multipliers, block RAM). The ecp5-25k figures are confirmed by nextpnr's device
-#: database (24288 TRELLIS_COMB and TRELLIS_FF bels, 28 MULT18X18D, 56 DP16KD); the others are
-#: Lattice's published capacities of these parts (LUT4s, 18x18 multipliers, 18 Kb / 4 Kb
-#: block RAMs), not re-checked against the tools here. The packages are common ones.
+#: (LUTs, FFs, multipliers, block RAM). Every figure equals the bel count of nextpnr's device
+#: database (TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD on ECP5; ICESTORM_LC, ICESTORM_DSP,
+#: ICESTORM_RAM on iCE40), which ``tests/test_synth.py`` checks. The packages are common ones.
 DEVICES = {
     "ecp5-25k": {
         "family": "ecp5", "part": "LFE5U-25F",
@@ -291,7 +290,8 @@ def place_and_route(netlist_json, device, *, workdir, freq_mhz=150, seed=1, time
     dict
         ``fmax_mhz`` (float, or None without a clock), ``critical_path`` (text: from and to
         cell pins, delay, logic cells; None without one), ``utilisation`` ({bel type:
-        {"used", "available"}} for the bel types used), ``device`` and ``tool``.
+        {"used", "available"}} for the bel types used), ``available`` ({bel type: count} of
+        the whole device), ``device`` and ``tool``.
 
     Raises
     ------
@@ -329,6 +329,8 @@ def place_and_route(netlist_json, device, *, workdir, freq_mhz=150, seed=1, time
             "critical_path": _critical_path(report),
             "utilisation": {bel: use for bel, use in report.get("utilization", {}).items()
                             if use.get("used")},
+            "available": {bel: use.get("available", 0)
+                          for bel, use in report.get("utilization", {}).items()},
             "tool": version[1] if version else None}
 
 

@@ -78,6 +78,24 @@ def test_ice40_place_and_route(tmp_path):
     assert result["utilisation"]["ICESTORM_LC"]["used"] > 0
 
 
+#: How nextpnr names the bels behind each capacity of DEVICES.
+BELS = {"ecp5": {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "MULT18X18D": "MULT18X18D",
+                 "DP16KD": "DP16KD"},
+        "ice40": {"LUT": "ICESTORM_LC", "FF": "ICESTORM_LC", "SB_MAC16": "ICESTORM_DSP",
+                  "BRAM": "ICESTORM_RAM"}}
+
+
+@pytest.mark.parametrize("device", sorted(DEVICES))
+def test_device_capacities_match_nextpnr(device, tmp_path):
+    """Every capacity that fit() checks is the device's bel count in nextpnr's database."""
+    family = DEVICES[device]["family"]
+    (tmp_path / "counter.v").write_text(COUNTER)
+    res = synthesize(tmp_path / "counter.v", "counter", family, workdir=tmp_path / "syn")
+    result = place_and_route(res["netlist"], device, workdir=tmp_path / "pnr", clock="clk")
+    want = {key: result["available"].get(bel, 0) for key, bel in BELS[family].items()}
+    assert DEVICES[device]["capacity"] == want
+
+
 def test_fit_messages():
     ecp5 = {"family": "ecp5", "LUT4": 30123, "FF": 99999, "MULT18X18D": 10, "DP16KD": 0}
     assert fit(ecp5, "ecp5-25k") == "does not fit ecp5-25k: needs 30123 of 24288 LUT4"
