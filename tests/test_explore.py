@@ -45,8 +45,12 @@ def test_cache_is_keyed_by_point_and_tools(sweep, cache):
     assert again[0]["fmax_mhz"] == sweep[0]["fmax_mhz"]
     assert len(list(cache.glob("*.json"))) == 2
     other = explore.Point(2, 2, "2:4", "ecp5-25k", (64, 32, 32))
-    assert explore._key(other, explore.tool_versions()) != explore._key(
-        POINTS[0], explore.tool_versions())
+    versions = explore.tool_versions()
+    assert explore._key(other, versions) != explore._key(POINTS[0], versions)
+    # An edited generator (its sources' digest) never reuses a cached result.
+    assert versions["sources"] == explore.tool_versions()["sources"]
+    edited = {**versions, "sources": "0" * 16}
+    assert explore._key(POINTS[0], edited) != explore._key(POINTS[0], versions)
 
 
 def test_outputs(sweep, tmp_path):
