@@ -296,11 +296,21 @@ def _plots(records, out):
     def gops(r):
         return r.get("gops_sparse") or r.get("gops_dense") or 0.0
 
+    def series(r):
+        return f"{r['sparsity']}{' (LUT mult)' if r.get('mult') == 'lut' else ''}"
+
+    def legend(ax):
+        if ok:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no point was placed and routed", ha="center",
+                    transform=ax.transAxes)
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, name in ((axes[0], "luts", "LUTs"), (axes[1], "dsps", "DSP blocks")):
         pts = [(r[key] or 0, gops(r)) for r in ok]
-        for sp in sorted({r["sparsity"] for r in ok}):
-            sel = [(c, t) for (c, t), r in zip(pts, ok) if r["sparsity"] == sp]
+        for sp in sorted({series(r) for r in ok}):
+            sel = [(c, t) for (c, t), r in zip(pts, ok) if series(r) == sp]
             ax.scatter([c for c, _ in sel], [t for _, t in sel], label=sp)
         front = sorted(pts[i] for i in _pareto(pts))
         if front:
@@ -312,7 +322,7 @@ def _plots(records, out):
         ax.set_xlabel(name)
         ax.set_ylabel("dense-equivalent GOPS at Fmax")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        legend(ax)
     fig.suptitle("Throughput against area")
     fig.tight_layout()
     fig.savefig(out / "pareto.png", dpi=110)
@@ -325,15 +335,15 @@ def _plots(records, out):
     axes[0].set_xticks(range(len(ok)), labels, fontsize=7)
     axes[0].set_ylabel("GOPS per 1000 LUTs")
     axes[0].set_title("Efficiency")
-    for sp in sorted({r["sparsity"] for r in ok}):
-        sel = [r for r in ok if r["sparsity"] == sp]
+    for sp in sorted({series(r) for r in ok}):
+        sel = [r for r in ok if series(r) == sp]
         axes[1].plot([r["rows"] * r["cols"] for r in sel], [r["fmax_mhz"] for r in sel], "o-",
                      label=sp)
     axes[1].set_xlabel("PEs (rows x cols)")
     axes[1].set_ylabel("Fmax after place and route (MHz)")
     axes[1].set_title("Clock against array size")
     axes[1].grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    legend(axes[1])
     fig.tight_layout()
     fig.savefig(out / "efficiency_fmax.png", dpi=110)
     plt.close(fig)

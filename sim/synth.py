@@ -9,7 +9,7 @@ counted resources fit a device.
 
 How the resources are counted (the keys of the dict :func:`synthesize` returns):
 
-ECP5 (``synth_ecp5``)
+ECP5 (``synth_ecp5 -noabc9``)
     ``LUT4``: LUT4 sites, an estimate before packing: each ``LUT4`` cell, 2 per ``CCU2C``
     (a carry cell is one slice, two LUT4s) and 4 per ``TRELLIS_DPR16X4`` (a 16x4 distributed
     RAM takes the four LUT4s of two slices; its write-port slice is not counted). nextpnr's
@@ -44,7 +44,9 @@ __all__ = ["DEVICES", "FAMILIES", "ToolError", "synthesize", "place_and_route", 
 
 #: Synthesis families, with the Yosys command that maps to each.
 FAMILIES = {
-    "ecp5": "synth_ecp5 -top {top} -json {netlist}",
+    # -noabc9: Yosys's ABC9 flow stops with internal assertions on these designs (0.62:
+    # rtlil.cc count_id; 0.69, 0.70: ABC reintegration); the classic ABC mapping does not.
+    "ecp5": "synth_ecp5 -noabc9 -top {top} -json {netlist}",
     "ice40": "synth_ice40 -top {top} -dsp -json {netlist}",
     "xilinx": "synth_xilinx -top {top} -family xc7 -flatten",
 }

@@ -66,6 +66,13 @@ def test_outputs(sweep, tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_outputs_when_every_point_failed(sweep, tmp_path):
+    """Plots are still written (and say so) when nothing was placed and routed."""
+    paths = explore.write_outputs([sweep[1]], tmp_path)
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    assert "does not fit ice40-up5k" in (tmp_path / "sweep.md").read_text()
+
+
 def test_ray_executor_on_a_local_instance(sweep, cache):
     """The same sweep on Ray: the cached point comes back from a Ray worker, and a point whose
     tools time out is reported in one line while the sweep goes on."""
