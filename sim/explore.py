@@ -238,9 +238,21 @@ def run_sweep(points, *, executor="local", address=None, jobs=None, cache_dir=No
     return records
 
 
-COLUMNS = ["rows", "cols", "sparsity", "device", "status", "luts", "dsps", "fmax_mhz",
+COLUMNS = ["rows", "cols", "sparsity", "mult", "device", "status", "luts", "dsps", "fmax_mhz",
            "cycles_sparse", "cycles_dense", "utilization_sparse", "gops_sparse", "gops_dense",
-           "peak_macs_per_cycle", "multipliers", "error"]
+           "peak_macs_per_cycle", "multipliers", "luts_per_mac", "dsps_per_mac", "error"]
+
+
+def _derived(record):
+    """The record with the area per dense-equivalent MAC per cycle (LUTs and DSP blocks over
+    the array's peak, N:M mode where it has one): the figure N:M sparsity is meant to lower."""
+    r = dict(record)
+    r.setdefault("mult", "dsp")
+    peak = r.get("peak_macs_per_cycle")
+    for key in ("luts", "dsps"):
+        if r.get(key) is not None and peak:
+            r[f"{key}_per_mac"] = r[key] / peak
+    return r
 
 
 def _fmt(v):
@@ -253,6 +265,7 @@ def write_outputs(records, out_dir):
     """``sweep.csv``, ``sweep.json``, ``sweep.md`` and the PNG plots; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    records = [_derived(r) for r in records]
     paths = []
     (out / "sweep.json").write_text(json.dumps(records, indent=2) + "\n")
     buf = io.StringIO()
