@@ -191,7 +191,14 @@ def _cmd_compress(args):
 def _cmd_demo(args):
     from sparsemac.demo import run_demo  # noqa: PLC0415
 
-    return run_demo(quick=args.quick, out=args.out)
+    images = None
+    if args.images is not None:
+        try:
+            images = int(args.images)
+        except ValueError:
+            raise CLIError(f"--images must be a positive integer, not {args.images!r}") from None
+    run_demo(quick=args.quick, out=args.out, sim=args.sim, images=images)
+    return 0
 
 
 def build_parser():
@@ -200,10 +207,16 @@ def build_parser():
         description="From float weights to a verified int8 N:M sparse MAC array.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="calibrate, quantize and 2:4-prune a real layer; report")
-    p.add_argument("--quick", action="store_true", help="fewer training epochs (for tests)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="also write the report as Markdown to this file")
+    p = sub.add_parser("demo", help="compress an MLP and a CNN with every technique, run "
+                                    "dense, 2:4 and 1:4 graphs bit-exact on the RTL; report")
+    p.add_argument("--quick", action="store_true",
+                   help="short training, fewer flows, 4x4 arrays, 24 images (for tests)")
+    p.add_argument("--out", type=Path, default=Path("build/demo"),
+                   help="output folder: report.md and plots (default build/demo)")
+    p.add_argument("--sim", choices=["verilator", "icarus", "none"], default="verilator",
+                   help="simulator of the RTL runs; none: performance-model cycles only")
+    p.add_argument("--images", default=None,
+                   help="test images run on the RTL (default all 449; 24 with --quick)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("generate", help="write the Verilog, manifest and FuseSoC core of an "

@@ -1,4 +1,5 @@
-"""The sparsemac command line: the demo's numbers, the benchmark's fields, clean errors."""
+"""The sparsemac command line: an integer network's numbers, the benchmark's fields, clean
+errors (``sparsemac demo``: tests/test_demo.py)."""
 
 import json
 import subprocess
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 import golden_model as gm
+from golden_model.graph import quantize_graph
 from golden_model.train import MLP, accuracy, load_digits_split
 from sparsemac import cli
-from sparsemac.demo import int8_forward, quantize_mlp
 
 
 def run_cli(*args):
@@ -40,29 +41,19 @@ def test_int8_network_tracks_the_float_network(trained, method):
     net, x_train, x_test, y_test = trained
     float_acc = accuracy(net.forward(x_test), y_test)
     assert float_acc > 0.95
-    layers = quantize_mlp(net, x_train[:256], method=method)
-    outs = int8_forward(layers, x_test)
+    graph = quantize_graph(net.to_layers(), (64,), x_train[:256], method=method)
+    outs = graph.forward(x_test)
     assert [o.dtype for o in outs] == [np.int8] * 3
     # Hidden layer: fused ReLU clamps at the output zero point.
-    assert outs[1].min() >= layers[0]["out_zp"]
+    lay = graph.layers[0]
+    assert outs[1].min() >= lay.out_zp
     q_acc = accuracy(outs[-1], y_test)
     assert q_acc >= float_acc - 0.015, (method, q_acc, float_acc)
     # The first layer's integer output is the golden requantization of the exact accumulator.
-    lay = layers[0]
-    acc = (outs[0].astype(np.int64) - lay["in_zp"]) @ lay["w"].T.astype(np.int64) + lay["bias"]
-    want = gm.requantize(acc, lay["multiplier"], lay["shift"], zero_point=lay["out_zp"],
-                         qmin=lay["act_min"], qmax=lay["act_max"])
+    acc = (outs[0].astype(np.int64) - lay.in_zp) @ lay.w.T.astype(np.int64) + lay.bias
+    want = gm.requantize(acc, lay.multiplier, lay.shift, zero_point=lay.out_zp,
+                         qmin=lay.act_min, qmax=lay.act_max)
     np.testing.assert_array_equal(outs[1], want)
-
-
-def test_demo_quick_writes_report(tmp_path):
-    out = tmp_path / "report.md"
-    r = run_cli("demo", "--quick", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    text = out.read_text()
-    for needle in ["| float32 |", "int8 per-channel weights, kl", "2:4 float32, fine-tuned",
-                   "| fc0 | 64x64 | 4096 | 2048 | 16384 | 4096 | 2560 (2048 + 512) |"]:
-        assert needle in text and needle in r.stdout
 
 
 def test_gemm_bench_small_is_exact(tmp_path):
