@@ -13,7 +13,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["main", "CLIError", "write_atomic"]
+__all__ = ["main", "CLIError", "write_atomic", "write_folder"]
 
 
 class CLIError(Exception):
@@ -130,20 +130,18 @@ def _check_out_folder(out):
         raise CLIError(f"output folder {str(out.parent)!r} does not exist")
 
 
-def _write_folder(out, graph, extra):
-    """``graph.save`` plus ``extra`` files into ``out``, all or nothing: built in a temporary
-    folder next to it, then renamed (a new folder) or moved in file by file (an existing one).
-    """
-    _check_out_folder(out)
+def write_folder(out, fill):
+    """Write a folder all or nothing: ``fill(tmp)`` writes the files into a temporary folder
+    next to ``out`` (whose parent must exist), which is then renamed to ``out`` (a new folder)
+    or whose files are moved into it (an existing one). Returns the paths written."""
+    out = Path(out)
     tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         tmp.mkdir()               # (not mkdtemp: the folder gets the umask's permissions)
     except OSError as exc:
         raise CLIError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     try:
-        graph.save(tmp)
-        for name, text in extra.items():
-            (tmp / name).write_text(text)
+        fill(tmp)
         names = sorted(f.name for f in tmp.iterdir())
         if out.exists():
             for name in names:
@@ -159,6 +157,18 @@ def _write_folder(out, graph, extra):
     return [out / name for name in names]
 
 
+def _write_graph_folder(out, graph, extra):
+    """``graph.save`` plus ``extra`` files (name: text) into ``out``, all or nothing."""
+    _check_out_folder(out)
+
+    def fill(tmp):
+        graph.save(tmp)
+        for name, text in extra.items():
+            (tmp / name).write_text(text)
+
+    return write_folder(out, fill)
+
+
 def _cmd_compress(args):
     from sparsemac import onnx_import  # noqa: PLC0415
 
@@ -170,7 +180,7 @@ def _cmd_compress(args):
                                   dense_first_last=args.dense_first_last)
     accuracy = onnx_import.digits_accuracy(result)
     summary = onnx_import.summary_markdown(result, args.model, accuracy)
-    paths = _write_folder(args.out, result.graph, {"summary.md": summary})
+    paths = _write_graph_folder(args.out, result.graph, {"summary.md": summary})
     g = result.graph
     print(f"{args.model}: {result.imported.kind} model, input (N, "
           f"{', '.join(map(str, g.input_shape))}) quantized with scale {g.input_scale:.6g}, "

@@ -30,9 +30,7 @@ an error leaves nothing behind.
 import concurrent.futures
 import multiprocessing
 import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -670,31 +668,20 @@ def _plot_cycles(runs, path, *, sim):
 # --- writing ----------------------------------------------------------------------------------
 
 def _write_folder(out, writers):
-    """Call ``writers[name](path)`` for every file in a temporary folder next to ``out``, then
-    rename it to ``out`` (a new folder) or move the files in (an existing one): all or
-    nothing."""
+    """Call ``writers[name](path)`` for every file, all or nothing (``cli.write_folder``);
+    missing parent folders are created first."""
+    from sparsemac.cli import write_folder  # noqa: PLC0415
+
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.mkdir()
     except OSError as exc:
         raise _cli_error(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
-    try:
+
+    def fill(tmp):
         for name, write in writers.items():
             write(tmp / name)
-        names = sorted(f.name for f in tmp.iterdir())
-        if out.exists():
-            for name in names:
-                os.replace(tmp / name, out / name)
-            tmp.rmdir()
-        else:
-            os.rename(tmp, out)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise _cli_error(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
-        raise
-    return [out / name for name in names]
+
+    return write_folder(out, fill)
 
 
 # --- the demo ---------------------------------------------------------------------------------
