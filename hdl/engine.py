@@ -96,21 +96,31 @@ class _LayerConstants:
     compares registers with registers instead of re-deriving them through carry chains."""
 
     def __init__(self):
-        self.m_rows = Signal(M_ROWS_WIDTH, name="lc_m_rows")
         self.m_rows_m1 = Signal(M_ROWS_WIDTH, name="lc_m_rows_m1")
         self.m_block = Signal(17, name="lc_m_block")
         self.m_block_m1 = Signal(17, name="lc_m_block_m1")
         self.over0 = Signal(signed(M_ROWS_WIDTH + 1), name="lc_over0")
-        self.k_last = Signal(TILES_WIDTH, name="lc_k_last")
-        self.n_last = Signal(TILES_WIDTH, name="lc_n_last")
+        self.k_last_m1 = Signal(TILES_WIDTH, name="lc_k_last_m1")
+        self.n_last_m1 = Signal(TILES_WIDTH, name="lc_n_last_m1")
+        self.one_k = Signal(name="lc_one_k")            # a single K tile
+        self.one_block = Signal(name="lc_one_block")    # a single m-block
+        self.one_n = Signal(name="lc_one_n")            # a single N tile
+
+    @staticmethod
+    def one_values(layer):
+        """``(one_k, one_block, one_n)`` of a (not yet registered) LayerConfig."""
+        return (layer.k_tiles == 1, layer.m_rows <= layer.m_block, layer.n_tiles == 1)
 
     def load(self, layer):
         """Assignments that load the constants from a (not yet registered) LayerConfig."""
+        one_k, one_block, one_n = self.one_values(layer)
         return [
-            self.m_rows.eq(layer.m_rows), self.m_rows_m1.eq(layer.m_rows - 1),
+            self.m_rows_m1.eq(layer.m_rows - 1),
             self.m_block.eq(layer.m_block), self.m_block_m1.eq(layer.m_block - 1),
             self.over0.eq(layer.m_rows - layer.m_block),
-            self.k_last.eq(layer.k_tiles - 1), self.n_last.eq(layer.n_tiles - 1),
+            self.k_last_m1.eq(layer.k_tiles - 2),
+            self.n_last_m1.eq(layer.n_tiles - 2),
+            self.one_k.eq(one_k), self.one_block.eq(one_block), self.one_n.eq(one_n),
         ]
 
 
@@ -119,48 +129,56 @@ class _Nest:
 
     Exposes ``first_kt``, ``last_kt``, ``last_block``, ``last`` (the last pass of the layer)
     and ``block_len_m1`` (rows of the current block, minus one); with ``kt=False`` it counts
-    blocks only. The block position is kept as ``rest`` (rows from this block to the end of
-    the layer) and ``over = rest - m_block``, so "last block" is a sign and zero test of a
-    register and every update is one subtraction.
+    blocks only. The block position is kept as ``over``, the rows from this block to the end
+    of the layer minus ``m_block``: the block is the last one when ``over <= 0``. The flags are registers, computed with the
+    counters they describe (each from the counter's present value), so whatever they gate
+    starts from a flip-flop rather than from a comparator.
     """
 
     def __init__(self, m, name, lc, step, *, kt=True):
         self._lc = lc
+        self._kt = kt
         self.nt = Signal(TILES_WIDTH, name=f"{name}_nt")
         self.kt = Signal(TILES_WIDTH, name=f"{name}_kt")
-        self.rest = Signal(M_ROWS_WIDTH, name=f"{name}_rest")
-        self.rest_m1 = Signal(M_ROWS_WIDTH, name=f"{name}_rest_m1")
         self.over = Signal(signed(M_ROWS_WIDTH + 1), name=f"{name}_over")
-        self.first_kt = self.kt == 0
-        self.last_kt = (self.kt == lc.k_last) if kt else Const(1)
-        self.last_block = self.over[-1] | (self.over == 0)
-        self.block_len_m1 = Mux(self.last_block, self.rest_m1, lc.m_block_m1)
-        self.last_nt = self.nt == lc.n_last
+        self.first_kt = Signal(name=f"{name}_first_kt")
+        self.last_kt = Signal(name=f"{name}_last_kt") if kt else Const(1)
+        self.last_block = Signal(name=f"{name}_last_block")
+        self.last_nt = Signal(name=f"{name}_last_nt")
+        self.block_len_m1 = Signal(17, name=f"{name}_block_len_m1")
         self.last = self.last_kt & self.last_block & self.last_nt
         with m.If(step):
             with m.If(~self.last_kt):
-                m.d.sync += self.kt.eq(self.kt + 1)
+                m.d.sync += [self.kt.eq(self.kt + 1), self.first_kt.eq(0)]
+                if kt:
+                    m.d.sync += self.last_kt.eq(self.kt == lc.k_last_m1)
             with m.Else():
-                m.d.sync += self.kt.eq(0)
+                m.d.sync += [self.kt.eq(0), self.first_kt.eq(1)]
+                if kt:
+                    m.d.sync += self.last_kt.eq(lc.one_k)
                 with m.If(~self.last_block):
-                    m.d.sync += [self.rest.eq(self.over), self.rest_m1.eq(self.over - 1),
-                                 self.over.eq(self.over - lc.m_block)]
+                    # The next block is the last one when what remains after it is <= 0.
+                    nxt_last = ~(self.over > lc.m_block)
+                    m.d.sync += [self.over.eq(self.over - lc.m_block),
+                                 self.last_block.eq(nxt_last),
+                                 self.block_len_m1.eq(Mux(nxt_last, self.over - 1,
+                                                          lc.m_block_m1))]
                 with m.Else():
-                    m.d.sync += [*self._rewind(lc), self.nt.eq(self.nt + 1)]
-
-    @staticmethod
-    def _rewind_values(src):
-        return (src.m_rows, src.m_rows - 1, src.m_rows - src.m_block)
-
-    def _rewind(self, lc):
-        return [self.rest.eq(lc.m_rows), self.rest_m1.eq(lc.m_rows_m1),
-                self.over.eq(lc.over0)]
+                    m.d.sync += [self.over.eq(lc.over0), self.last_block.eq(lc.one_block),
+                                 self.block_len_m1.eq(Mux(lc.one_block, lc.m_rows_m1,
+                                                          lc.m_block_m1)),
+                                 self.nt.eq(self.nt + 1),
+                                 self.last_nt.eq(self.nt == lc.n_last_m1)]
 
     def reset(self, layer):
         """Assignments that restart the loop for ``layer`` (the LayerConfig being started)."""
-        rest, rest_m1, over = self._rewind_values(layer)
-        return [self.nt.eq(0), self.kt.eq(0), self.rest.eq(rest), self.rest_m1.eq(rest_m1),
-                self.over.eq(over)]
+        one_k, one_block, one_n = _LayerConstants.one_values(layer)
+        resets = [self.nt.eq(0), self.kt.eq(0), self.over.eq(layer.m_rows - layer.m_block),
+                  self.first_kt.eq(1), self.last_block.eq(one_block), self.last_nt.eq(one_n),
+                  self.block_len_m1.eq(Mux(one_block, layer.m_rows - 1, layer.m_block - 1))]
+        if self._kt:
+            resets.append(self.last_kt.eq(one_k))
+        return resets
 
 
 class Engine(wiring.Component):
@@ -374,12 +392,16 @@ class Engine(wiring.Component):
         in_pass = Signal()                      # the current pass has started
         s_done = Signal()
         credit = Signal(range(self.fifo_depth + 1))
-        p_state = Mux(p_bank, wstate[1], wstate[0])
-        p_timer = Mux(p_bank, wtimer[1], wtimer[0])
-        g_state = Mux(g_bank, qstate[1], qstate[0])
-        weights_ready = in_pass | ((p_state == LOADED) & (p_timer >= grid.load_to_use))
-        params_ready = ~snest.first_kt | in_pass | (g_state == LOADED)
-        room = ~snest.last_kt | (credit < self.fifo_depth)
+        # Whether each bank can start a pass is a register, computed one cycle ahead from the
+        # bank's state and timer, so that act.ready is a few gates from flip-flops: a weight
+        # bank is usable when LOADED for load_to_use cycles, a parameter bank when LOADED.
+        wusable = [Signal(name=f"wbank{b}_usable") for b in range(2)]
+        qloaded = [Signal(name=f"qbank{b}_loaded") for b in range(2)]
+        weights_ready = in_pass | Mux(p_bank, wusable[1], wusable[0])
+        params_ready = ~snest.first_kt | in_pass | Mux(g_bank, qloaded[1], qloaded[0])
+        # The FIFO depth is a power of two: credit < fifo_depth is credit's top bit clear.
+        assert self.fifo_depth & (self.fifo_depth - 1) == 0
+        room = ~snest.last_kt | ~credit[-1]
         m.d.comb += self.act.ready.eq(running & weights_ready & params_ready & room)
         a_fire = self.act.valid & self.act.ready
         last_beat = beat == snest.block_len_m1
@@ -410,6 +432,17 @@ class Engine(wiring.Component):
                     m.d.sync += running.eq(0)
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
+        # Next cycle's wusable and qloaded: a bank stays LOADED until a pass (a block, for
+        # parameters) starts on it; a weight bank's timer counts from its last weight word
+        # (and saturates), a parameter bank is usable as soon as it is LOADED.
+        take = a_fire & ~in_pass
+        for b in range(2):
+            m.d.sync += wusable[b].eq((wstate[b] == LOADED) &
+                                      (wtimer[b] >= grid.load_to_use - 1) &
+                                      ~(take & (p_bank == b)))
+            m.d.sync += qloaded[b].eq(
+                (q_fire & (q_col == cfg.cols - 1) & (q_bank == b)) |
+                ((qstate[b] == LOADED) & ~(take & snest.first_kt & (g_bank == b))))
         # Drained banks are free again: weights once the wavefront left the grid, parameters
         # once the last beat of the block reached the requantizer.
         q_drain = timing(cfg)["param_drain"]
@@ -500,6 +533,7 @@ class Engine(wiring.Component):
                 *lc.load(self.layer), *lnest.reset(self.layer), *qnest.reset(self.layer),
                 *snest.reset(self.layer),
                 *[s.eq(FREE) for s in (*wstate, *qstate)],
+                *[f.eq(0) for f in (*wusable, *qloaded)],
             ]
         with m.If(out_fire & self.out.payload.last):
             m.d.sync += busy.eq(0)

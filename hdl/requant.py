@@ -203,9 +203,22 @@ class Requant(wiring.Component):
             self.o.payload.tag.eq(regs.delay("tag", self.i.payload.tag, latency)),
         ]
         # The per-layer constants travel with the beat up to the last stage, which uses them.
-        consts = tuple(regs.delay(name, port, latency - 1)
-                       for name, port in (("out_zp", self.out_zp), ("act_min", self.act_min),
-                                          ("act_max", self.act_max)))
+        # So that the last stage compares the pre-zero-point value (in parallel with the
+        # zero-point add) instead of the sum, the clamp bounds are moved by the zero point on
+        # entry: y + out_zp < act_min <=> y < act_min - out_zp (single rounding compares
+        # z = 2y or 2y - 1, see _single, against scaled bounds).
+        lo, hi = self.act_min - self.out_zp, self.act_max - self.out_zp     # [-255, 255]
+        if self._rounding == "single":
+            lo, hi = (lo << 1) - 1, hi << 1
+        consts = [regs(f"{name}_s1", value, signed(width))
+                  for name, value, width in (("out_zp", self.out_zp, 9),
+                                             ("act_min", self.act_min, 9),
+                                             ("act_max", self.act_max, 9),
+                                             ("clamp_lo", lo, _SAT_WIDTH),
+                                             ("clamp_hi", hi, _SAT_WIDTH))]
+        consts = tuple(regs.delay(name, value, latency - 2, first=2)
+                       for name, value in zip(("out_zp", "act_min", "act_max", "clamp_lo",
+                                               "clamp_hi"), consts))
 
         lane_fn = self._double if self._rounding == "double" else self._single
         payload = self.i.payload
@@ -249,7 +262,7 @@ class Requant(wiring.Component):
         return regs(name, coarse >> regs(f"{name}_fine", amount[:3]), shape)
 
     @classmethod
-    def _double(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max):
+    def _double(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
         """Gemmlowp double rounding, 11 stages."""
         # 1: bias add with int32 wrap; split the shift.
         x = regs("x", acc + bias, signed(32))
@@ -279,12 +292,13 @@ class Requant(wiring.Component):
         # 7: the rounding add; 8-9: the shift.
         t = regs("t", q + Mux(q[-1], half, half_up), signed(33))
         y = cls._shift_right(regs, "y", t, regs("right_s7", right), signed(32))
-        # 10: saturate to a short width; 11: zero point and clamp.
+        # 10: saturate to a short width; 11: zero point and clamp, y compared with the moved
+        # bounds while the zero point is added.
         y = regs("y_sat", _saturate(y, _SAT_WIDTH), signed(_SAT_WIDTH))
-        return regs("out", cls._clamp(y + out_zp, act_min, act_max), signed(8))
+        return regs("out", cls._clamp(y, lo, hi, act_min, act_max, y + out_zp), signed(8))
 
     @classmethod
-    def _single(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max):
+    def _single(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
         """``TFLITE_SINGLE_ROUNDING``, 8 stages."""
         # 1: bias add with int32 wrap; these registers feed the multipliers. The rounding is
         # (p + 2^(s - 1)) >> s with s = 31 - shift in [1, 62]; keep s - 1 = 30 - shift.
@@ -300,14 +314,18 @@ class Requant(wiring.Component):
         # 7: saturate z, which is 2y or 2y - 1: y in [-255, 255], the only results that can
         # escape the clamp, means z in [-511, 510], well inside _SAT_WIDTH bits.
         z = regs("z_sat", _saturate(z, _SAT_WIDTH), signed(_SAT_WIDTH))
-        # 8: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; then clamp. (Saturating y to
-        # int32 is subsumed by the clamp to int8.)
+        # 8: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; the clamp compares z itself:
+        # y = (z + 1) >> 1 < act_min - out_zp <=> z < 2 (act_min - out_zp) - 1 = lo, and
+        # y > act_max - out_zp <=> z > 2 (act_max - out_zp) = hi. (Saturating y to int32 is
+        # subsumed by the clamp to int8.)
         y_zp = (z + Cat(C(1, 1), out_zp).as_signed()) >> 1
-        return regs("out", cls._clamp(y_zp, act_min, act_max), signed(8))
+        return regs("out", cls._clamp(z, lo, hi, act_min, act_max, y_zp), signed(8))
 
     @staticmethod
-    def _clamp(value, low, high):
-        return Mux(value < low, low, Mux(value > high, high, value))
+    def _clamp(value, lo, hi, low, high, result):
+        """``low`` if ``value < lo``, ``high`` if ``value > hi``, else ``result``: the compares
+        and the add that makes ``result`` are independent, so they run side by side."""
+        return Mux(value < lo, low, Mux(value > hi, high, result))
 
 
 class _Registers:

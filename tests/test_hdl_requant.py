@@ -226,6 +226,31 @@ def test_random_stream_matches_golden(rounding):
     _check(dut, beats, got, tags, seed)
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_every_result_around_the_clamp_bounds(rounding):
+    """A multiplier of 2^30 with shift 1 (a factor of 1) and with shift 0 (a factor of 1/2, so
+    both roundings see every integer before halving, ties included) over accumulators in
+    [-600, 600]: every result just below, on and just above each clamp bound, whose compares
+    the last stage makes against the bounds moved by the zero point."""
+    rng = np.random.default_rng(11)
+    sweep = np.arange(-600, -600 + -(-1201 // LANES) * LANES).reshape(-1, LANES)
+    zp, act_min, act_max = _random_consts(rng, 4)
+    consts = [(0, -128, 127), (-128, -128, 127), (127, -128, 127), (-7, -7, 90),
+              *zip(zp, act_min, act_max)]
+    acc = np.concatenate([sweep] * 2 * len(consts))
+    shift = np.concatenate([np.full_like(sweep, s) for _ in consts for s in (1, 0)])
+    zp, act_min, act_max = (np.repeat([c[i] for c in consts], 2 * len(sweep)) for i in range(3))
+    n = len(acc)
+    beats = dict(acc=acc, bias=np.zeros_like(acc), multiplier=np.full_like(acc, 1 << 30),
+                 shift=shift, zp=zp, act_min=act_min, act_max=act_max,
+                 tag=rng.integers(0, 1 << TAG_WIDTH, n))
+    dut = Requant(lanes=LANES, rounding=rounding, tag_width=TAG_WIDTH)
+    got, tags = _simulate(dut, beats, seed=11)
+    _check(dut, beats, got, tags, 11)
+    assert (got == act_min[:, None]).any() and (got == act_max[:, None]).any()
+
+
 def test_stimulus_reaches_the_interesting_cases():
     """The random stimulus is not all saturated, and does reach ties and both shift signs."""
     rng = np.random.default_rng(2024)
