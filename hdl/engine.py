@@ -100,24 +100,30 @@ class _LayerConstants:
         self.m_block = Signal(17, name="lc_m_block")
         self.m_block_m1 = Signal(17, name="lc_m_block_m1")
         self.over0 = Signal(signed(M_ROWS_WIDTH + 1), name="lc_over0")
+        self.over0_m1 = Signal(signed(M_ROWS_WIDTH + 1), name="lc_over0_m1")
+        self.two_m_block = Signal(18, name="lc_two_m_block")
         self.k_last_m1 = Signal(TILES_WIDTH, name="lc_k_last_m1")
         self.n_last_m1 = Signal(TILES_WIDTH, name="lc_n_last_m1")
         self.one_k = Signal(name="lc_one_k")            # a single K tile
         self.one_block = Signal(name="lc_one_block")    # a single m-block
+        self.two_blocks = Signal(name="lc_two_blocks")  # at most two m-blocks
         self.one_n = Signal(name="lc_one_n")            # a single N tile
 
     @staticmethod
     def one_values(layer):
-        """``(one_k, one_block, one_n)`` of a (not yet registered) LayerConfig."""
-        return (layer.k_tiles == 1, layer.m_rows <= layer.m_block, layer.n_tiles == 1)
+        """``(one_k, one_block, one_n, two_blocks)`` of a (not yet registered) LayerConfig."""
+        return (layer.k_tiles == 1, layer.m_rows <= layer.m_block, layer.n_tiles == 1,
+                layer.m_rows <= 2 * layer.m_block)
 
     def load(self, layer):
         """Assignments that load the constants from a (not yet registered) LayerConfig."""
-        one_k, one_block, one_n = self.one_values(layer)
+        one_k, one_block, one_n, two_blocks = self.one_values(layer)
         return [
             self.m_rows_m1.eq(layer.m_rows - 1),
             self.m_block.eq(layer.m_block), self.m_block_m1.eq(layer.m_block - 1),
             self.over0.eq(layer.m_rows - layer.m_block),
+            self.over0_m1.eq(layer.m_rows - layer.m_block - 1),
+            self.two_m_block.eq(2 * layer.m_block), self.two_blocks.eq(two_blocks),
             self.k_last_m1.eq(layer.k_tiles - 2),
             self.n_last_m1.eq(layer.n_tiles - 2),
             self.one_k.eq(one_k), self.one_block.eq(one_block), self.one_n.eq(one_n),
@@ -130,9 +136,10 @@ class _Nest:
     Exposes ``first_kt``, ``last_kt``, ``last_block``, ``last`` (the last pass of the layer)
     and ``block_len_m1`` (rows of the current block, minus one); with ``kt=False`` it counts
     blocks only. The block position is kept as ``over``, the rows from this block to the end
-    of the layer minus ``m_block``: the block is the last one when ``over <= 0``. The flags are registers, computed with the
-    counters they describe (each from the counter's present value), so whatever they gate
-    starts from a flip-flop rather than from a comparator.
+    of the layer minus ``m_block`` (the block is the last one when ``over <= 0``), beside
+    ``over - 1`` and whether the next block is the last (``over <= m_block``). The flags are
+    registers computed with the counters they describe, from present values, so whatever
+    they gate starts from a flip-flop, and no update puts a comparison before a multiplexer.
     """
 
     def __init__(self, m, name, lc, step, *, kt=True):
@@ -141,6 +148,8 @@ class _Nest:
         self.nt = Signal(TILES_WIDTH, name=f"{name}_nt")
         self.kt = Signal(TILES_WIDTH, name=f"{name}_kt")
         self.over = Signal(signed(M_ROWS_WIDTH + 1), name=f"{name}_over")
+        self.over_m1 = Signal(signed(M_ROWS_WIDTH + 1), name=f"{name}_over_m1")
+        self.next_last = Signal(name=f"{name}_next_last_block")
         self.first_kt = Signal(name=f"{name}_first_kt")
         self.last_kt = Signal(name=f"{name}_last_kt") if kt else Const(1)
         self.last_block = Signal(name=f"{name}_last_block")
@@ -157,14 +166,16 @@ class _Nest:
                 if kt:
                     m.d.sync += self.last_kt.eq(lc.one_k)
                 with m.If(~self.last_block):
-                    # The next block is the last one when what remains after it is <= 0.
-                    nxt_last = ~(self.over > lc.m_block)
                     m.d.sync += [self.over.eq(self.over - lc.m_block),
-                                 self.last_block.eq(nxt_last),
-                                 self.block_len_m1.eq(Mux(nxt_last, self.over - 1,
+                                 self.over_m1.eq(self.over_m1 - lc.m_block),
+                                 self.next_last.eq(~(self.over > lc.two_m_block)),
+                                 self.last_block.eq(self.next_last),
+                                 self.block_len_m1.eq(Mux(self.next_last, self.over_m1,
                                                           lc.m_block_m1))]
                 with m.Else():
-                    m.d.sync += [self.over.eq(lc.over0), self.last_block.eq(lc.one_block),
+                    m.d.sync += [self.over.eq(lc.over0), self.over_m1.eq(lc.over0_m1),
+                                 self.next_last.eq(lc.two_blocks),
+                                 self.last_block.eq(lc.one_block),
                                  self.block_len_m1.eq(Mux(lc.one_block, lc.m_rows_m1,
                                                           lc.m_block_m1)),
                                  self.nt.eq(self.nt + 1),
@@ -172,9 +183,11 @@ class _Nest:
 
     def reset(self, layer):
         """Assignments that restart the loop for ``layer`` (the LayerConfig being started)."""
-        one_k, one_block, one_n = _LayerConstants.one_values(layer)
-        resets = [self.nt.eq(0), self.kt.eq(0), self.over.eq(layer.m_rows - layer.m_block),
-                  self.first_kt.eq(1), self.last_block.eq(one_block), self.last_nt.eq(one_n),
+        one_k, one_block, one_n, two_blocks = _LayerConstants.one_values(layer)
+        over = layer.m_rows - layer.m_block
+        resets = [self.nt.eq(0), self.kt.eq(0), self.over.eq(over), self.over_m1.eq(over - 1),
+                  self.next_last.eq(two_blocks), self.first_kt.eq(1),
+                  self.last_block.eq(one_block), self.last_nt.eq(one_n),
                   self.block_len_m1.eq(Mux(one_block, layer.m_rows - 1, layer.m_block - 1))]
         if self._kt:
             resets.append(self.last_kt.eq(one_k))
@@ -283,9 +296,10 @@ class Engine(wiring.Component):
             shape=data.ArrayLayout(signed(cfg.acc_width), cfg.cols), depth=cfg.acc_depth,
             init=[])
         acc_w = acc_mem.write_port()
-        # A row's partial sum is read 2 cycles before it is added and written back, so a row
-        # of the next pass of the same block, arriving 1 or 2 beats later (tiny blocks), takes
-        # the sum being written or just written instead of the RAM's (forwarding, below).
+        # A row's partial sum is read 2 cycles before it is added and written back, and the
+        # RAM's output goes straight into a register (a block RAM's clock-to-output is slow).
+        # A row of the next pass of the same block, arriving 1 or 2 beats later (tiny
+        # blocks), takes the sum written in the 2 cycles before instead (forwarding, below).
         acc_r = acc_mem.read_port()
 
         layer = Signal(LayerConfig)
@@ -364,11 +378,20 @@ class Engine(wiring.Component):
         q_fire = self.qp.valid & self.qp.ready
         with m.If(q_fire & (self.qp.payload.last != (q_col == cfg.cols - 1))):
             m.d.sync += framing.eq(1)
+        # The beat is written into its bank's register one cycle after its transfer, from
+        # registers (a one-gate enable): no parameter is read that early, since a block's
+        # first result reaches the requantizer datapath + 3 cycles after its first beat.
+        q_wr = Signal(name="qparam_wr")
+        q_wr_bank = Signal(name="qparam_wr_bank")
+        q_wr_col = Signal.like(q_col, name="qparam_wr_col")
+        q_wr_data = Signal(qparam_layout(), name="qparam_wr_data", reset_less=True)
+        m.d.sync += [q_wr.eq(q_fire), q_wr_bank.eq(q_bank), q_wr_col.eq(q_col),
+                     q_wr_data.eq(self.qp.payload.data)]
+        for b in range(2):
+            for c in range(cfg.cols):
+                with m.If(q_wr & (q_wr_bank == b) & (q_wr_col == c)):
+                    m.d.sync += qregs[b][c].eq(q_wr_data)
         with m.If(q_fire):
-            for b in range(2):
-                for c in range(cfg.cols):
-                    with m.If((q_bank == b) & (q_col == c)):
-                        m.d.sync += qregs[b][c].eq(self.qp.payload.data)
             with m.If(q_col == cfg.cols - 1):
                 m.d.sync += [q_col.eq(0), q_active.eq(0), q_bank.eq(~q_bank)]
                 m.d.comb += q_step.eq(1)
@@ -474,7 +497,7 @@ class Engine(wiring.Component):
 
         # -- accumulate: read, register the read data, add and write back; the sum and the
         # block's parameters are registered again before the requantizer (timing["accumulate"]
-        # stages), so no carry chain follows the RAM's output or precedes the bias add.
+        # stages), so no logic follows the RAM's output and none precedes the bias add.
         acc_layout = data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
         m.d.comb += acc_r.addr.eq(side.addr)
         s2 = Signal(side_layout, name="acc_side")
@@ -485,18 +508,21 @@ class Engine(wiring.Component):
         stored = Signal(acc_layout, name="acc_read", reset_less=True)
         total = Signal(acc_layout)
         total4 = Signal(acc_layout, name="acc_sum", reset_less=True)
+        total5 = Signal(acc_layout, name="acc_sum_d", reset_less=True)
         writes3 = s3.valid & ~s3.last
         writes4 = s4.valid & ~s4.last
-        m.d.sync += [s2.eq(side), psum.eq(grid.p_out.data),
-                     s3.eq(s2), psum3.eq(psum), s4.eq(s3)]
-        with m.If(writes3 & (s3.addr == s2.addr)):
-            m.d.sync += stored.eq(total)
-        with m.Elif(writes4 & (s4.addr == s2.addr)):
-            m.d.sync += stored.eq(total4)
-        with m.Else():
-            m.d.sync += stored.eq(acc_r.data)
+        m.d.sync += [s2.eq(side), psum.eq(grid.p_out.data), stored.eq(acc_r.data),
+                     s3.eq(s2), psum3.eq(psum), s4.eq(s3), total5.eq(total4)]
+        # The RAM read (issued at `side`) missed the writes of the two rows ahead: by the time
+        # this row adds, they are at s4 and s5. Which one holds this row's sum is decided a
+        # stage early, so the add sees registered selects.
+        fwd4 = Signal(name="acc_fwd4")
+        fwd5 = Signal(name="acc_fwd5")
+        m.d.sync += [fwd4.eq(writes3 & (s3.addr == s2.addr)),
+                     fwd5.eq(writes4 & (s4.addr == s2.addr))]
         for c in range(cfg.cols):
-            m.d.comb += total[c].eq(Mux(s3.first, 0, stored[c]) + psum3[c])
+            before = Mux(fwd4, total4[c], Mux(fwd5, total5[c], stored[c]))
+            m.d.comb += total[c].eq(Mux(s3.first, 0, before) + psum3[c])
         m.d.comb += [acc_w.addr.eq(s3.addr), acc_w.data.eq(total), acc_w.en.eq(writes3)]
         params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), reset_less=True)
         m.d.sync += [total4.eq(total), params.eq(Mux(s3.gbank, qregs[1], qregs[0]))]

@@ -155,11 +155,12 @@ def test_engine_full_rate_without_stalls():
     assert 0 < overhead <= 40, (cycles[0], beats)
 
 
-@pytest.mark.parametrize("m_rows", [1, 2])
-def test_engine_tiny_blocks_back_to_back(m_rows):
-    """m-blocks of 1 or 2 rows with many K tiles and no idles: the accumulator is read the
-    cycle after it was written (transparent read), and the bank timing is at its tightest."""
-    cfg = Config(rows=2, cols=2, n=2, m=4, acc_depth=16)
+@pytest.mark.parametrize("rows, m_rows", [(2, 1), (2, 2), (1, 1)])
+def test_engine_tiny_blocks_back_to_back(rows, m_rows):
+    """m-blocks of 1 or 2 rows with many K tiles and no idles: a row's partial sum is read
+    before the previous pass's sum for it was written (forwarded from 2 beats back, or from
+    1 beat back with one-row tiles and passes), and the bank timing is at its tightest."""
+    cfg = Config(rows=rows, cols=2, n=2, m=4, acc_depth=16)
     rng = np.random.default_rng(m_rows)
     x, w, bias, mult, shift = random_layer(cfg, m_rows, 8 * 6 + 3, 3, rng, sparse=True)
     q = {"in_zp": -7, "out_zp": 2, "act_min": -100, "act_max": 100}
