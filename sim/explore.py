@@ -43,6 +43,8 @@ class Point:
     pipeline: bool = False
     acc_depth: int = 256
     mult: str = "dsp"
+    speed: int = None          # ECP5 speed grade (None: the slowest, 6)
+    router: str = "router1"    # nextpnr's router
 
     def config(self):
         return Config.from_sparsity(self.rows, self.cols, self.sparsity,
@@ -53,7 +55,8 @@ class Point:
     def label(self):
         return (f"{self.rows}x{self.cols} {self.sparsity}{' pipelined' if self.pipeline else ''}"
                 f"{' LUT-mult' if self.mult == 'lut' else ''}"
-                f" on {self.device}")
+                f" on {self.device}{f' speed {self.speed}' if self.speed else ''}"
+                f"{f' ({self.router})' if self.router != 'router1' else ''}")
 
 
 def parse_list(text, convert, name):
@@ -166,7 +169,9 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
             else:
                 pnr = synth.place_and_route(syn["netlist"], point.device, workdir=tmp,
                                             freq_mhz=point.freq_mhz, timeout=timeout,
-                                            label=point.label)
+                                            label=point.label, speed=point.speed,
+                                            router=point.router)
+                record["speed"] = pnr["speed"]
                 record["fmax_mhz"] = pnr["fmax_mhz"]
                 record["critical_path"] = pnr.get("critical_path")
                 for mode in ("sparse", "dense"):
@@ -238,7 +243,7 @@ def run_sweep(points, *, executor="local", address=None, jobs=None, cache_dir=No
     return records
 
 
-COLUMNS = ["rows", "cols", "sparsity", "mult", "device", "status", "luts", "dsps", "fmax_mhz",
+COLUMNS = ["rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts", "dsps", "fmax_mhz",
            "cycles_sparse", "cycles_dense", "utilization_sparse", "gops_sparse", "gops_dense",
            "peak_macs_per_cycle", "multipliers", "luts_per_mac", "dsps_per_mac", "error"]
 
@@ -365,12 +370,16 @@ def _plots(records, out):
 
 
 def build_points(rows, cols, sparsities, device, workload, *, freq_mhz=150.0, pipeline=False,
-                 mults=("dsp",)):
+                 mults=("dsp",), speed=None, router="router1"):
     from . import synth  # noqa: PLC0415
 
     if device not in synth.DEVICES:
         raise ValueError(f"Device must be one of {', '.join(synth.DEVICES)}, not {device!r}")
+    synth.check_speed(device, speed)
+    if router not in synth.ROUTERS:
+        raise ValueError(f"Router must be one of {', '.join(synth.ROUTERS)}, not {router!r}")
     for s in sparsities:
         parse_sparsity(s)
-    return [Point(r, c, s, device, tuple(workload), freq_mhz, pipeline, mult=mu)
+    return [Point(r, c, s, device, tuple(workload), freq_mhz, pipeline, mult=mu, speed=speed,
+                  router=router)
             for r in rows for c in cols for s in sparsities for mu in mults]

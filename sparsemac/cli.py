@@ -92,7 +92,8 @@ def _cmd_explore(args):
     workload = explore.parse_workload(args.workload)
     points = explore.build_points(rows, cols, sparsities, args.device, workload,
                                   freq_mhz=args.freq, pipeline=args.pipeline,
-                                  mults=explore.parse_list(args.mult, str, "Mult"))
+                                  mults=explore.parse_list(args.mult, str, "Mult"),
+                                  speed=args.speed, router=args.router)
     for p in points:                      # every configuration is valid before any work starts
         p.config()
     if args.out.exists() and not args.out.is_dir():
@@ -283,6 +284,11 @@ def build_parser():
                    help="ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k or ice40-hx8k")
     p.add_argument("--workload", default="256x256x64", help="layer MxKxN (default 256x256x64)")
     p.add_argument("--freq", type=float, default=150.0, help="target clock for P&R (MHz)")
+    p.add_argument("--speed", type=int, default=None,
+                   help="ECP5 speed grade: 6 (default, slowest), 7 or 8 (fastest)")
+    p.add_argument("--router", default="router1",
+                   help="nextpnr router: router1 (default, better Fmax) or router2 (much "
+                        "faster on large, congested arrays)")
     p.add_argument("--pipeline", action="store_true", help="pipelined PEs")
     p.add_argument("--mult", default="dsp", help="comma-separated PE multiplier styles: dsp, lut")
     p.add_argument("--jobs", type=_positive_int, default=None, help="parallel points")

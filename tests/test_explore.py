@@ -29,7 +29,7 @@ def sweep(cache):
 
 def test_sweep_records(sweep):
     ok, nofit = sweep
-    assert ok["status"] == "ok" and ok["error"] is None
+    assert ok["status"] == "ok" and ok["error"] is None and ok["speed"] == 6
     assert ok["fmax_mhz"] > 10 and ok["luts"] > 0 and ok["dsps"] > 0
     assert ok["cycles_sparse"] > 0 and ok["cycles_dense"] > ok["cycles_sparse"]
     assert ok["gops_sparse"] == pytest.approx(2 * 64 * 32 * 16 * ok["fmax_mhz"] * 1e6
@@ -59,8 +59,10 @@ def test_outputs(sweep, tmp_path):
                                        "efficiency_fmax.png"}
     assert json.loads((tmp_path / "sweep.json").read_text())[0]["device"] == "ecp5-25k"
     csv_lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("rows,cols,sparsity,mult,device,status") and len(csv_lines) == 3
+    assert csv_lines[0].startswith("rows,cols,sparsity,mult,device,speed,status")
+    assert len(csv_lines) == 3
     row = dict(zip(csv_lines[0].split(","), csv_lines[1].split(",")))
+    assert row["speed"] == "6"
     peak = sweep[0]["peak_macs_per_cycle"]
     assert float(row["luts_per_mac"]) == pytest.approx(sweep[0]["luts"] / peak, abs=0.05)
     assert float(row["dsps_per_mac"]) == pytest.approx(sweep[0]["dsps"] / peak, abs=0.0005)
@@ -104,6 +106,15 @@ def run_cli(*args):
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
       "--workload", "64x32"],
      "Workload must be MxKxN with positive integers (e.g. 256x128x64), not '64x32'"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
+      "--speed", "9"],
+     "Speed grade must be one of 6, 7, 8, not 9"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ice40-up5k",
+      "--speed", "8"],
+     "Device 'ice40-up5k' has no speed grades, not 8"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
+      "--router", "router3"],
+     "Router must be one of router1, router2, not 'router3'"),
 ])
 def test_cli_bad_input(tmp_path, args, message):
     r = run_cli(*args, "--out", str(tmp_path / "out"), "--no-cache")

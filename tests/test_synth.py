@@ -47,8 +47,10 @@ def test_ecp5_resources(ecp5):
 
 
 def test_ecp5_place_and_route(ecp5, tmp_path):
-    result = place_and_route(ecp5["netlist"], "ecp5-25k", workdir=tmp_path, label="2x2 2:4")
-    assert result["fmax_mhz"] > 0
+    """The non-default options (the explore sweep test runs the defaults, speed 6, router1)."""
+    result = place_and_route(ecp5["netlist"], "ecp5-25k", workdir=tmp_path, label="2x2 2:4",
+                             speed=8, router="router2")
+    assert result["fmax_mhz"] > 0 and result["speed"] == 8
     assert " -> " in result["critical_path"]
     assert result["utilisation"]["MULT18X18D"] == {"used": ecp5["MULT18X18D"],
                                                    "available": 28}
@@ -119,6 +121,12 @@ def test_unknown_names(tmp_path):
         fit({"LUT4": 1}, "ecp5-12k")
     with pytest.raises(ValueError, match=re.escape(message)):
         place_and_route(tmp_path / "x.json", "ecp5-12k", workdir=tmp_path)
+    with pytest.raises(ValueError, match="^Speed grade must be one of 6, 7, 8, not 5$"):
+        place_and_route(tmp_path / "x.json", "ecp5-25k", workdir=tmp_path, speed=5)
+    with pytest.raises(ValueError, match="^Device 'ice40-up5k' has no speed grades, not 8$"):
+        place_and_route(tmp_path / "x.json", "ice40-up5k", workdir=tmp_path, speed=8)
+    with pytest.raises(ValueError, match="^Router must be one of router1, router2, not 'r3'$"):
+        place_and_route(tmp_path / "x.json", "ecp5-25k", workdir=tmp_path, router="r3")
     with pytest.raises(ValueError, match=re.escape(
             "Family must be one of ecp5, ice40, xilinx, not 'gowin'")):
         synthesize(tmp_path / "x.v", "x", "gowin", workdir=tmp_path)
