@@ -478,9 +478,15 @@ class Engine(wiring.Component):
         # -- zero-point stage and the sideband that travels beside the grid -------------------
         a_stage = grid.a_in
         m.d.sync += [a_stage.valid.eq(a_fire), a_stage.bank.eq(p_bank)]
+        # One copy of the input zero point per row, next to that row's subtractors (the layer
+        # register alone would fan out to rows * m of them across the array). The copies form
+        # a chain (row r holds it r + 1 cycles after start; identical copies would be merged
+        # by synthesis), complete by the first activation: its tile takes rows + 2 cycles.
+        zp_row = [Signal(signed(8), name=f"in_zp_row{r}") for r in range(cfg.rows)]
         for r in range(cfg.rows):
+            m.d.sync += zp_row[r].eq(layer.in_zp if r == 0 else zp_row[r - 1])
             for j in range(cfg.m):
-                m.d.sync += a_stage.data[r][j].eq(self.act.payload.data[r][j] - layer.in_zp)
+                m.d.sync += a_stage.data[r][j].eq(self.act.payload.data[r][j] - zp_row[r])
         side_layout = data.StructLayout({
             "valid": 1, "addr": range(cfg.acc_depth), "first": 1, "last": 1, "eol": 1,
             "gbank": 1})
