@@ -1,4 +1,11 @@
 # SparseMAC: the verbs people type. Every target bootstraps .venv on its own.
+#
+# Two sets of versions (README, "Two commands"):
+#   requirements.lock  the exact set (every package, transitive ones included, with hashes)
+#                      that make setup/test/demo/bench install: what CI runs and what the
+#                      README's figures were measured with. Regenerate with `make lock`.
+#   pyproject.toml     bounded ranges, for installing sparsemac into your own environment;
+#                      `make test-latest` runs the suite on the newest versions they allow.
 PYTHON ?= python3
 VENV   ?= .venv
 SIM    ?= icarus
@@ -7,17 +14,36 @@ PYTEST_ARGS ?=
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK  := requirements.lock
 
-export SIM WAVES
+# The lock's generator (Astral's uv), in a venv of its own so that it is not in the locked set.
+UV_VERSION  ?= 0.13.9
+TOOLS_VENV  ?= .venv-tools
+UV          := $(TOOLS_VENV)/bin/uv
+LATEST_VENV ?= .venv-latest
+
+# Which environment the suite runs in (tests/test_lock.py checks it against the lock).
+SPARSEMAC_ENV ?= lock
+
+export SIM WAVES SPARSEMAC_ENV
 
 BENCH_SIM ?= verilator
 
-.PHONY: setup test demo bench sim soak clean
+.PHONY: setup test demo bench sim soak clean lock lock-upgrade test-latest
 
-# Re-installs only when pyproject.toml changes; a no-op otherwise.
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The venv is rebuilt from scratch whenever the lock or pyproject.toml changes, so that it
+# holds exactly the locked set (pip install -r would leave packages the lock no longer has).
+# --no-deps: the lock is complete; --require-hashes: every file is the one locked;
+# --no-build-isolation: the project is built with the locked setuptools, nothing fetched.
+# pip check fails when pyproject.toml asks for something the lock does not satisfy.
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	    -r $(LOCK)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	    -e .
+	$(PY) -m pip check
 	touch $@
 
 setup: $(STAMP)
@@ -39,6 +65,39 @@ sim: $(STAMP)
 # The long cocotb regression (opt-in): 40 layers per stall combination and configuration.
 soak: $(STAMP)
 	SOAK=1 $(PY) -m pytest tests/test_sim_regression.py $(PYTEST_ARGS)
+
+# --- the lock ------------------------------------------------------------------------------
+
+$(UV):
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# One universal lock for every supported Python (requires-python) and platform, resolved
+# from pyproject.toml: the dependencies, the test extra and the build backend
+# ([build-system] requires, read from pyproject.toml). `make lock` keeps the locked versions
+# that still satisfy pyproject.toml (after editing it); `make lock-upgrade` takes the newest
+# versions the ranges allow (then run `make test`, and commit the lock if it is green).
+LOCK_ARGS = pyproject.toml - --extra test --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock" --output-file $(LOCK)
+BUILD_REQUIRES = $(PYTHON) -c 'import tomllib; \
+	print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))'
+
+lock: $(UV)
+	$(BUILD_REQUIRES) | $(UV) pip compile --quiet $(LOCK_ARGS)
+
+lock-upgrade: $(UV)
+	$(BUILD_REQUIRES) | $(UV) pip compile --quiet --upgrade $(LOCK_ARGS)
+
+# The suite on the newest versions pyproject.toml allows, in a venv of its own (.venv-latest,
+# made anew every time): how we learn early that a new release breaks us. What it installed
+# is in .venv-latest/versions.txt.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
+	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
+	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis
