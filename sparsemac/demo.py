@@ -40,6 +40,7 @@ from golden_model.graph import QConv2d, QDense
 from golden_model.train import as_images, load_digits_split
 
 from . import flows as fl
+from .stats import within
 
 __all__ = ["run_demo", "RTL_FLOWS", "SIMS", "QUICK_IMAGES", "PLOTS", "array_configs",
            "default_build_root", "encoded_bytes", "byte_rows", "check_targets",
@@ -271,18 +272,21 @@ def check_targets(rows, runs, *, test_images):
                               "int8 per-channel PTQ (min-max) within {} point of float32"),
                              ("nm_2_4", NM_TARGET,
                               "2:4 + int8 after fine-tuning within {} points of float32")):
+        # One trained network per model: the target is contradicted only beyond the test
+        # set's noise (3 binomial standard errors of the difference, sparsemac.stats).
         parts, holds = [], []
         for model in models:
             base, r = by.get((model, "float")), by.get((model, key))
             if base is None or r is None:
                 continue
-            drop = base["float_acc"] - r["int8_acc"]
-            ok = drop <= limit + 1e-9
-            holds.append(ok)
+            claim = within(r["int8_acc"], base["float_acc"], test_images, limit)
+            holds.append(claim.holds)
             parts.append(f"{model}: {100 * base['float_acc']:.2f} % -> "
-                         f"{100 * r['int8_acc']:.2f} % ({round(-100 * drop, 2) + 0:+.2f} points)")
-        out.append({"target": what.format(f"{100 * limit:g}"), "measured": "; ".join(parts),
-                    "holds": all(holds) if holds else None})
+                         f"{100 * r['int8_acc']:.2f} % "
+                         f"({round(-100 * claim.shortfall, 2) + 0:+.2f} points, noise margin "
+                         f"{100 * claim.margin:.2f})")
+        out.append({"target": what.format(f"{100 * limit:g}") + ", up to test-set noise",
+                    "measured": "; ".join(parts), "holds": all(holds) if holds else None})
     # Bytes: every layer's nbytes() equals its encoded arrays; totals equal the rows' bytes.
     graphs = [(r["model"], r["flow"], r["graph"], r["bytes"]) for r in rows
               if r["graph"] is not None]
