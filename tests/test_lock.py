@@ -9,6 +9,7 @@ satisfy every range of pyproject.toml (a range edited without ``make lock`` fail
 
 import os
 import re
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -79,8 +80,12 @@ def test_the_lock_satisfies_pyproject():
 
 
 def installed():
+    """What pip installed into this environment: the distributions in its site-packages
+    (not what a package puts on ``sys.path`` at run time, as Ray does with its vendored
+    psutil and colorama)."""
+    paths = list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
     return {canonicalize_name(d.metadata["Name"]): Version(d.version)
-            for d in metadata.distributions()}
+            for d in metadata.distributions(path=paths)}
 
 
 @pytest.mark.skipif(os.environ.get("SPARSEMAC_ENV") != "lock",
