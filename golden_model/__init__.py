@@ -1,15 +1,16 @@
 """SparseMAC golden model: the single source of truth for the arithmetic.
 
 Plain NumPy. Every rule the hardware and the testbenches must match bit for bit is defined
-here and checked against ONNX Runtime and LiteRT in the tests. This package never imports
-the gateware (``hdl``) or the testbenches (``sim``).
+here and checked against ONNX Runtime and LiteRT in the tests. This package builds on
+``common`` only: never on the gateware (``hdl``), the host or the testbenches (``sim``).
 
 Modules: :mod:`.quant` (affine and power-of-two quantization), :mod:`.calibration` (ranges
-from data), :mod:`.requant` (integer
-requantization), :mod:`.kernels` (integer GEMM, FC, conv2d), :mod:`.prune` (pruning),
-:mod:`.compress` (sparse formats and byte accounting), :mod:`.graph` (a network as float
-and integer layer chains), :mod:`.train` (small float models).
-Their public names are all importable from ``golden_model`` directly.
+from data), :mod:`.requant` (integer requantization), :mod:`.kernels` (integer GEMM, FC,
+conv2d), :mod:`.prune` (pruning), :mod:`.compress` (sparse formats and byte accounting),
+:mod:`.graph` (a network as float and integer layer chains), :mod:`.train` (small float
+models and their training-side techniques); their public names are all importable from
+``golden_model`` directly. Beside them, the data (:mod:`.datasets`) and the reference
+networks of the regressions (:mod:`.networks`).
 """
 
 from . import calibration, compress, graph, kernels, prune, quant, requant

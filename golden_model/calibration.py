@@ -44,7 +44,14 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_float_array, check_axis, check_bits, check_choice, check_finite, check_int
+from common.checks import (
+    as_float_array,
+    check_axis,
+    check_bits,
+    check_choice,
+    check_finite,
+    check_int,
+)
 
 __all__ = [
     "METHODS", "KL_EPSILON", "minmax_range", "percentile_range", "mse_range", "kl_range",

@@ -35,9 +35,15 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_float_array, as_int_array, check_axis, check_int
+from common.checks import as_float_array, as_int_array, check_axis, check_int
+
 from .prune import (
-    _as_real_array, _check_n_m_params, _from_groups, _n_m_groups, _n_m_keep_groups, check_n_m,
+    _as_real_array,
+    _check_n_m_params,
+    _from_groups,
+    _n_m_groups,
+    _n_m_keep_groups,
+    check_n_m,
     prune_n_m,
 )
 

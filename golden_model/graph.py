@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_choice, check_int
+from common.checks import check_choice, check_int
+
 from .calibration import calibrate
 from .compress import nbytes_n_m
 from .kernels import conv_output_size, im2col, qconv2d, qlinear
@@ -38,7 +39,7 @@ from .requant import activation_bounds, quantize_bias, quantize_multiplier, requ
 __all__ = [
     "Dense", "Conv2d", "MaxPool2d", "Flatten", "float_forward", "QDense", "QConv2d",
     "IntGraph", "quantize_graph", "GraphError", "WEIGHT_MODES", "REQUANT_MODES",
-    "layer_weight_matrix",
+    "layer_weight_matrix", "n_m_layers",
 ]
 
 WEIGHT_MODES = ("per_channel", "per_tensor", "pot")
@@ -200,6 +201,30 @@ class QConv2d(_QWeighted):
 def layer_weight_matrix(layer):
     """The (out, k) GEMM weight matrix of a float or integer Dense/Conv2d layer."""
     return layer.w.reshape(layer.w.shape[0], -1)
+
+
+def n_m_layers(layers, m, *, dense_first=False, dense_last=False, edge_reason=None):
+    """The one rule for which layers are pruned N:M with group size ``m``.
+
+    Among the weighted layers of ``layers`` (float or integer Dense / Conv2d, in order), every
+    one whose GEMM reduction length (in-features, or ``C*KH*KW``) is a multiple of ``m``,
+    except the first with ``dense_first`` and the last (the classifier) with ``dense_last``.
+    Returns ``(names, notes)``: the names chosen, and one line per weighted layer kept dense
+    saying why (for the first or last layer, ``edge_reason`` when given).
+    """
+    weighted = [ly for ly in layers if isinstance(ly, (Dense, Conv2d, QDense, QConv2d))]
+    names, notes = [], []
+    for i, layer in enumerate(weighted):
+        k = layer_weight_matrix(layer).shape[1]
+        if (dense_first and i == 0) or (dense_last and i == len(weighted) - 1):
+            why = edge_reason or f"the {'first' if dense_first and i == 0 else 'last'} layer"
+            notes.append(f"{layer.name}: kept dense ({why})")
+        elif k % m:
+            notes.append(f"{layer.name}: kept dense (reduction length {k} is not a multiple "
+                         f"of {m})")
+        else:
+            names.append(layer.name)
+    return names, notes
 
 
 @dataclasses.dataclass

@@ -18,10 +18,12 @@ in int64 and the total wrapped to int32. Operands too wide for float32 use float
 
 import numpy as np
 
-from ._checks import as_int_array, check_finite, check_int
+from common.checks import as_int_array, check_finite, check_int
+
 from .requant import requantize, requantize_float
 
-__all__ = ["wrap_signed", "wrap_int32", "matmul_integer", "im2col", "conv_output_size", "qlinear", "qconv2d"]
+__all__ = ["wrap_signed", "wrap_int32", "matmul_integer", "im2col", "conv_output_size", "qlinear",
+           "qconv2d"]
 
 _F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53

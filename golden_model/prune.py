@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_float_array, check_axis, check_choice, check_finite, check_int
+from common.checks import as_float_array, check_axis, check_choice, check_finite, check_int
 
 __all__ = [
     "magnitude_mask", "global_magnitude_masks", "prune_count",

@@ -25,9 +25,16 @@ stochastic    ``floor(x + u)``, ``u ~ U[0, 1)`` from a seeded generator  gradien
 
 import numpy as np
 
-from ._checks import (
-    as_float_array, as_int_array, check_axis, check_bits, check_choice, check_finite, check_int,
-    check_positive_scale, int_range,
+from common.checks import (
+    as_float_array,
+    as_int_array,
+    check_axis,
+    check_bits,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive_scale,
+    int_range,
 )
 
 __all__ = [

@@ -19,8 +19,14 @@ int64 with explicit wrapping to int32 where the C code works on int32.
 
 import numpy as np
 
-from ._checks import (
-    as_float_array, as_int_array, check_choice, check_finite, check_int, check_positive_scale,
+from common import REQUANT_ROUNDINGS
+from common.checks import (
+    as_float_array,
+    as_int_array,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive_scale,
 )
 
 __all__ = [
@@ -31,7 +37,7 @@ __all__ = [
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
-ROUNDING_MODES = ("double", "single")
+ROUNDING_MODES = REQUANT_ROUNDINGS
 
 
 def _wrap32(x):

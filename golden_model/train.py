@@ -42,8 +42,8 @@ Filter pruning that removes filters (:func:`prune_filters`): the lowest-scored f
 L2 or FPGM, :func:`.prune.filter_scores`) of a layer are deleted together with the matching
 input channels of the next layer, giving a smaller dense model to fine-tune.
 
-Also the data every demo and test uses: scikit-learn's bundled 8x8 digits (no download),
-split once with a fixed seed (:func:`load_digits_split`, :func:`as_images`).
+The data they train on is in :mod:`.datasets`, the reference networks of the demos and
+regressions in :mod:`.networks`.
 """
 
 import dataclasses
@@ -53,18 +53,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_float_array, as_int_array, check_choice, check_finite, check_int
+from common.checks import as_float_array, as_int_array, check_choice, check_finite, check_int
+
 from .calibration import MovingAverageMinMax
 from .graph import Conv2d, Dense, Flatten, MaxPool2d
 from .kernels import im2col
 from .prune import (
-    PruningSchedule, filter_prune_mask, global_magnitude_masks, magnitude_mask, prune_n_m,
+    PruningSchedule,
+    filter_prune_mask,
+    global_magnitude_masks,
+    magnitude_mask,
+    prune_n_m,
     remove_neurons,
 )
 from .quant import fake_quantize, qparams, qparams_from_range, quantize, ste_mask
 
 __all__ = [
-    "load_digits_split", "as_images", "accuracy", "softmax", "cross_entropy",
+    "accuracy", "softmax", "cross_entropy",
     "distillation_loss", "quantize_gradient", "MLP", "CNN", "Distillation", "GradualPruning",
     "NMPruning", "TrainLog", "train", "prune_filters", "LR_SCHEDULES", "PRUNING_SCOPES",
 ]
@@ -75,31 +80,7 @@ LR_SCHEDULES = ("constant", "cosine")
 PRUNING_SCOPES = ("layer", "global")
 
 
-# --- data and losses ---------------------------------------------------------------------------
-
-def load_digits_split(test_fraction=0.25, seed=0):
-    """scikit-learn's digits (1797 images, 8x8, values 0..16) as float32, split with ``seed``.
-
-    Returns ``(x_train, y_train, x_test, y_test)``; ``x`` is (n, 64) scaled to [0, 1].
-    """
-    from sklearn.datasets import load_digits  # noqa: PLC0415 (ships the data; no download)
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
-
-
-def as_images(x):
-    """Flat digits ``(n, 64)`` as NCHW images ``(n, 1, 8, 8)`` (row-major pixels)."""
-    x = as_float_array(x)
-    if x.ndim != 2 or x.shape[1] != 64:
-        raise ValueError(f"x must have shape (N, 64), not {x.shape}")
-    return x.reshape(len(x), 1, 8, 8)
-
+# --- losses -----------------------------------------------------------------------------------
 
 def accuracy(logits, labels):
     """Fraction of rows whose argmax equals the label."""
@@ -853,6 +834,97 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     TypeError, ValueError
         A bad argument, with the rule it breaks.
     """
+    x, y, epochs, batch, seed, lr, act_momentum, grad_bits, distill = _check_train_args(
+        model, x, y, epochs=epochs, lr=lr, batch=batch, seed=seed, lr_schedule=lr_schedule,
+        pruning=pruning, qat=qat, act_momentum=act_momentum, grad_bits=grad_bits,
+        teacher_logits=teacher_logits, distill=distill, loss_grad=loss_grad)
+    if teacher_logits is not None:
+        teacher_logits = check_finite(as_float_array(teacher_logits, "teacher_logits"),
+                                      "teacher_logits")
+    steps_per_epoch = -(-len(x) // batch)
+    total = epochs * steps_per_epoch
+    log = TrainLog()
+    names = None
+    if isinstance(pruning, GradualPruning):
+        names = _check_names(model, pruning.layers, "pruning")
+        if epochs and pruning.schedule.end_step >= total:
+            raise ValueError(f"pruning end_step must be less than the number of training "
+                             f"steps ({total}), not {pruning.schedule.end_step}")
+    elif isinstance(pruning, NMPruning):
+        _set_n_m(model, pruning, _check_names(model, pruning.layers, "pruning"))
+
+    rng = np.random.default_rng(seed)
+    grad_rng = np.random.default_rng([seed, 1])
+    observed = _Observed(act_momentum) if qat else None
+    adam = _Adam([p for wb in zip(model.weights, model.biases) for p in wb])
+    model.apply_masks()
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        losses = []
+        for s in range(0, len(x), batch):
+            if names is not None and pruning.schedule.should_prune(step):
+                log.pruning.append((step, _update_gradual(model, pruning, step, names)))
+            idx = order[s:s + batch]
+            logits, _, tape = model._forward(x[idx], observed)
+            loss, g = _loss_gradient(logits, y, idx, loss_grad, teacher_logits, distill)
+            losses.append(loss)
+            grads = [gp for gw in model._backward(tape, g) for gp in gw]
+            if grad_bits is not None:
+                for i, gp in enumerate(grads):
+                    codes, scale = quantize_gradient(gp, bits=grad_bits, rng=grad_rng)
+                    grads[i] = (codes.astype(gp.dtype) * gp.dtype.type(scale))
+            rate = lr if lr_schedule == "constant" else \
+                lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            adam.step(grads, rate)
+            model.apply_masks()
+            step += 1
+        log.losses.append(float(np.mean(losses)))
+    log.steps = step
+    if qat and observed.observers:
+        log.act_ranges = _act_range_list(model, observed)
+    return log
+
+
+def _loss_gradient(logits, y, idx, loss_grad, teacher_logits, distill):
+    """``(loss, d loss / d logits)`` of one batch: a custom ``loss_grad`` (loss NaN),
+    distillation, or cross-entropy."""
+    if loss_grad is not None:
+        return float("nan"), np.asarray(loss_grad(logits, idx), dtype=logits.dtype)
+    if teacher_logits is not None:
+        return distillation_loss(logits, teacher_logits[idx], y[idx],
+                                 temperature=distill.temperature, alpha=distill.alpha,
+                                 beta=distill.beta)
+    return cross_entropy(logits, y[idx])
+
+
+class _Adam:
+    """Adam (betas 0.9, 0.999, eps 1e-8) updating ``params`` in place."""
+
+    B1, B2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, params):
+        self.params = params
+        self.m1 = [np.zeros_like(p) for p in params]
+        self.m2 = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads, rate):
+        self.t += 1
+        b1, b2, eps, t = self.B1, self.B2, self.EPS, self.t
+        for p, gp, a, v in zip(self.params, grads, self.m1, self.m2):
+            a *= b1
+            a += (1 - b1) * gp
+            v *= b2
+            v += (1 - b2) * gp * gp
+            p -= (rate * (a / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+                  ).astype(p.dtype)
+
+
+def _check_train_args(model, x, y, *, epochs, lr, batch, seed, lr_schedule, pruning, qat,
+                      act_momentum, grad_bits, teacher_logits, distill, loss_grad):
+    """Validate :func:`train`'s arguments; returns the normalized
+    ``(x, y, epochs, batch, seed, lr, act_momentum, grad_bits, distill)``."""
     if not isinstance(model, _Network):
         raise TypeError(f"model must be an MLP or a CNN, not {type(model).__name__}")
     x = model._check_x(x)
@@ -874,91 +946,35 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     if pruning is not None and not isinstance(pruning, (GradualPruning, NMPruning)):
         raise TypeError(f"pruning must be a GradualPruning or an NMPruning, not "
                         f"{type(pruning).__name__}")
-    if distill is not None and not isinstance(distill, Distillation):
-        raise TypeError(f"distill must be a Distillation, not {type(distill).__name__}")
-    if distill is not None and teacher_logits is None:
-        raise ValueError("distill needs teacher_logits, not None")
-    if teacher_logits is not None:
-        if loss_grad is not None:
-            raise ValueError("loss_grad must be None when distilling, not a callable")
-        teacher_logits = check_finite(as_float_array(teacher_logits, "teacher_logits"),
-                                      "teacher_logits")
-        classes = model.weights[-1].shape[0]
-        if teacher_logits.shape != (len(x), classes):
-            raise ValueError(f"teacher_logits must have shape ({len(x)}, {classes}), "
-                             f"not {teacher_logits.shape}")
-        distill = distill or Distillation()
+    distill = _check_distillation(model, x, teacher_logits, distill, loss_grad)
     if loss_grad is not None and not callable(loss_grad):
         raise TypeError(f"loss_grad must be callable, not {type(loss_grad).__name__}")
-
     for i, (w, m) in enumerate(zip(model.weights, model.full_masks())):
         if m is not None and (not isinstance(m, np.ndarray) or m.dtype != np.bool_
                               or m.shape != w.shape):
             got = f"{m.dtype} {m.shape}" if isinstance(m, np.ndarray) else type(m).__name__
             raise ValueError(f"masks[{i}] must be None or a bool array of shape {w.shape}, "
                              f"not {got}")
-    steps_per_epoch = -(-len(x) // batch)
-    total = epochs * steps_per_epoch
-    log = TrainLog()
-    names = None
-    if isinstance(pruning, GradualPruning):
-        names = _check_names(model, pruning.layers, "pruning")
-        if epochs and pruning.schedule.end_step >= total:
-            raise ValueError(f"pruning end_step must be less than the number of training "
-                             f"steps ({total}), not {pruning.schedule.end_step}")
-    elif isinstance(pruning, NMPruning):
-        _set_n_m(model, pruning, _check_names(model, pruning.layers, "pruning"))
+    return x, y, epochs, batch, seed, lr, act_momentum, grad_bits, distill
 
-    rng = np.random.default_rng(seed)
-    grad_rng = np.random.default_rng([seed, 1])
-    observed = _Observed(act_momentum) if qat else None
-    params = [p for wb in zip(model.weights, model.biases) for p in wb]
-    m1 = [np.zeros_like(p) for p in params]
-    m2 = [np.zeros_like(p) for p in params]
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    model.apply_masks()
-    step = 0
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        losses = []
-        for s in range(0, len(x), batch):
-            if names is not None and pruning.schedule.should_prune(step):
-                log.pruning.append((step, _update_gradual(model, pruning, step, names)))
-            idx = order[s:s + batch]
-            logits, _, tape = model._forward(x[idx], observed)
-            if loss_grad is not None:
-                g = np.asarray(loss_grad(logits, idx), dtype=logits.dtype)
-                losses.append(float("nan"))
-            elif teacher_logits is not None:
-                loss, g = distillation_loss(logits, teacher_logits[idx], y[idx],
-                                            temperature=distill.temperature,
-                                            alpha=distill.alpha, beta=distill.beta)
-                losses.append(loss)
-            else:
-                loss, g = cross_entropy(logits, y[idx])
-                losses.append(loss)
-            grads = [gp for gw in model._backward(tape, g) for gp in gw]
-            if grad_bits is not None:
-                for i, gp in enumerate(grads):
-                    codes, scale = quantize_gradient(gp, bits=grad_bits, rng=grad_rng)
-                    grads[i] = (codes.astype(gp.dtype) * gp.dtype.type(scale))
-            rate = lr if lr_schedule == "constant" else \
-                lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            t = step + 1
-            for p, gp, a, v in zip(params, grads, m1, m2):
-                a *= b1
-                a += (1 - b1) * gp
-                v *= b2
-                v += (1 - b2) * gp * gp
-                p -= (rate * (a / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-                      ).astype(p.dtype)
-            model.apply_masks()
-            step += 1
-        log.losses.append(float(np.mean(losses)))
-    log.steps = step
-    if qat and observed.observers:
-        log.act_ranges = _act_range_list(model, observed)
-    return log
+
+def _check_distillation(model, x, teacher_logits, distill, loss_grad):
+    """The :class:`Distillation` to train with (``None`` without a teacher)."""
+    if distill is not None and not isinstance(distill, Distillation):
+        raise TypeError(f"distill must be a Distillation, not {type(distill).__name__}")
+    if distill is not None and teacher_logits is None:
+        raise ValueError("distill needs teacher_logits, not None")
+    if teacher_logits is None:
+        return None
+    if loss_grad is not None:
+        raise ValueError("loss_grad must be None when distilling, not a callable")
+    teacher_logits = check_finite(as_float_array(teacher_logits, "teacher_logits"),
+                                  "teacher_logits")
+    classes = model.weights[-1].shape[0]
+    if teacher_logits.shape != (len(x), classes):
+        raise ValueError(f"teacher_logits must have shape ({len(x)}, {classes}), "
+                         f"not {teacher_logits.shape}")
+    return distill or Distillation()
 
 
 # --- filter pruning that removes filters ---------------------------------------------------

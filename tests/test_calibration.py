@@ -12,8 +12,15 @@ from hypothesis.extra import numpy as hnp
 
 from golden_model import calibration as cal
 from golden_model.calibration import (
-    KL_EPSILON, METHODS, MinMaxObserver, MovingAverageMinMax, calibrate, kl_range, minmax_range,
-    mse_range, percentile_range,
+    KL_EPSILON,
+    METHODS,
+    MinMaxObserver,
+    MovingAverageMinMax,
+    calibrate,
+    kl_range,
+    minmax_range,
+    mse_range,
+    percentile_range,
 )
 
 # Small histograms keep the per-method loops of the generic tests fast.
@@ -225,7 +232,7 @@ def test_observer_reset_and_read_only_parameters():
     obs.reset()
     assert obs.batches == 0
     with raises(RuntimeError, "MovingAverageMinMax has no range before the first update"):
-        obs.range
+        _ = obs.range
     with pytest.raises(AttributeError):
         obs.momentum = 0.5
     with pytest.raises(AttributeError):
@@ -234,7 +241,7 @@ def test_observer_reset_and_read_only_parameters():
 
 def test_observer_errors():
     with raises(RuntimeError, "MinMaxObserver has no range before the first update"):
-        MinMaxObserver().range
+        _ = MinMaxObserver().range
     with raises(ValueError, "momentum must be in (0, 1], not 0"):
         MovingAverageMinMax(0)
     with raises(ValueError, "momentum must be in (0, 1], not 1.5"):

@@ -10,9 +10,23 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from golden_model.compress import (
-    Footprint, compress_n_m, compression_report, csr_index_dtype, decompress_n_m, format_report,
-    from_bitmap, from_csr, index_bits, nbytes_bitmap, nbytes_csr, nbytes_dense, nbytes_n_m,
-    pack_indices, to_bitmap, to_csr, unpack_indices,
+    Footprint,
+    compress_n_m,
+    compression_report,
+    csr_index_dtype,
+    decompress_n_m,
+    format_report,
+    from_bitmap,
+    from_csr,
+    index_bits,
+    nbytes_bitmap,
+    nbytes_csr,
+    nbytes_dense,
+    nbytes_n_m,
+    pack_indices,
+    to_bitmap,
+    to_csr,
+    unpack_indices,
 )
 from golden_model.prune import apply_mask, is_n_m, prune_n_m
 

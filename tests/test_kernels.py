@@ -66,7 +66,8 @@ def test_qconv2d_same_padding_and_requant():
     rng = np.random.default_rng(4)
     x = rng.integers(-128, 128, (1, 3, 7, 8), dtype=np.int8)
     w = rng.integers(-127, 128, (5, 3, 3, 3), dtype=np.int8)
-    # TF SAME, stride 2: out 4x4; pad total rows = 3*2+3-7 = 2 -> (1, 1), cols = 3*2+3-8 = 1 -> (0, 1)
+    # TF SAME, stride 2: out 4x4; pad total rows = 3*2+3-7 = 2 -> (1, 1),
+    # cols = 3*2+3-8 = 1 -> (0, 1)
     acc = gm.qconv2d(x, w, stride=2, padding="same")
     assert acc.shape == (1, 5, 4, 4)
     np.testing.assert_array_equal(acc, ref_conv(x, w, (2, 2), (1, 0, 1, 1), (1, 1), 1, 0, 0))

@@ -10,9 +10,23 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from golden_model.prune import (
-    PruningSchedule, apply_mask, channel_prune_mask, check_n_m, cubic_sparsity, filter_norms,
-    filter_prune_mask, filter_scores, fpgm_scores, global_magnitude_masks, is_n_m,
-    magnitude_mask, neuron_prune_mask, neuron_scores, prune_count, prune_n_m, remove_neurons,
+    PruningSchedule,
+    apply_mask,
+    channel_prune_mask,
+    check_n_m,
+    cubic_sparsity,
+    filter_norms,
+    filter_prune_mask,
+    filter_scores,
+    fpgm_scores,
+    global_magnitude_masks,
+    is_n_m,
+    magnitude_mask,
+    neuron_prune_mask,
+    neuron_scores,
+    prune_count,
+    prune_n_m,
+    remove_neurons,
 )
 
 
@@ -508,7 +522,7 @@ def test_apply_mask_errors():
 
 
 def test_sparsify_n_m_pads_a_ragged_group_with_zeros():
-    from golden_model import sparsify_n_m  # noqa: PLC0415
+    from golden_model import sparsify_n_m
 
     w = np.array([[1, 5, -3, 2, 7, 1, -9]], dtype=np.int8)
     out = sparsify_n_m(w, 2, 4, axis=1)

@@ -93,7 +93,8 @@ def test_quantize_multiplier_vectorized_equals_scalar():
 
 
 def test_quantize_multiplier_rejects_negative_and_nan():
-    with pytest.raises(ValueError, match=r"real multiplier must be finite and non-negative, not -0.5"):
+    with pytest.raises(ValueError,
+                       match=r"real multiplier must be finite and non-negative, not -0.5"):
         gm.quantize_multiplier(-0.5)
     with pytest.raises(ValueError, match=r"not nan"):
         gm.quantize_multiplier(np.array([0.1, np.nan]))

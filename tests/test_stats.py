@@ -48,8 +48,7 @@ def test_messages_say_everything():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: binomial_se(1.5, 10), "p must be a fraction in [0, 1], not 1.5"),
-    (lambda: binomial_se(0.5, 0), "n must be a positive integer, not 0"),
-    (lambda: binomial_se(0.5, 2.0), "n must be a positive integer, not 2.0"),
+    (lambda: binomial_se(0.5, 0), "n must be at least 1, not 0"),
     (lambda: within(0.9, True, 10, 0.01), "reference must be a fraction in [0, 1], not True"),
     (lambda: within(0.9, 0.9, 10, -0.01), "allowed must be a fraction in [0, 1], not -0.01"),
     (lambda: at_least(float("nan"), 0.9, 10), "measured must be a fraction in [0, 1], not nan"),
@@ -59,3 +58,8 @@ def test_messages_say_everything():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         call()
+
+
+def test_counts_must_be_integers():
+    with pytest.raises(TypeError, match=re.escape("n must be an integer, not 2.0")):
+        binomial_se(0.5, 2.0)

@@ -8,12 +8,22 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from golden_model.datasets import as_images, load_digits_split
 from golden_model.graph import float_forward, quantize_graph
 from golden_model.prune import PruningSchedule, filter_scores, is_n_m
 from golden_model.quant import fake_quantize, qparams, qparams_from_range, quantize, ste_mask
 from golden_model.train import (
-    CNN, MLP, Distillation, GradualPruning, NMPruning, accuracy, as_images, cross_entropy,
-    distillation_loss, load_digits_split, prune_filters, quantize_gradient, train,
+    CNN,
+    MLP,
+    Distillation,
+    GradualPruning,
+    NMPruning,
+    accuracy,
+    cross_entropy,
+    distillation_loss,
+    prune_filters,
+    quantize_gradient,
+    train,
 )
 from sparsemac.stats import at_least
 

@@ -1,7 +1,7 @@
-"""Argument validation shared by the golden model.
+"""Argument validation: one set of checks and one form of message for every layer.
 
-Every public function validates its arguments eagerly and raises ``TypeError`` for a wrong
-type or dtype and ``ValueError`` for a bad value, with messages of the form
+Every public function of the project validates its arguments eagerly and raises ``TypeError``
+for a wrong type or dtype and ``ValueError`` for a bad value, with messages of the form
 ``"<what> must be <rule>, not <value>"`` so that a user sees the problem and the value.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "as_float_array", "as_int_array", "check_finite", "check_positive_scale", "check_bits",
-    "check_int", "check_axis", "check_choice", "int_range",
+    "check_int", "check_bool", "check_axis", "check_choice", "int_range",
 ]
 
 
@@ -97,6 +97,13 @@ def check_int(value, name, *, lo=None, hi=None):
     if hi is not None and value > hi:
         raise ValueError(f"{name} must be at most {hi}, not {value}")
     return value
+
+
+def check_bool(value, name):
+    """Check that ``value`` is a bool (NumPy's included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, not {value!r}")
+    return bool(value)
 
 
 def check_bits(bits, name="bits"):
