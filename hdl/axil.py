@@ -15,6 +15,8 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from common.checks import check_int
+
 __all__ = ["Resp", "Signature", "Register", "RegisterFile"]
 
 
@@ -37,16 +39,6 @@ class Resp(enum.IntEnum, shape=2):
     EXOKAY = 1
     SLVERR = 2
     DECERR = 3
-
-
-def _positive_int(value, what):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a positive integer, not {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{what} must be a positive integer, not {value}")
-    return value
 
 
 class Signature(wiring.Signature):
@@ -86,13 +78,10 @@ class Signature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width, data_width=32):
-        addr_width = _positive_int(addr_width, "Address width")
-        try:
-            data_width = operator.index(data_width)
-        except TypeError:
-            raise TypeError(f"Data width must be an integer, not {data_width!r}") from None
+        addr_width = check_int(addr_width, "addr_width", lo=1)
+        data_width = check_int(data_width, "data_width")
         if data_width not in (32, 64):
-            raise ValueError(f"Data width must be 32 or 64, not {data_width}")
+            raise ValueError(f"data_width must be 32 or 64, not {data_width}")
         self._addr_width = addr_width
         self._data_width = data_width
         super().__init__({
@@ -285,12 +274,7 @@ class RegisterFile(wiring.Component):
     DATA_WIDTH = 32
 
     def __init__(self, registers, *, addr_width):
-        try:
-            addr_width = operator.index(addr_width)
-        except TypeError:
-            raise TypeError(f"Address width must be an integer, not {addr_width!r}") from None
-        if addr_width < 2:
-            raise ValueError(f"Address width must be at least 2, not {addr_width}")
+        addr_width = check_int(addr_width, "addr_width", lo=2)
         try:
             registers = tuple(registers)
         except TypeError:

@@ -6,46 +6,24 @@ the parameters alone.
 """
 
 import dataclasses
-import operator
 
-__all__ = ["Config", "parse_sparsity", "ROUNDING_MODES", "MULT_STYLES"]
+from common import REQUANT_ROUNDINGS, Sparsity
+from common.checks import check_bool, check_choice, check_int
 
-ROUNDING_MODES = ("double", "single")
+__all__ = ["Config", "ROUNDING_MODES", "MULT_STYLES"]
+
+ROUNDING_MODES = REQUANT_ROUNDINGS
 #: How a PE multiplies: "dsp" writes ``a * w`` and lets synthesis map it (a DSP block on an
 #: FPGA: MULT18X18D, SB_MAC16, DSP48E1); "lut" builds the product from radix-4 Booth partial
 #: products in logic, so the PEs use no DSP block (the requantizer still does).
 MULT_STYLES = ("dsp", "lut")
-GROUP_SIZES = (1, 2, 4, 8, 16)
 
 #: Widest product of an activation minus its zero point (9-bit signed, |x - zp| <= 255) and an
 #: int8 weight: 255 * 128 = 32640 needs 16 bits signed; an accumulator must hold at least one.
 MIN_ACC_WIDTH = 16
-
-
-def _positive(value, name, *, lo=1, hi=None):
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {value!r}") from None
-    if value < lo:
-        raise ValueError(f"{name} must be at least {lo}, not {value}")
-    if hi is not None and value > hi:
-        raise ValueError(f"{name} must be at most {hi}, not {value}")
-    return value
-
-
-def parse_sparsity(text):
-    """``"2:4"`` -> ``(2, 4)``; ``"dense"`` -> ``(1, 1)`` (one MAC per PE, no index muxes)."""
-    if not isinstance(text, str):
-        raise TypeError(f"Sparsity must be a string like '2:4' or 'dense', not {text!r}")
-    if text.strip().lower() == "dense":
-        return 1, 1
-    parts = text.split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"Sparsity must be 'N:M' (e.g. '2:4') or 'dense', not {text!r}")
-    return int(parts[0]), int(parts[1])
+#: Largest grid side, and the accumulator depths allowed (powers of two).
+MAX_SIDE = 64
+ACC_DEPTHS = (16, 65536)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,36 +66,32 @@ class Config:
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        set_("rows", _positive(self.rows, "Rows", hi=64))
-        set_("cols", _positive(self.cols, "Cols", hi=64))
-        set_("m", _positive(self.m, "M"))
-        if self.m not in GROUP_SIZES:
-            raise ValueError(f"M must be a power of two in {{1, 2, 4, 8, 16}}, not {self.m}")
-        set_("n", _positive(self.n, "N"))
-        if self.n > self.m:
-            raise ValueError(f"N must be at most M ({self.m}), not {self.n}")
-        set_("acc_width", _positive(self.acc_width, "Accumulator width", hi=32))
-        if self.acc_width < MIN_ACC_WIDTH:
-            raise ValueError(f"Accumulator width must be at least {MIN_ACC_WIDTH} bits to hold "
-                             f"one product (255 * 128 = 32640), not {self.acc_width}")
-        if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"Rounding must be 'double' or 'single', not {self.rounding!r}")
-        if not isinstance(self.pipeline, bool):
-            raise TypeError(f"Pipeline must be a bool, not {self.pipeline!r}")
-        set_("acc_depth", _positive(self.acc_depth, "Accumulator depth", lo=16, hi=65536))
+        set_("rows", check_int(self.rows, "rows", lo=1, hi=MAX_SIDE))
+        set_("cols", check_int(self.cols, "cols", lo=1, hi=MAX_SIDE))
+        pattern = Sparsity(self.n, self.m)
+        set_("n", pattern.n)
+        set_("m", pattern.m)
+        set_("acc_width", check_int(self.acc_width, "acc_width", lo=MIN_ACC_WIDTH, hi=32))
+        check_choice(self.rounding, "rounding", ROUNDING_MODES)
+        check_bool(self.pipeline, "pipeline")
+        set_("pipeline", bool(self.pipeline))
+        set_("acc_depth", check_int(self.acc_depth, "acc_depth", lo=ACC_DEPTHS[0],
+                                    hi=ACC_DEPTHS[1]))
         if self.acc_depth & (self.acc_depth - 1):
-            raise ValueError(f"Accumulator depth must be a power of two, not {self.acc_depth}")
-        if self.mult not in MULT_STYLES:
-            raise ValueError(f"Mult must be 'dsp' or 'lut', not {self.mult!r}")
+            raise ValueError(f"acc_depth must be a power of two, not {self.acc_depth}")
+        check_choice(self.mult, "mult", MULT_STYLES)
 
     @classmethod
     def from_sparsity(cls, rows, cols, sparsity, **kwargs):
-        n, m = parse_sparsity(sparsity)
-        return cls(rows=rows, cols=cols, n=n, m=m, **kwargs)
+        """A configuration whose ``n``, ``m`` come from a :class:`common.Sparsity` or its
+        notation (``"2:4"``, ``"dense"``)."""
+        pattern = Sparsity.parse(sparsity)
+        return cls(rows=rows, cols=cols, n=pattern.n, m=pattern.m, **kwargs)
 
     @property
     def sparsity(self):
-        return "dense" if self.m == 1 else f"{self.n}:{self.m}"
+        """The array's N:M mode in the one notation (``"2:4"``, ``"dense"``)."""
+        return str(Sparsity(self.n, self.m))
 
     @property
     def sparse(self):

@@ -15,7 +15,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from .config import Config
-from .packing import packet_formats, word_bits
+from .layout import packet_formats, word_bits
 from .top import AXIL_ADDR_WIDTH, REGISTERS, Top, tdata_width
 
 __all__ = ["generate", "manifest", "core_file", "WAIVER", "check_name"]

@@ -9,16 +9,17 @@ activation clamp behind::
                 act_min, act_max)
 """
 
-import operator
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from common import REQUANT_ROUNDINGS
+from common.checks import check_choice, check_int
+
 __all__ = ["Requant"]
 
 
-_ROUNDING_MODES = ("double", "single")
 
 # Width to which the rounded result is saturated before the zero point and clamp stage. The
 # clamp bounds and the zero point are int8 codes, so only results in [-255, 255] (double
@@ -26,18 +27,6 @@ _ROUNDING_MODES = ("double", "single")
 # escape the clamp; saturating to 11 bits keeps every clamp decision and shortens the
 # final adder and comparators to 12 bits.
 _SAT_WIDTH = 11
-
-
-def _check_int(value, name, what, minimum):
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be {what}, not {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be {what}, not {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be {what}, not {value!r}")
-    return value
 
 
 def _saturate(value, width):
@@ -132,13 +121,9 @@ class Requant(wiring.Component):
     """
 
     def __init__(self, *, lanes, rounding="double", tag_width=1):
-        self._lanes = _check_int(lanes, "Lanes", "a positive integer", 1)
-        if not isinstance(rounding, str):
-            raise TypeError(f"Rounding must be 'double' or 'single', not {rounding!r}")
-        if rounding not in _ROUNDING_MODES:
-            raise ValueError(f"Rounding must be 'double' or 'single', not {rounding!r}")
-        self._rounding = rounding
-        self._tag_width = _check_int(tag_width, "Tag width", "a non-negative integer", 0)
+        self._lanes = check_int(lanes, "lanes", lo=1)
+        self._rounding = check_choice(rounding, "rounding", REQUANT_ROUNDINGS)
+        self._tag_width = check_int(tag_width, "tag_width", lo=0)
 
         in_layout = data.StructLayout({
             "acc": data.ArrayLayout(signed(32), self._lanes),

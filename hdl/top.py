@@ -9,7 +9,7 @@ Ports (conventional names, one clock ``aclk``, active-low synchronous reset ``ar
 - ``s_axil_*``: AXI4-Lite slave of the layer registers (:data:`REGISTERS`);
 - ``irq``: high while a layer has finished and no new one was started (``STATUS.DONE``).
 
-``tdata`` widths are the payload widths of :mod:`hdl.packing` rounded up to whole bytes; the
+``tdata`` widths are the payload widths of :mod:`hdl.layout` rounded up to whole bytes; the
 padding bits of an input are ignored, those of an output are 0.
 """
 
@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from . import axil
 from .config import Config
 from .engine import Engine
-from .packing import word_bits
+from .layout import M_BLOCK_WIDTH, M_ROWS_WIDTH, TILES_WIDTH, word_bits
 
 __all__ = ["Top", "REGISTERS", "AXIL_ADDR_WIDTH", "tdata_width"]
 
@@ -33,11 +33,12 @@ REGISTERS = [
                   doc="bit 0 BUSY, bit 1 DONE (a layer finished since the last START), "
                       "bit 2 CONFIG_ERROR (last START refused: a zero count or M_BLOCK > "
                       "acc_depth), bit 3 FRAMING_ERROR (an input tlast disagreed)"),
-    axil.Register("m_rows", 0x08, 24, "rw", reset=1, doc="rows of the layer (m)"),
-    axil.Register("m_block", 0x0C, 17, "rw", reset=1,
+    axil.Register("m_rows", 0x08, M_ROWS_WIDTH, "rw", reset=1, doc="rows of the layer (m)"),
+    axil.Register("m_block", 0x0C, M_BLOCK_WIDTH, "rw", reset=1,
                   doc="rows per m-block, 1 .. acc_depth"),
-    axil.Register("k_tiles", 0x10, 16, "rw", reset=1, doc="K tiles (passes per m-block)"),
-    axil.Register("n_tiles", 0x14, 16, "rw", reset=1, doc="N tiles"),
+    axil.Register("k_tiles", 0x10, TILES_WIDTH, "rw", reset=1,
+                  doc="K tiles (passes per m-block)"),
+    axil.Register("n_tiles", 0x14, TILES_WIDTH, "rw", reset=1, doc="N tiles"),
     axil.Register("in_zp", 0x18, 8, "rw", doc="input zero point (int8)"),
     axil.Register("out_zp", 0x1C, 8, "rw", doc="output zero point (int8)"),
     axil.Register("act_min", 0x20, 8, "rw", reset=0x80, doc="output clamp minimum (int8)"),

@@ -19,10 +19,10 @@ from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+from conftest import require_simulator
 
 from hdl import axil
 from hdl.axil import Register, RegisterFile, Resp
-from conftest import require_simulator
 from sim import toolchain
 
 HERE = Path(__file__).parent
@@ -114,10 +114,10 @@ def test_signature_members_and_flow():
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "message"), [
-    ({"addr_width": "8"}, TypeError, "Address width must be a positive integer, not '8'"),
-    ({"addr_width": 0}, ValueError, "Address width must be a positive integer, not 0"),
-    ({"addr_width": 8, "data_width": 32.0}, TypeError, "Data width must be an integer, not 32.0"),
-    ({"addr_width": 8, "data_width": 16}, ValueError, "Data width must be 32 or 64, not 16"),
+    ({"addr_width": "8"}, TypeError, "addr_width must be an integer, not '8'"),
+    ({"addr_width": 0}, ValueError, "addr_width must be at least 1, not 0"),
+    ({"addr_width": 8, "data_width": 32.0}, TypeError, "data_width must be an integer, not 32.0"),
+    ({"addr_width": 8, "data_width": 16}, ValueError, "data_width must be 32 or 64, not 16"),
 ])
 def test_signature_validation(kwargs, exc, message):
     with raises(exc, message):
@@ -170,8 +170,8 @@ def test_register_is_frozen_and_coerces_integers():
 
 
 @pytest.mark.parametrize(("registers", "addr_width", "exc", "message"), [
-    (REGISTERS, "8", TypeError, "Address width must be an integer, not '8'"),
-    (REGISTERS, 1, ValueError, "Address width must be at least 2, not 1"),
+    (REGISTERS, "8", TypeError, "addr_width must be an integer, not '8'"),
+    (REGISTERS, 1, ValueError, "addr_width must be at least 2, not 1"),
     (3, 8, TypeError, "Registers must be an iterable of Register, not 3"),
     ([], 8, ValueError, "Register file must have at least one register"),
     ([("m", 0, 1, "rw")], 8, TypeError,
@@ -678,7 +678,7 @@ def _require(sim):
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
 def test_cocotb_axil_master_cross_check(sim, tmp_path):
-    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+    from cocotb_tools.runner import get_runner
 
     _require(sim)
     src = tmp_path / "axil_regs.v"

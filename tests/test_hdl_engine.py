@@ -8,23 +8,16 @@ from amaranth.sim import Simulator
 
 import golden_model as gm
 from hdl.config import Config
-from hdl.engine import Engine, LayerConfig
-from hdl.packing import pack_layer, unpack_output
+from hdl.engine import Engine
+from hdl.layout import LayerConfig
+from host.packing import pack_layer, unpack_output
+from sim.layers import random_operands
 
 
 def random_layer(cfg, m, k, n, rng, *, sparse, extreme=False):
-    """x, w (N:M along k when sparse), and per-channel requantization parameters."""
-    if extreme:
-        x = np.full((m, k), -128, np.int8)
-        w = np.full((n, k), -128, np.int8)
-    else:
-        x = rng.integers(-128, 128, (m, k)).astype(np.int8)
-        w = rng.integers(-128, 128, (n, k)).astype(np.int8)
-    if sparse:
-        w = gm.sparsify_n_m(w, cfg.n, cfg.m, axis=1)
-    bias = rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
-    mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-6, -2, n))
-    return x, w, bias, mult, shift
+    """x, w (N:M along k when sparse), and per-channel requantization parameters, from the
+    testbenches' one generator (every operand -128 when ``extreme``)."""
+    return random_operands(cfg, rng, m, k, n, sparse=sparse, corner="min" if extreme else None)
 
 
 def expected(cfg, x, w, bias, mult, shift, q):
@@ -184,7 +177,7 @@ def test_engine_heavy_backpressure_loses_nothing():
 def test_engine_conv2d_lowered_by_im2col():
     """A 2:4 convolution with padding and stride runs as a GEMM over its im2col matrix and
     equals golden_model.qconv2d, padding taps included (they equal the input zero point)."""
-    from hdl.packing import conv2d_as_gemm, gemm_to_conv2d  # noqa: PLC0415
+    from host.packing import conv2d_as_gemm, gemm_to_conv2d
 
     cfg = Config(rows=2, cols=3, n=2, m=4, acc_depth=32)
     rng = np.random.default_rng(21)
@@ -293,7 +286,7 @@ def test_engine_passes_follow_without_gaps_from_rows_plus_cols_plus_3(rows, cols
 
 @pytest.mark.parametrize("cfg", [c for c, _, _ in CASES], ids=lambda c: f"{c.rows}x{c.cols}")
 def test_timing_function_agrees_with_the_blocks(cfg):
-    from hdl.engine import timing  # noqa: PLC0415
+    from hdl.engine import timing
 
     dut = Engine(cfg)
     Fragment.get(dut, None)                       # elaborated, so its sub-blocks are used

@@ -3,9 +3,8 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
-
 from amaranth.hdl import Module, Signal, signed
+from amaranth.sim import Simulator
 
 from golden_model import wrap_signed
 from hdl.config import Config

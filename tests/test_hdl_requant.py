@@ -367,19 +367,17 @@ def test_signature():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(lanes=0), ValueError, "Lanes must be a positive integer, not 0"),
-    (dict(lanes=-2), ValueError, "Lanes must be a positive integer, not -2"),
-    (dict(lanes="4"), TypeError, "Lanes must be a positive integer, not '4'"),
-    (dict(lanes=2.0), TypeError, "Lanes must be a positive integer, not 2.0"),
-    (dict(lanes=True), TypeError, "Lanes must be a positive integer, not True"),
+    (dict(lanes=0), ValueError, "lanes must be at least 1, not 0"),
+    (dict(lanes=-2), ValueError, "lanes must be at least 1, not -2"),
+    (dict(lanes="4"), TypeError, "lanes must be an integer, not '4'"),
+    (dict(lanes=2.0), TypeError, "lanes must be an integer, not 2.0"),
+    (dict(lanes=True), TypeError, "lanes must be an integer, not True"),
     (dict(lanes=1, rounding="up"), ValueError,
-     "Rounding must be 'double' or 'single', not 'up'"),
-    (dict(lanes=1, rounding=None), TypeError,
-     "Rounding must be 'double' or 'single', not None"),
-    (dict(lanes=1, tag_width=-1), ValueError,
-     "Tag width must be a non-negative integer, not -1"),
-    (dict(lanes=1, tag_width=1.5), TypeError,
-     "Tag width must be a non-negative integer, not 1.5"),
+     "rounding must be one of 'double', 'single', not 'up'"),
+    (dict(lanes=1, rounding=None), ValueError,
+     "rounding must be one of 'double', 'single', not None"),
+    (dict(lanes=1, tag_width=-1), ValueError, "tag_width must be at least 0, not -1"),
+    (dict(lanes=1, tag_width=1.5), TypeError, "tag_width must be an integer, not 1.5"),
 ])
 def test_parameter_validation(kwargs, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):

@@ -1,68 +1,28 @@
-"""Host side of the engine's streams: a layer to words, words back to a layer.
+"""The engine's streams from the host's side: a layer to words, words back to a layer.
 
-This module *is* the packet format: every word is built here, least significant bit first,
-exactly as the Amaranth layouts of :mod:`hdl.engine` order their fields, and the README's
-tables are derived from the same widths (:func:`packet_formats`).
+The word layouts are :mod:`hdl.layout`'s (the gateware's own port layouts): every field is
+placed at the offset :func:`hdl.layout.fields` gives. Every input word has ``tlast``: on the
+last ``act`` word of a pass, the last ``wgt`` word of a tile and the last ``qp`` word of a
+packet (the engine flags a mismatch).
 
-Word formats (bit 0 = LSB of ``tdata``):
-
-Every input word has ``tlast``: on the last ``act`` word of a pass, the last ``wgt`` word of
-a tile and the last ``qp`` word of a packet (the engine flags a mismatch).
-
-``act`` (``rows * m * 8`` bits)
-    int8 activation of group ``r``, lane ``j`` at bits ``8 * (r*m + j)``; group ``r`` of pass
-    ``kt`` holds inputs ``(kt*rows + r) * m + j`` (sparse) or ``(kt*rows + r) * n + j`` for
-    ``j < n`` (dense fallback; lanes ``n .. m-1`` are 0).
-``wgt`` (``cols * n * (8 + ib)`` bits, ``ib = log2(m)`` or 1 when ``m = 1``, padded to bytes)
-    ``rows`` words per pass, PE row 0 first. Weight ``j`` of column ``c`` at bits
-    ``8 * (c*n + j)``; its index at bits ``8*cols*n + ib * (c*n + j)``.
-``qp`` (69 bits in a 72-bit word)
-    ``cols`` words per m-block, column 0 first: bias int32 at bits 0-31, multiplier (31
-    bits, ``[0, 2^31)``) at bits 32-62, shift (signed 6 bits, ``[-31, 30]``) at bits 63-68.
-``out`` (``cols * 8`` bits)
-    int8 of column ``c`` at bits ``8 * c``; ``tlast`` on the layer's last word. Words come
-    per N tile, per m-block, one per row of the block.
+Stream order for a layer (:func:`pack_layer`): per N tile, per m-block: ``cols`` ``qp`` words
+(column 0 first), then per K tile ``rows`` ``wgt`` words (PE row 0 first) and one ``act`` word
+per row of the block. Group ``r`` of pass ``kt`` holds inputs ``(kt*rows + r) * m + j``
+(sparse) or ``(kt*rows + r) * n + j`` for ``j < n`` (dense fallback; lanes ``n .. m-1`` are 0).
+``out`` words come per N tile, per m-block, one per row of the block.
 """
 
 import dataclasses
 
 import numpy as np
 
+from common.checks import check_int
 from golden_model import check_n_m, compress_n_m, im2col
+from hdl.config import Config
+from hdl.layout import fields, index_bits
 
-from .config import Config
-
-__all__ = ["LayerPlan", "plan_layer", "pack_layer", "unpack_output", "packet_formats",
-           "word_bits", "conv2d_as_gemm", "gemm_to_conv2d"]
-
-
-def word_bits(config):
-    """Bits of each stream's payload (before padding ``tdata`` to whole bytes)."""
-    ib = max(config.index_bits, 1)
-    return {
-        "act": config.rows * config.m * 8,
-        "wgt": config.cols * config.n * (8 + ib),
-        "qp": 32 + 31 + 6,
-        "out": config.cols * 8,
-    }
-
-
-def packet_formats(config):
-    """The field table of every stream word, for the manifest and the README."""
-    ib = max(config.index_bits, 1)
-    r, c, n, m = config.rows, config.cols, config.n, config.m
-    return {
-        "act": [{"field": "x[r][j]", "bits": f"8*(r*{m}+j) +: 8", "type": "int8",
-                 "count": r * m}],
-        "wgt": [{"field": "w[c][j]", "bits": f"8*(c*{n}+j) +: 8", "type": "int8",
-                 "count": c * n},
-                {"field": "idx[c][j]", "bits": f"{8 * c * n}+{ib}*(c*{n}+j) +: {ib}",
-                 "type": f"uint{ib}", "count": c * n}],
-        "qp": [{"field": "bias", "bits": "0 +: 32", "type": "int32", "count": 1},
-               {"field": "multiplier", "bits": "32 +: 31", "type": "uint31", "count": 1},
-               {"field": "shift", "bits": "63 +: 6", "type": "int6", "count": 1}],
-        "out": [{"field": "y[c]", "bits": "8*c +: 8", "type": "int8", "count": c}],
-    }
+__all__ = ["LayerPlan", "plan_layer", "pack_layer", "unpack_output", "conv2d_as_gemm",
+           "gemm_to_conv2d"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +52,7 @@ class LayerPlan:
 
     @property
     def registers(self):
-        """Values of the layer registers (see :class:`hdl.engine.LayerConfig`)."""
+        """Values of the layer registers (see :class:`hdl.layout.LayerConfig`)."""
         return {"m_rows": self.m, "m_block": self.m_block, "k_tiles": self.k_tiles,
                 "n_tiles": self.n_tiles}
 
@@ -103,9 +63,8 @@ class LayerPlan:
 
 def plan_layer(config, m, k, n, *, sparse, m_block=None):
     """Tile counts of a layer; ``m_block`` defaults to ``min(m, acc_depth)``."""
-    for name, v in (("m", m), ("k", k), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"layer size {name} must be a positive integer, not {v!r}")
+    m, k, n = (check_int(v, f"layer size {name}", lo=1) for name, v in (("m", m), ("k", k),
+                                                                        ("n", n)))
     if sparse and not config.sparse:
         raise ValueError(f"a {config.sparsity} array has no sparse mode: use sparse=False")
     if m_block is None:
@@ -150,16 +109,8 @@ class Packets:
     qp_last: list
 
 
-def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_min=-128,
-               act_max=127, sparse=True, m_block=None):
-    """Words of the ``act``, ``wgt`` and ``qp`` streams and the layer registers.
-
-    ``x`` (m, k) int8, ``w`` (n, k) int8 (N:M along k when ``sparse``), ``bias`` (n,) int32,
-    ``multiplier`` / ``shift`` (n,) from ``golden_model.quantize_multiplier``. The result is
-    ``golden_model.qlinear(x, w, bias, x_zero_point=in_zp, multiplier=, shift=,
-    out_zero_point=out_zp, qmin=act_min, qmax=act_max, rounding=config.rounding,
-    acc_bits=config.acc_width)``.
-    """
+def _check_layer(x, w, bias, multiplier, shift, *, in_zp, out_zp, act_min, act_max):
+    """:func:`pack_layer`'s operands, validated: ``(x, w, bias, multiplier, shift)``."""
     x = _as_int8(x, "x", 2)
     w = _as_int8(w, "w", 2)
     m, k = x.shape
@@ -182,6 +133,24 @@ def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_
             raise ValueError(f"{name} must be in [-128, 127], not {v}")
     if act_min > act_max:
         raise ValueError(f"act_min must not exceed act_max, not {act_min} > {act_max}")
+    return x, w, bias, multiplier, shift
+
+
+def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_min=-128,
+               act_max=127, sparse=True, m_block=None):
+    """Words of the ``act``, ``wgt`` and ``qp`` streams and the layer registers.
+
+    ``x`` (m, k) int8, ``w`` (n, k) int8 (N:M along k when ``sparse``), ``bias`` (n,) int32,
+    ``multiplier`` / ``shift`` (n,) from ``golden_model.quantize_multiplier``. The result is
+    ``golden_model.qlinear(x, w, bias, x_zero_point=in_zp, multiplier=, shift=,
+    out_zero_point=out_zp, qmin=act_min, qmax=act_max, rounding=config.rounding,
+    acc_bits=config.acc_width)``.
+    """
+    x, w, bias, multiplier, shift = _check_layer(x, w, bias, multiplier, shift, in_zp=in_zp,
+                                                 out_zp=out_zp, act_min=act_min,
+                                                 act_max=act_max)
+    m, k = x.shape
+    n = w.shape[0]
     plan = plan_layer(config, m, k, n, sparse=sparse, m_block=m_block)
     cfg = config
     group = cfg.m if sparse else cfg.n
@@ -201,8 +170,10 @@ def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_
         indices = np.broadcast_to(np.arange(cfg.n), values.shape)
         lanes = np.zeros((m, groups, cfg.m), dtype=np.int64)
         lanes[:, :, :cfg.n] = xp.reshape(m, groups, cfg.n)
-    ib = max(cfg.index_bits, 1)
-    wbits = cfg.cols * cfg.n * 8
+    f = fields(cfg)
+    ib = index_bits(cfg)
+    w_off, i_off = f["wgt"]["w"][0], f["wgt"]["idx"][0]
+    qp_fields = list(f["qp"].values())
     act, wgt, qp = [], [], []
     act_last, wgt_last, qp_last = [], [], []
     for nt in range(plan.n_tiles):
@@ -215,14 +186,15 @@ def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_
                     b, mu, sh = int(bias[o]), int(multiplier[o]), int(shift[o])
                 else:
                     b = mu = sh = 0
-                qp.append((b & 0xFFFFFFFF) | (mu << 32) | ((sh & 0x3F) << 63))
+                qp.append(sum((v & ((1 << bits) - 1)) << off
+                              for v, (off, bits, _) in zip((b, mu, sh), qp_fields)))
                 qp_last.append(c == cfg.cols - 1)
             for kt in range(plan.k_tiles):
                 for r in range(cfg.rows):
                     g = kt * cfg.rows + r
                     wv = values[cols, g, :].reshape(-1)
                     wi = indices[cols, g, :].reshape(-1)
-                    wgt.append(_pack_fields(wv, 8) | (_pack_fields(wi, ib) << wbits))
+                    wgt.append((_pack_fields(wv, 8) << w_off) | (_pack_fields(wi, ib) << i_off))
                     wgt_last.append(r == cfg.rows - 1)
                 gsl = slice(kt * cfg.rows, (kt + 1) * cfg.rows)
                 for i in range(rows_.start, rows_.stop):

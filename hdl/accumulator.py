@@ -1,0 +1,144 @@
+"""The accumulator: partial sums of an m-block summed across its K tiles in on-chip RAM.
+
+The grid delivers the ``cols`` partial sums of one activation row of one pass per cycle. The
+first pass of a block writes them to the block's row of the RAM, the next passes add to it;
+during the last pass the sum goes, with the block's requantization parameters, to the
+requantizer instead. Nothing stalls: the row's sideband (:func:`side_layout`), delayed with
+the grid, says what to do with each beat.
+
+A row's partial sum is read 2 cycles before it is added and written back, and the RAM's
+output goes straight into a register (a block RAM's clock-to-output is slow). A row of the
+next pass of the same block, arriving 1 or 2 beats later (tiny blocks), takes the sum written
+in the 2 cycles before instead (forwarding). The sum and the block's parameters are
+registered again before the requantizer, so no logic follows the RAM's output and none
+precedes the bias add.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import Config
+from .layout import QP_FIELDS, qparam_layout
+
+__all__ = ["Accumulator", "side_layout"]
+
+#: Width of the requantizer's accumulator input (int32 whatever ``acc_width``).
+REQUANT_ACC_WIDTH = 32
+
+
+def side_layout(config):
+    """What the accumulator needs to know about an activation beat (its *sideband*).
+
+    ``valid``: a beat, not a bubble; ``addr``: its row in the m-block; ``first``, ``last``:
+    its pass is the first, the last K tile of the block; ``eol``: the layer's last beat;
+    ``gbank``: the parameter bank of its block.
+    """
+    return data.StructLayout({
+        "valid": 1, "addr": range(config.acc_depth), "first": 1, "last": 1, "eol": 1,
+        "gbank": 1})
+
+
+def requant_layout(lanes):
+    """The payload of :class:`~hdl.requant.Requant`'s input with a 1-bit tag."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(REQUANT_ACC_WIDTH), lanes),
+        **{name: data.ArrayLayout(shape, lanes) for name, shape in QP_FIELDS.items()},
+        "tag": unsigned(1),
+    })
+
+
+class Accumulator(wiring.Component):
+    """Sums partial sums across the K tiles of an m-block; sends the totals to requantization.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    side : In(side_layout(config))
+        The sideband of the beat whose sums are on ``psum``.
+    psum : In(data.ArrayLayout(signed(acc_width), cols))
+        The beat's partial sums (the grid's ``p_out``).
+    param_bank : Out(1)
+        The parameter bank the accumulator reads on ``params`` in this cycle.
+    params : In(data.ArrayLayout(qparam_layout(), cols))
+        The parameters in bank ``param_bank``.
+    o : Out(stream.Signature(...))
+        For :class:`~hdl.requant.Requant` (``tag``: the layer's last result), :attr:`latency`
+        cycles after the beat of a block's last pass was on ``side``. ``o.ready`` is not
+        looked at: nothing stalls, the engine admits a beat only when the output has room.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`~hdl.config.Config`.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, Config):
+            raise TypeError(f"Config must be a hdl.config.Config, not {config!r}")
+        self._config = config
+        super().__init__({
+            "side": In(side_layout(config)),
+            "psum": In(data.ArrayLayout(signed(config.acc_width), config.cols)),
+            "param_bank": Out(1),
+            "params": In(data.ArrayLayout(qparam_layout(), config.cols)),
+            "o": Out(stream.Signature(requant_layout(config.cols))),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def latency(self):
+        """Cycles from a beat on ``side`` and ``psum`` to its total on ``o``: the RAM read,
+        the registered read, the add, the registered sum."""
+        return 3
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        acc_layout = data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
+        m.submodules.ram = ram = memory.Memory(shape=acc_layout, depth=cfg.acc_depth, init=[])
+        acc_w = ram.write_port()
+        acc_r = ram.read_port()
+        side = self.side
+        m.d.comb += acc_r.addr.eq(side.addr)
+        s2 = Signal(side.shape(), name="acc_side")
+        s3 = Signal(side.shape(), name="add_side")
+        s4 = Signal(side.shape(), name="rq_side")
+        psum = Signal(acc_layout, name="psum", reset_less=True)
+        psum3 = Signal(acc_layout, name="psum_d", reset_less=True)
+        stored = Signal(acc_layout, name="acc_read", reset_less=True)
+        total = Signal(acc_layout)
+        total4 = Signal(acc_layout, name="acc_sum", reset_less=True)
+        total5 = Signal(acc_layout, name="acc_sum_d", reset_less=True)
+        writes3 = s3.valid & ~s3.last
+        writes4 = s4.valid & ~s4.last
+        m.d.sync += [s2.eq(side), psum.eq(self.psum), stored.eq(acc_r.data),
+                     s3.eq(s2), psum3.eq(psum), s4.eq(s3), total5.eq(total4)]
+        # The RAM read (issued at `side`) missed the writes of the two rows ahead: by the time
+        # this row adds, they are at s4 and s5. Which one holds this row's sum is decided a
+        # stage early, so the add sees registered selects.
+        fwd4 = Signal(name="acc_fwd4")
+        fwd5 = Signal(name="acc_fwd5")
+        m.d.sync += [fwd4.eq(writes3 & (s3.addr == s2.addr)),
+                     fwd5.eq(writes4 & (s4.addr == s2.addr))]
+        for c in range(cfg.cols):
+            before = Mux(fwd4, total4[c], Mux(fwd5, total5[c], stored[c]))
+            m.d.comb += total[c].eq(Mux(s3.first, 0, before) + psum3[c])
+        m.d.comb += [acc_w.addr.eq(s3.addr), acc_w.data.eq(total), acc_w.en.eq(writes3)]
+
+        params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), name="rq_params",
+                        reset_less=True)
+        m.d.comb += self.param_bank.eq(s3.gbank)
+        m.d.sync += [total4.eq(total), params.eq(self.params)]
+        m.d.comb += [self.o.valid.eq(s4.valid & s4.last), self.o.payload.tag.eq(s4.eol)]
+        for c in range(cfg.cols):
+            m.d.comb += self.o.payload.acc[c].eq(total4[c])
+            for name in QP_FIELDS:
+                m.d.comb += self.o.payload[name][c].eq(params[c][name])
+        return m

@@ -1,0 +1,239 @@
+"""A double-buffered loader: packets from a stream into two banks, ahead of their use.
+
+The engine has two of them. The weight loader writes a tile (``rows`` beats) into the weight
+bank of every PE (:class:`~hdl.array.Array`, one PE row per beat) for each pass; the parameter
+loader writes a packet of ``cols`` requantization parameters into a
+:class:`~hdl.parambank.ParamBank` for each m-block. Packets go into the two banks in turn,
+the next one while the present one is in use, so passes follow each other without a gap.
+
+Each bank goes through::
+
+    FREE -> LOADING -> LOADED -> INUSE -> DRAINING -> FREE
+
+The stream fills a FREE bank (LOADING, then LOADED with its last beat); the consumer (the pass
+scheduler) takes a LOADED bank once it has been LOADED ``load_to_use`` cycles (INUSE) and
+releases it at the end of the pass or block (DRAINING); ``drain + 1`` cycles later, when
+nothing in flight reads it any more, the bank is FREE again. The loader walks the layer loop
+(:class:`~hdl.loop.Nest`) to know the layer's last packet and stops accepting after it.
+"""
+
+
+from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from common.checks import check_bool, check_int
+
+from .layout import LayerConfig
+from .loop import Constants, Nest
+
+__all__ = ["BankState", "BankSignature", "Loader", "TIMER_WIDTH", "index_shape"]
+
+#: Width of a bank's timer: cycles since the bank was LOADED or released, saturating. Every
+#: ``load_to_use`` and ``drain`` must fit in it.
+TIMER_WIDTH = 8
+_TIMER_MAX = (1 << TIMER_WIDTH) - 1
+
+
+class BankState(enum.Enum, shape=3):
+    """Where a bank is in its cycle of use (see the module docstring)."""
+
+    FREE = 0
+    LOADING = 1
+    LOADED = 2
+    INUSE = 3
+    DRAINING = 4
+
+
+class BankSignature(wiring.Signature):
+    """The consumer's side of a loader's bank pair (members as the loader sees them).
+
+    Members
+    -------
+    bank : Out(1)
+        The bank the present (or next) pass uses; it flips on ``release``.
+    usable : Out(1)
+        ``bank`` is LOADED and may be taken. A register: high ``load_to_use`` cycles after
+        the cycle that follows the packet's last transfer, and until ``take``.
+    take : In(1)
+        A pass starts on ``bank`` (one cycle).
+    release : In(1)
+        The last pass that reads ``bank`` ended (one cycle; may coincide with ``take``).
+    """
+
+    def __init__(self):
+        super().__init__({"bank": Out(1), "usable": Out(1), "take": In(1), "release": In(1)})
+
+
+def index_shape(count):
+    """The shape of a position among ``count`` (at least 1 bit, as the Verilog needs)."""
+    return unsigned(max((count - 1).bit_length(), 1))
+
+
+class Loader(wiring.Component):
+    """Fills two banks from a stream, a packet of ``beats`` beats into each in turn.
+
+    Parameters
+    ----------
+    payload : data.StructLayout
+        Layout of a stream beat: the data fields and a 1-bit ``last`` on a packet's last beat.
+    beats : int
+        Beats per packet.
+    per_pass : bool
+        A packet per pass (weights) or, with ``False``, per m-block (parameters).
+    load_to_use : int
+        Cycles from the cycle after a packet's last transfer to the first cycle
+        ``banks.usable`` is high (0: that very cycle).
+    drain : int
+        A released bank is DRAINING for ``drain + 1`` cycles, then FREE.
+
+    Members
+    -------
+    i : In(stream.Signature(payload))
+        The packets. Ready while the layer is running, its last packet was not taken yet,
+        and the bank of the next beat is FREE (or LOADING).
+    w : Out(data.StructLayout)
+        The write of the beat being transferred, in the same cycle: ``valid``, ``bank``,
+        ``index`` (the beat's position in its packet) and the data fields of ``payload``.
+    banks : Out(BankSignature())
+        The consumer's side of the banks.
+    state : Out(data.ArrayLayout(BankState, 2))
+        The state of each bank (for observation).
+    busy : In(1)
+        A layer is running.
+    start, layer, consts : In
+        Restart for ``layer`` (see :class:`~hdl.loop.Nest`).
+    framing_error : Out(1)
+        The beat being transferred has a ``last`` flag that disagrees with its position; the
+        beat is used as counted.
+
+    Raises
+    ------
+    TypeError
+        If ``payload`` is not a ``data.StructLayout``, a count is not an integer, or
+        ``per_pass`` is not a bool.
+    ValueError
+        If ``payload`` has no 1-bit ``last`` field, ``beats`` is less than 1, or
+        ``load_to_use`` or ``drain`` does not fit the bank timer (:data:`TIMER_WIDTH`).
+    """
+
+    def __init__(self, payload, *, beats, per_pass, load_to_use, drain):
+        if not isinstance(payload, data.StructLayout):
+            raise TypeError(f"payload must be a data.StructLayout, not {payload!r}")
+        if Shape.cast(payload.members.get("last", 0)) != unsigned(1):
+            raise ValueError(f"payload must have a 1-bit 'last' field, not {payload!r}")
+        self._beats = check_int(beats, "beats", lo=1)
+        self._load_to_use = check_int(load_to_use, "load_to_use", lo=0, hi=_TIMER_MAX + 1)
+        self._drain = check_int(drain, "drain", lo=0, hi=_TIMER_MAX)
+        self._per_pass = check_bool(per_pass, "per_pass")
+        fields = {name: shape for name, shape in payload.members.items() if name != "last"}
+        super().__init__({
+            "i": In(stream.Signature(payload)),
+            "w": Out(data.StructLayout({"valid": 1, "bank": 1, "index": index_shape(self._beats),
+                                        **fields})),
+            "banks": Out(BankSignature()),
+            "state": Out(data.ArrayLayout(BankState, 2)),
+            "busy": In(1),
+            "start": In(1),
+            "layer": In(LayerConfig),
+            "consts": In(Constants),
+            "framing_error": Out(1),
+        })
+
+    @property
+    def beats(self):
+        return self._beats
+
+    @property
+    def per_pass(self):
+        return self._per_pass
+
+    @property
+    def load_to_use(self):
+        return self._load_to_use
+
+    @property
+    def drain(self):
+        return self._drain
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.loop = loop = Nest(per_pass=self._per_pass)
+        m.d.comb += [loop.start.eq(self.start), loop.layer.eq(self.layer),
+                     loop.consts.eq(self.consts)]
+        state = [self.state[b] for b in range(2)]
+        timer = [Signal(TIMER_WIDTH, name=f"bank{b}_timer") for b in range(2)]
+        for t in timer:
+            with m.If(t != _TIMER_MAX):
+                m.d.sync += t.eq(t + 1)
+
+        # Producer side: the stream fills bank `load_bank`, beat `index` of its packet.
+        load_bank = Signal()
+        index = Signal(range(self._beats + 1))
+        active = Signal()           # a packet is being loaded
+        done = Signal()             # every packet of the layer was loaded
+        load_state = Mux(load_bank, state[1], state[0])
+        m.d.comb += self.i.ready.eq(self.busy & ~done &
+                                    ((load_state == BankState.FREE) | active))
+        fire = self.i.valid & self.i.ready
+        last_index = index == self._beats - 1
+        m.d.comb += [self.w.valid.eq(fire), self.w.bank.eq(load_bank), self.w.index.eq(index),
+                     self.framing_error.eq(fire & (self.i.payload.last != last_index))]
+        for name in self.w.shape().members:
+            if name not in ("valid", "bank", "index"):
+                m.d.comb += self.w[name].eq(self.i.payload[name])
+        with m.If(fire):
+            with m.If(last_index):
+                m.d.sync += [index.eq(0), active.eq(0), load_bank.eq(~load_bank)]
+                m.d.comb += loop.step.eq(1)
+                _set_state(m, state, load_bank, BankState.LOADED, timer)
+                with m.If(loop.last):
+                    m.d.sync += done.eq(1)
+            with m.Else():
+                m.d.sync += [index.eq(index + 1), active.eq(1)]
+                _set_state(m, state, load_bank, BankState.LOADING)
+
+        loaded = [fire & last_index & (load_bank == b) for b in range(2)]
+        usable = self._consumer(m, state, timer, loaded)
+
+        with m.If(self.start):
+            m.d.sync += [load_bank.eq(0), index.eq(0), active.eq(0), done.eq(0),
+                         self.banks.bank.eq(0),
+                         *[s.eq(BankState.FREE) for s in state], *[u.eq(0) for u in usable]]
+        return m
+
+    def _consumer(self, m, state, timer, loaded):
+        """The consumer's side: take, release, ``usable``, and the end of draining.
+        ``loaded[b]``: the last beat of a packet is being transferred into bank ``b``."""
+        use = self.banks
+        with m.If(use.take):
+            _set_state(m, state, use.bank, BankState.INUSE)
+        with m.If(use.release):
+            m.d.sync += use.bank.eq(~use.bank)
+            _set_state(m, state, use.bank, BankState.DRAINING, timer)
+        # Whether each bank can be taken is a register, computed one cycle ahead from its
+        # state and timer, so that what the consumer gates with it starts from flip-flops. A
+        # bank stays LOADED until taken; the timer counts from its packet's last beat.
+        usable = [Signal(name=f"bank{b}_usable") for b in range(2)]
+        m.d.comb += use.usable.eq(Mux(use.bank, usable[1], usable[0]))
+        for b in range(2):
+            kept = (state[b] == BankState.LOADED) & ~(use.take & (use.bank == b))
+            if self._load_to_use == 0:
+                m.d.sync += usable[b].eq(loaded[b] | kept)
+            elif self._load_to_use == 1:
+                m.d.sync += usable[b].eq(kept)
+            else:
+                m.d.sync += usable[b].eq(kept & (timer[b] >= self._load_to_use - 1))
+        for b in range(2):
+            with m.If((state[b] == BankState.DRAINING) & (timer[b] >= self._drain)):
+                m.d.sync += state[b].eq(BankState.FREE)
+        return usable
+
+
+def _set_state(m, state, bank, value, timer=None):
+    """Set the state of bank ``bank`` (a signal) to ``value``, and restart its timer."""
+    for b in range(2):
+        with m.If(bank == b):
+            m.d.sync += state[b].eq(value)
+            if timer is not None:
+                m.d.sync += timer[b].eq(0)

@@ -1,0 +1,177 @@
+"""The layer loop, as counters that each sequencer of the engine keeps for itself.
+
+A layer runs as::
+
+    for nt in range(n_tiles):                    # output channels, cols at a time
+        for block in m-blocks of m_block rows:   # the last one may be shorter
+            for kt in range(k_tiles):            # inputs, one K tile at a time
+                pass
+
+The weight loader, the parameter loader and the pass scheduler walk this loop at their own
+pace (a loader runs up to two passes, or two blocks, ahead of the scheduler), so each has its
+own :class:`Nest`. What the three compare against is derived from the layer registers once,
+at ``start`` (:class:`Constants`), so that the loop control compares registers with registers
+instead of re-deriving values through carry chains.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from common.checks import check_bool
+
+from .layout import M_BLOCK_WIDTH, M_ROWS_WIDTH, TILES_WIDTH, LayerConfig
+
+__all__ = ["Constants", "Nest"]
+
+#: Width of a block position: rows from a block to the end of the layer, minus ``m_block``
+#: (signed: the last block may be shorter than ``m_block``).
+OVER_WIDTH = M_ROWS_WIDTH + 1
+
+
+class Constants(data.Struct):
+    """Values derived from a :class:`~hdl.layout.LayerConfig` for the loop control."""
+
+    m_rows_m1: M_ROWS_WIDTH             # m_rows - 1
+    m_block: M_BLOCK_WIDTH
+    m_block_m1: M_BLOCK_WIDTH           # m_block - 1
+    over0: signed(OVER_WIDTH)           # m_rows - m_block: ``over`` of the first block
+    over0_m1: signed(OVER_WIDTH)
+    two_m_block: M_BLOCK_WIDTH + 1      # 2 * m_block
+    k_last_m1: TILES_WIDTH              # k_tiles - 2
+    n_last_m1: TILES_WIDTH              # n_tiles - 2
+    one_k: 1                            # a single K tile
+    one_block: 1                        # a single m-block
+    two_blocks: 1                       # at most two m-blocks
+    one_n: 1                            # a single N tile
+
+    @staticmethod
+    def flags(layer):
+        """``(one_k, one_block, one_n, two_blocks)`` of a (not yet registered) LayerConfig."""
+        return (layer.k_tiles == 1, layer.m_rows <= layer.m_block, layer.n_tiles == 1,
+                layer.m_rows <= 2 * layer.m_block)
+
+    def load(self, layer):
+        """Assignments that load the constants from a (not yet registered) LayerConfig."""
+        one_k, one_block, one_n, two_blocks = self.flags(layer)
+        return [
+            self.m_rows_m1.eq(layer.m_rows - 1),
+            self.m_block.eq(layer.m_block), self.m_block_m1.eq(layer.m_block - 1),
+            self.over0.eq(layer.m_rows - layer.m_block),
+            self.over0_m1.eq(layer.m_rows - layer.m_block - 1),
+            self.two_m_block.eq(2 * layer.m_block), self.two_blocks.eq(two_blocks),
+            self.k_last_m1.eq(layer.k_tiles - 2),
+            self.n_last_m1.eq(layer.n_tiles - 2),
+            self.one_k.eq(one_k), self.one_block.eq(one_block), self.one_n.eq(one_n),
+        ]
+
+
+class Nest(wiring.Component):
+    """Counters of the layer loop (nt, block, kt) that advance on ``step``.
+
+    The block position is kept as ``over``, the rows from this block to the end of the layer
+    minus ``m_block`` (the block is the last one when ``over <= 0``), beside ``over - 1`` and
+    whether the next block is the last (``over <= m_block``). Every output is a register
+    computed with the counters it describes, from present values, so whatever it gates starts
+    from a flip-flop, and no update puts a comparison before a multiplexer.
+
+    Parameters
+    ----------
+    per_pass : bool
+        Count K tiles (one step per pass); with ``False``, one step per m-block.
+
+    Members
+    -------
+    start : In(1)
+        Restart the loop for ``layer``.
+    layer : In(LayerConfig)
+        The layer being started (the engine's input, not its register).
+    consts : In(Constants)
+        :class:`Constants` of the running layer.
+    step : In(1)
+        Advance to the next pass (or m-block).
+    first_kt, last_kt : Out(1)
+        The present pass is the first, the last K tile of its m-block (``last_kt`` is always 1
+        without ``per_pass``).
+    last_block : Out(1)
+        The present m-block is the last of its N tile.
+    last : Out(1)
+        The present pass (m-block) is the layer's last.
+    block_len_m1 : Out(M_BLOCK_WIDTH)
+        Rows of the present m-block, minus one.
+
+    Raises
+    ------
+    TypeError
+        If ``per_pass`` is not a bool.
+    """
+
+    def __init__(self, *, per_pass):
+        self._per_pass = check_bool(per_pass, "per_pass")
+        super().__init__({
+            "start": In(1),
+            "layer": In(LayerConfig),
+            "consts": In(Constants),
+            "step": In(1),
+            "first_kt": Out(1),
+            "last_kt": Out(1),
+            "last_block": Out(1),
+            "last": Out(1),
+            "block_len_m1": Out(M_BLOCK_WIDTH),
+        })
+
+    @property
+    def per_pass(self):
+        return self._per_pass
+
+    def elaborate(self, platform):
+        m = Module()
+        lc = self.consts
+        nt = Signal(TILES_WIDTH)
+        kt = Signal(TILES_WIDTH)
+        over = Signal(signed(OVER_WIDTH))
+        over_m1 = Signal(signed(OVER_WIDTH))
+        next_last = Signal(name="next_last_block")
+        last_nt = Signal()
+        last_kt = self.last_kt if self._per_pass else Const(1)
+        if not self._per_pass:
+            m.d.comb += self.last_kt.eq(1)
+        m.d.comb += self.last.eq(last_kt & self.last_block & last_nt)
+
+        with m.If(self.step):
+            with m.If(~last_kt):
+                m.d.sync += [kt.eq(kt + 1), self.first_kt.eq(0)]
+                if self._per_pass:
+                    m.d.sync += last_kt.eq(kt == lc.k_last_m1)
+            with m.Else():
+                m.d.sync += [kt.eq(0), self.first_kt.eq(1)]
+                if self._per_pass:
+                    m.d.sync += last_kt.eq(lc.one_k)
+                with m.If(~self.last_block):
+                    m.d.sync += [over.eq(over - lc.m_block),
+                                 over_m1.eq(over_m1 - lc.m_block),
+                                 next_last.eq(~(over > lc.two_m_block)),
+                                 self.last_block.eq(next_last),
+                                 self.block_len_m1.eq(Mux(next_last, over_m1, lc.m_block_m1))]
+                with m.Else():
+                    m.d.sync += [over.eq(lc.over0), over_m1.eq(lc.over0_m1),
+                                 next_last.eq(lc.two_blocks),
+                                 self.last_block.eq(lc.one_block),
+                                 self.block_len_m1.eq(Mux(lc.one_block, lc.m_rows_m1,
+                                                          lc.m_block_m1)),
+                                 nt.eq(nt + 1),
+                                 last_nt.eq(nt == lc.n_last_m1)]
+
+        layer = self.layer
+        one_k, one_block, one_n, two_blocks = Constants.flags(layer)
+        first_over = layer.m_rows - layer.m_block
+        with m.If(self.start):
+            m.d.sync += [
+                nt.eq(0), kt.eq(0), over.eq(first_over), over_m1.eq(first_over - 1),
+                next_last.eq(two_blocks), self.first_kt.eq(1),
+                self.last_block.eq(one_block), last_nt.eq(one_n),
+                self.block_len_m1.eq(Mux(one_block, layer.m_rows - 1, layer.m_block - 1)),
+            ]
+            if self._per_pass:
+                m.d.sync += last_kt.eq(one_k)
+        return m

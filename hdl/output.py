@@ -1,0 +1,114 @@
+"""The output FIFO and its credits: results wait here for the consumer, never in the pipeline.
+
+Nothing between the activation input and the FIFO stalls. So that a stalled consumer cannot
+overflow the FIFO, an activation beat that will produce a result (a beat of a block's last
+pass) reserves a word of it when admitted, and is admitted only while a word is left
+(``credit.room``); the reservation ends when the word leaves on ``o``. The FIFO is deep enough
+to cover the whole pipeline at one beat a cycle, so reservations never throttle a consumer
+that keeps up.
+"""
+
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from common.checks import check_int
+
+from .config import Config
+from .layout import out_layout
+
+__all__ = ["CreditSignature", "Output"]
+
+
+class CreditSignature(wiring.Signature):
+    """Reservations of output words (members as the :class:`Output` sees them).
+
+    Members
+    -------
+    reserve : In(1)
+        A beat that will produce a result was admitted (one cycle).
+    room : Out(1)
+        Fewer words are reserved than the FIFO holds: one more beat may reserve.
+    """
+
+    def __init__(self):
+        super().__init__({"reserve": In(1), "room": Out(1)})
+
+
+def result_layout(config):
+    """The payload of :class:`~hdl.requant.Requant`'s output with a 1-bit tag."""
+    return data.StructLayout({"data": out_layout(config)["data"].shape, "tag": unsigned(1)})
+
+
+class Output(wiring.Component):
+    """A FIFO of results with a credit counter.
+
+    Parameters
+    ----------
+    config : Config
+    depth : int
+        FIFO words; a power of two, at least 2.
+
+    Members
+    -------
+    i : In(stream.Signature(...))
+        Results of the requantizer (``tag``: the layer's last result).
+    o : Out(stream.Signature(out_layout(config)))
+        The same, ``tag`` as ``last``; a result on ``i`` is on ``o`` :attr:`latency` cycles
+        later when the FIFO was empty.
+    credit : Out(CreditSignature())
+        Reservations (see the module docstring).
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`~hdl.config.Config` or ``depth`` not an integer.
+    ValueError
+        If ``depth`` is not a power of two of at least 2.
+    """
+
+    def __init__(self, config, *, depth):
+        if not isinstance(config, Config):
+            raise TypeError(f"Config must be a hdl.config.Config, not {config!r}")
+        depth = check_int(depth, "depth", lo=2)
+        if depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two, not {depth}")
+        self._config = config
+        self._depth = depth
+        super().__init__({
+            "i": In(stream.Signature(result_layout(config))),
+            "o": Out(stream.Signature(out_layout(config))),
+            "credit": Out(CreditSignature()),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def depth(self):
+        return self._depth
+
+    @property
+    def latency(self):
+        """Cycles from a transfer on ``i`` to the word on ``o`` (FIFO empty)."""
+        return 2
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = ofifo = fifo.SyncFIFOBuffered(
+            width=len(self.o.payload.as_value()), depth=self._depth)
+        word = Signal(self.o.payload.shape(), name="out_word")
+        m.d.comb += [word.data.eq(self.i.payload.data), word.last.eq(self.i.payload.tag[0])]
+        m.d.comb += [ofifo.w_data.eq(word.as_value()), ofifo.w_en.eq(self.i.valid),
+                     self.i.ready.eq(ofifo.w_rdy)]
+        m.d.comb += [self.o.valid.eq(ofifo.r_rdy), ofifo.r_en.eq(self.o.ready),
+                     self.o.payload.eq(ofifo.r_data)]
+        # Words reserved and not yet sent. The depth is a power of two: credit < depth is
+        # credit's top bit clear.
+        credit = Signal(range(self._depth + 1))
+        sent = self.o.valid & self.o.ready
+        m.d.sync += credit.eq(credit + self.credit.reserve - sent)
+        m.d.comb += self.credit.room.eq(~credit[-1])
+        return m

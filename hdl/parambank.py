@@ -1,0 +1,85 @@
+"""The two banks of requantization parameters: one per output channel of an N tile.
+
+The parameter counterpart of the PEs' two weight banks: the parameter
+:class:`~hdl.loader.Loader` writes the packet of the next m-block into one bank while the
+accumulator reads the present block's parameters from the other.
+"""
+
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from common.checks import check_int
+
+from .layout import qparam_layout
+from .loader import index_shape
+
+__all__ = ["ParamBank"]
+
+
+class ParamBank(wiring.Component):
+    """Two banks of ``lanes`` registers of requantization parameters.
+
+    Parameters
+    ----------
+    lanes : int
+        Output channels (the array's columns).
+
+    Members
+    -------
+    w : In(data.StructLayout)
+        A write: ``valid``, ``bank``, ``index`` (the lane) and ``data``
+        (:func:`~hdl.layout.qparam_layout`). It is registered once before it reaches the bank
+        (a one-gate write enable); it shows on ``data`` :attr:`write_latency` cycles later.
+    bank : In(1)
+        The bank to read.
+    data : Out(data.ArrayLayout(qparam_layout(), lanes))
+        The parameters of every lane in bank ``bank`` (combinational).
+
+    Raises
+    ------
+    TypeError
+        If ``lanes`` is not an integer.
+    ValueError
+        If ``lanes`` is less than 1.
+    """
+
+    def __init__(self, *, lanes):
+        self._lanes = lanes = check_int(lanes, "lanes", lo=1)
+        super().__init__({
+            "w": In(self.write_layout(lanes)),
+            "bank": In(1),
+            "data": Out(data.ArrayLayout(qparam_layout(), lanes)),
+        })
+
+    @staticmethod
+    def write_layout(lanes):
+        """The layout of ``w``: what a :class:`~hdl.loader.Loader` of ``qp`` beats writes."""
+        return data.StructLayout({"valid": 1, "bank": 1, "index": index_shape(lanes),
+                                  "data": qparam_layout()})
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def write_latency(self):
+        """Cycles from a write on ``w`` to its value on ``data``."""
+        return 2
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = [Signal(data.ArrayLayout(qparam_layout(), self._lanes), name=f"qparams{b}",
+                       reset_less=True) for b in range(2)]
+        wr = Signal(data.StructLayout({"valid": 1, "bank": 1, "index": index_shape(self._lanes)}),
+                    name="qparam_wr")
+        wr_data = Signal(qparam_layout(), name="qparam_wr_data", reset_less=True)
+        m.d.sync += [wr.valid.eq(self.w.valid), wr.bank.eq(self.w.bank),
+                     wr.index.eq(self.w.index), wr_data.eq(self.w.data)]
+        for b in range(2):
+            for c in range(self._lanes):
+                with m.If(wr.valid & (wr.bank == b) & (wr.index == c)):
+                    m.d.sync += regs[b][c].eq(wr_data)
+        m.d.comb += self.data.eq(Mux(self.bank, regs[1], regs[0]))
+        return m

@@ -1,0 +1,127 @@
+"""The pass scheduler: admits activation beats, and tells every beat where it belongs.
+
+A pass streams the rows of one m-block through the grid with one weight tile. The scheduler
+walks the layer loop (:class:`~hdl.loop.Nest`) and admits a beat only when
+
+- its pass's weight bank is in place (the first beat of a pass takes a usable bank from the
+  weight :class:`~hdl.loader.Loader`, the last releases it),
+- in a block's first pass, the block's requantization parameters are in place (the same with
+  the parameter loader, the block's last beat releasing the bank),
+- in a block's last pass, the output FIFO is sure to have room for its result
+  (:class:`~hdl.output.CreditSignature`),
+
+so output backpressure stops the input, never the pipeline. ``act.ready`` is a few gates from
+flip-flops: every condition above is a register.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .accumulator import side_layout
+from .config import Config
+from .layout import M_BLOCK_WIDTH, LayerConfig, act_layout
+from .loader import BankSignature
+from .loop import Constants, Nest
+from .output import CreditSignature
+
+__all__ = ["Scheduler"]
+
+
+class Scheduler(wiring.Component):
+    """Admission of activation beats, pass by pass.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    act : In(stream.Signature(act_layout(config)))
+        The activation stream: one beat per row of a pass, ``last`` on the pass's last.
+    o : Out(data.StructLayout)
+        The beat being admitted, in the same cycle: ``valid``, ``bank`` (its weight bank) and
+        ``data``; for the zero-point stage.
+    side : Out(side_layout(config))
+        Its sideband, in the same cycle, for the accumulator.
+    weights, params : In(BankSignature())
+        The consumer's sides of the weight and parameter loaders.
+    credit : In(CreditSignature())
+        Reservations of output words.
+    start, layer, consts : In
+        Restart for ``layer`` (see :class:`~hdl.loop.Nest`).
+    framing_error : Out(1)
+        The beat being admitted has a ``last`` flag that disagrees with its position in the
+        pass; the beat is used as counted.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`~hdl.config.Config`.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, Config):
+            raise TypeError(f"Config must be a hdl.config.Config, not {config!r}")
+        self._config = config
+        super().__init__({
+            "act": In(stream.Signature(act_layout(config))),
+            "o": Out(data.StructLayout({"valid": 1, "bank": 1,
+                                        "data": act_layout(config)["data"].shape})),
+            "side": Out(side_layout(config)),
+            "weights": In(BankSignature()),
+            "params": In(BankSignature()),
+            "credit": In(CreditSignature()),
+            "start": In(1),
+            "layer": In(LayerConfig),
+            "consts": In(Constants),
+            "framing_error": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.loop = loop = Nest(per_pass=True)
+        m.d.comb += [loop.start.eq(self.start), loop.layer.eq(self.layer),
+                     loop.consts.eq(self.consts)]
+        running = Signal()          # admitting input: the layer's last beat is yet to come
+        in_pass = Signal()          # the present pass has started
+        beat = Signal(M_BLOCK_WIDTH)
+
+        weights_ready = in_pass | self.weights.usable
+        params_ready = ~loop.first_kt | in_pass | self.params.usable
+        room = ~loop.last_kt | self.credit.room
+        m.d.comb += self.act.ready.eq(running & weights_ready & params_ready & room)
+        fire = self.act.valid & self.act.ready
+        last_beat = beat == loop.block_len_m1
+        m.d.comb += [
+            self.framing_error.eq(fire & (self.act.payload.last != last_beat)),
+            self.weights.take.eq(fire & ~in_pass),
+            self.weights.release.eq(fire & last_beat),
+            self.params.take.eq(fire & ~in_pass & loop.first_kt),
+            self.params.release.eq(fire & last_beat & loop.last_kt),
+            self.credit.reserve.eq(fire & loop.last_kt),
+            loop.step.eq(fire & last_beat),
+        ]
+        with m.If(fire):
+            m.d.sync += in_pass.eq(~last_beat)
+            with m.If(last_beat):
+                m.d.sync += beat.eq(0)
+                with m.If(loop.last):
+                    m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        m.d.comb += [
+            self.o.valid.eq(fire), self.o.bank.eq(self.weights.bank),
+            self.o.data.eq(self.act.payload.data),
+            self.side.valid.eq(fire), self.side.addr.eq(beat),
+            self.side.first.eq(loop.first_kt), self.side.last.eq(loop.last_kt),
+            self.side.eol.eq(loop.last & last_beat), self.side.gbank.eq(self.params.bank),
+        ]
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0)]
+        return m
