@@ -12,8 +12,8 @@ import time
 import cocotb
 import numpy as np
 
-from regression_tb import make_layer, run_and_check
-from tb import TB
+from sim.layers import make_layer
+from sim.tb import TB
 
 
 @cocotb.test()
@@ -26,7 +26,7 @@ async def measure(dut):
         rng = np.random.default_rng(wl["seed"])
         p, want = make_layer(tb.config, rng, wl["m"], wl["k"], wl["n"], sparse=wl["sparse"])
         t0, c0 = time.perf_counter(), tb.now_cycles()
-        cycles = await run_and_check(tb, p, want, f"bench {wl}", wl["seed"])
+        cycles, _ = await tb.run_layer(p, want, f"bench {wl}", wl["seed"])
         wall = time.perf_counter() - t0
         results.append({**wl, "cycles": cycles, "sim_cycles": tb.now_cycles() - c0,
                         "wall_s": wall, "beats": len(p.act)})

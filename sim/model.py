@@ -1,16 +1,17 @@
 """Transaction-level model of the accelerator, fed with the words seen on its input streams.
 
 The scoreboard does not trust the stimulus generator: it rebuilds every pass from the
-``act``, ``wgt`` and ``qp`` words the input monitors observed (decoding the packet format of
-:mod:`hdl.packing` independently of its encoder) and the layer registers, and computes the
-expected output words with the golden model's arithmetic (wrapping accumulator,
-``golden_model.requantize``).
+``act``, ``wgt`` and ``qp`` words the input monitors observed (decoding the words with the
+offsets of :func:`hdl.layout.fields`, independently of the host's encoder) and the layer
+registers, and computes the expected output words with the golden model's arithmetic
+(wrapping accumulator, ``golden_model.requantize``).
 """
 
 import numpy as np
 
 import golden_model as gm
 from hdl.config import Config
+from hdl.layout import fields
 
 __all__ = ["EngineModel", "decode_out"]
 
@@ -36,17 +37,16 @@ class EngineModel:
         if not isinstance(config, Config):
             raise TypeError(f"config must be a hdl.config.Config, not {config!r}")
         self.config = config
-        self._ib = max(config.index_bits, 1)
+        self._fields = fields(config)
 
     def _tile(self, words):
         """(rows, cols, m) int64: the weights of one tile expanded to their positions."""
         cfg = self.config
         tile = np.zeros((cfg.rows, cfg.cols, cfg.m), dtype=np.int64)
-        nw = cfg.cols * cfg.n
+        (w_off, w_bits, nw), (i_off, i_bits, _) = (self._fields["wgt"][f] for f in ("w", "idx"))
         for r, word in enumerate(words):
-            w = _fields(int(word), 8, nw).reshape(cfg.cols, cfg.n)
-            idx = _fields(int(word) >> (8 * nw), self._ib, nw, signed=False).reshape(cfg.cols,
-                                                                                     cfg.n)
+            w = _fields(int(word) >> w_off, w_bits, nw).reshape(cfg.cols, cfg.n)
+            idx = _fields(int(word) >> i_off, i_bits, nw, signed=False).reshape(cfg.cols, cfg.n)
             for c in range(cfg.cols):
                 # The PE adds one product per slot, whatever the indices are.
                 np.add.at(tile[r, c], idx[c] % cfg.m, w[c])
@@ -79,8 +79,8 @@ class EngineModel:
         words = []
         for _ in range(nt_n):
             for _, length in blocks:
-                params = np.array([[_fields(int(q), 32, 1)[0], (int(q) >> 32) & (2**31 - 1),
-                                    _fields(int(q) >> 63, 6, 1)[0]]
+                params = np.array([[_fields(int(q) >> off, bits, 1, signed=sig)[0]
+                                    for off, bits, sig in self._fields["qp"].values()]
                                    for q in qp[iq:iq + cfg.cols]], dtype=np.int64)
                 iq += cfg.cols
                 acc = np.zeros((length, cfg.cols), dtype=np.int64)

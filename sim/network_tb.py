@@ -1,13 +1,10 @@
-"""cocotb module of :func:`sim.network.run_network`: a whole network on the RTL, in one test.
+"""cocotb module of :class:`sim.network.Simulation`: a whole network on the RTL, in one test.
 
-``SPARSEMAC_NETWORK`` names a JSON job: ``graph`` (a directory written by
-``IntGraph.save``), ``work`` (an ``.npz`` with ``golden0`` the int8 input codes and
-``golden{i}`` the golden output of layer ``i - 1``), ``results`` and ``outputs`` (where to
-write the per-layer records, JSON, and the RTL output of every layer, ``.npz`` ``out{i}``),
-``max_rows`` (rows per engine run or null), ``stalls`` and ``seed``.
+``SPARSEMAC_NETWORK`` names a JSON network job (:mod:`host.runtime` describes it and the
+records written back).
 
 Every weighted layer is lowered, packed and streamed through the RTL in one or more engine
-runs, each checked by ``regression_tb.run_and_check`` (the scoreboard: RTL against the
+runs, each checked by :meth:`sim.tb.TB.run_layer` (the scoreboard: RTL against the
 transaction-level model fed from the input monitors, then against the golden GEMM rows); its
 unpacked output, not the golden one, is the next layer's input. Pooling and flatten run here,
 on the host side of the simulation, with the golden layer objects.
@@ -22,24 +19,15 @@ import cocotb
 import numpy as np
 
 from golden_model.graph import IntGraph, QConv2d, QDense
-from hdl.packing import gemm_to_conv2d, unpack_output
-from regression_tb import run_and_check
-from sim.network import engine_batches, engine_sparse, golden_gemm, lower
-from tb import TB
-
-
-class NetworkTB(TB):
-    """The regression's TB, keeping the output words of the last engine run for chaining."""
-
-    async def check_layer(self, label, seed):
-        cycles, self.last_words = await super().check_layer(label, seed)
-        return cycles, self.last_words
+from host.lowering import engine_batches, engine_sparse, golden_gemm, layer_name, lower
+from host.packing import gemm_to_conv2d, unpack_output
+from sim.tb import TB
 
 
 @cocotb.test()
 async def network(dut):
     job = json.loads(Path(os.environ["SPARSEMAC_NETWORK"]).read_text())
-    tb = NetworkTB(dut)
+    tb = TB(dut)
     await tb.start_clock()
     await tb.reset()
     seed = job["seed"]
@@ -51,7 +39,7 @@ async def network(dut):
     x = golden[0]
     records, outputs = [], {}
     for i, layer in enumerate(graph.layers):
-        name = layer.name or f"{type(layer).__name__.lower()}{i}"
+        name = layer_name(layer, i)
         t0 = time.perf_counter()
         if isinstance(layer, (QDense, QConv2d)):
             x_mat, w_mat, out_shape = lower(layer, x)
@@ -63,8 +51,9 @@ async def network(dut):
                                                     max_rows=job["max_rows"]):
                 label = (f"layer {name} ({m}x{k}x{n} GEMM, {'N:M' if sparse else 'dense'}), "
                          f"rows {r0}..{r1 - 1}")
-                cycles.append(await run_and_check(tb, packets, want[r0:r1], label, seed))
-                parts.append(unpack_output(packets.plan, tb.last_words))
+                run_cycles, words = await tb.run_layer(packets, want[r0:r1], label, seed)
+                cycles.append(run_cycles)
+                parts.append(unpack_output(packets.plan, words))
                 rows.append([r0, r1])
             y = np.concatenate(parts)
             y = y if out_shape is None else gemm_to_conv2d(y, out_shape)

@@ -1,7 +1,7 @@
 """cocotb regression of the generated accelerator: whole layers, bit-exact, under stalls.
 
 Every layer is checked twice over: the RTL against the transaction-level model fed from the
-input monitors (in :class:`tb.TB`), and that model's result against ``golden_model.qlinear`` /
+input monitors (in :class:`sim.tb.TB`), and that model's result against ``golden_model.qlinear`` /
 ``qconv2d`` on the layer as generated. ``SPARSEMAC_SCALE`` multiplies the number of layers
 (the opt-in soak uses it); ``SPARSEMAC_SEED`` moves every random choice.
 """
@@ -14,65 +14,12 @@ import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
 import golden_model as gm
-from hdl.packing import conv2d_as_gemm, gemm_to_conv2d, pack_layer, unpack_output
-from tb import STALLS, TB, Mismatch
+from host.packing import conv2d_as_gemm, gemm_to_conv2d, pack_layer, unpack_output
+from sim.layers import make_layer, shapes
+from sim.tb import REG, STALLS, TB
 
 SEED = int(os.environ.get("SPARSEMAC_SEED", "1"))
 SCALE = max(1, int(os.environ.get("SPARSEMAC_SCALE", "1")))
-
-
-def make_layer(cfg, rng, m, k, n, *, sparse, corner=None, relu=True):
-    """A random quantized FC layer (or a corner case) and its golden result."""
-    if corner == "min":
-        x = np.full((m, k), -128, np.int8)
-        w = np.full((n, k), -128, np.int8)
-    elif corner == "max":
-        x = np.full((m, k), 127, np.int8)
-        w = np.full((n, k), 127, np.int8)
-    else:
-        x = rng.integers(-128, 128, (m, k)).astype(np.int8)
-        w = rng.integers(-128, 128, (n, k)).astype(np.int8)
-    if sparse:
-        w = gm.sparsify_n_m(w, cfg.n, cfg.m, axis=1)
-    bias = rng.integers(-(1 << 24), 1 << 24, n).astype(np.int32)
-    mult, shift = gm.quantize_multiplier(10.0 ** rng.uniform(-7, -1, n))
-    if corner is not None:
-        in_zp = 127 if corner == "min" else -128       # x - zp = -255 / +255
-    else:
-        in_zp = int(rng.integers(-128, 128))
-    out_zp = int(rng.integers(-128, 128))
-    act_min, act_max = (out_zp, 127) if relu else (-128, 127)
-    q = {"in_zp": in_zp, "out_zp": out_zp, "act_min": act_min, "act_max": act_max}
-    want = gm.qlinear(x, w, bias, x_zero_point=in_zp, multiplier=mult, shift=shift,
-                      out_zero_point=out_zp, qmin=act_min, qmax=act_max,
-                      rounding=cfg.rounding, acc_bits=cfg.acc_width)
-    return pack_layer(cfg, x, w, bias, mult, shift, sparse=sparse, **q), want
-
-
-def shapes(cfg, count, rng):
-    """Layer shapes larger than the array in every dimension, with ragged edges."""
-    out = []
-    for i in range(count):
-        sparse = cfg.sparse and i % 3 != 2          # every third layer uses the dense fallback
-        k_tile = cfg.k_tile_sparse if sparse else cfg.k_tile_dense
-        m = int(rng.integers(cfg.acc_depth // 2, cfg.acc_depth + cfg.acc_depth // 2))
-        k = int(rng.integers(1, 3)) * k_tile + int(rng.integers(1, k_tile))
-        n = int(rng.integers(1, 3)) * cfg.cols + int(rng.integers(1, cfg.cols + 1))
-        out.append((m, k, n, sparse))
-    return out
-
-
-async def run_and_check(tb, packets, want, label, seed):
-    await tb.configure(packets.layer)
-    await tb.start()
-    tb.send(packets)
-    cycles, words = await tb.check_layer(label, seed)
-    got = unpack_output(packets.plan, words)
-    if not np.array_equal(got, want):
-        i = tuple(int(v) for v in np.argwhere(got != want)[0])
-        raise Mismatch(f"{label}: model and golden_model disagree at {i}: golden {want[i]}, "
-                       f"RTL and model {got[i]} (seed {seed})")
-    return cycles
 
 
 def _summary(tb, name):
@@ -95,7 +42,7 @@ async def layers_under_stalls(dut, idle, backpressure):
     rng = np.random.default_rng(seed)
     for i, (m, k, n, sparse) in enumerate(shapes(tb.config, 2 * SCALE, rng)):
         p, want = make_layer(tb.config, rng, m, k, n, sparse=sparse, relu=i % 2 == 0)
-        await run_and_check(tb, p, want, f"layer {i} ({m}x{k}x{n}, "
+        await tb.run_layer(p, want, f"layer {i} ({m}x{k}x{n}, "
                             f"{'N:M' if sparse else 'dense'}, idle={idle}, "
                             f"backpressure={backpressure})", seed)
     _summary(tb, f"stalls_{idle}_{backpressure}")
@@ -115,7 +62,7 @@ async def corners_and_conv2d(dut):
             k = 2 * (cfg.k_tile_sparse if sparse else cfg.k_tile_dense) + 1
             p, want = make_layer(cfg, rng, cfg.rows + cfg.cols + 5, k, cfg.cols + 1,
                                  sparse=sparse, corner=corner, relu=False)
-            await run_and_check(tb, p, want, f"corner {corner} "
+            await tb.run_layer(p, want, f"corner {corner} "
                                 f"{'N:M' if sparse else 'dense'}", SEED)
     x = rng.integers(-128, 128, (1, 3, 9, 8)).astype(np.int8)
     w = rng.integers(-128, 128, (cfg.cols + 2, 3, 3, 3)).astype(np.int8)
@@ -166,12 +113,12 @@ async def reset_in_the_middle_of_a_stream(dut):
         for src in tb.src.values():
             src.clear()
         await tb.reset()
-        status = await tb.axil.read_dword(0x04)
+        status = await tb.axil.read_dword(REG["status"])
         assert status & 0b11 == 0, f"STATUS {status:#x} after reset: expected idle, not done"
         await ClockCycles(dut.aclk, 20)
         assert tb.sink.empty(), "output after reset, before any new layer"
     for i in range(2):
         m, k, n, sparse = shapes(cfg, 1, rng)[0]
         p, want = make_layer(cfg, rng, m, k, n, sparse=sparse)
-        await run_and_check(tb, p, want, f"layer {i} after reset", SEED + 5)
+        await tb.run_layer(p, want, f"layer {i} after reset", SEED + 5)
     _summary(tb, "reset")

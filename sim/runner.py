@@ -74,7 +74,8 @@ def build(sim, config, root, *, quiet=False):
 
 
 def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
-    """Run ``test_module`` (a module in ``sim/``) on a :class:`Build`; raise on failure.
+    """Run ``test_module`` (the name of a cocotb module of this package, e.g.
+    ``"regression_tb"``) on a :class:`Build`; raise on failure.
 
     Returns the path of cocotb's results XML. With ``quiet`` the simulator's log goes to
     ``<build>/<test_module>.log`` instead of the terminal.
@@ -82,23 +83,23 @@ def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
     toolchain.activate()
     sim, config, build_dir, runner = built.sim, built.config, built.directory, built._runner
     config_json = json.dumps({k: v for k, v in config.as_dict().items() if k != "sparsity"})
-    repo = SIM_DIR.parent
     results = build_dir / f"results_{test_module}_{testcase or 'all'}.xml"
-    extra = {"SPARSEMAC_CONFIG": config_json, "SPARSEMAC_SIM": sim,
-             "PYTHONPATH": os.pathsep.join([str(SIM_DIR), str(repo),
-                                            os.environ.get("PYTHONPATH", "")])}
+    extra = {"SPARSEMAC_CONFIG": config_json, "SPARSEMAC_SIM": sim}
     extra.update(env or {})
     results.unlink(missing_ok=True)            # a stale file must not speak for this run
     try:
-        runner.test(hdl_toplevel=TOPLEVEL, test_module=test_module, testcase=testcase,
-                    test_dir=SIM_DIR, build_dir=build_dir / "sim", timescale=("1ns", "1ps"),
+        # The testbench modules are imported as sim.<name>, like any module of the package.
+        runner.test(hdl_toplevel=TOPLEVEL, test_module=f"sim.{test_module}", testcase=testcase,
+                    test_dir=build_dir / "sim", build_dir=build_dir / "sim",
+                    timescale=("1ns", "1ps"),
                     results_xml=str(results), waves=_waves(), seed=seed, extra_env=extra,
                     log_file=build_dir / f"{test_module}.log" if quiet else None)
     except SystemExit as exc:
         # Under pytest, cocotb's runner exits when a test failed; the XML says which.
         if not results.exists():
             raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): the "
-                                   f"simulator exited with {exc.code} and wrote no results")
+                                   f"simulator exited with {exc.code} and wrote no "
+                                   f"results") from None
     if not results.exists():
         raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): no results")
     text = results.read_text()

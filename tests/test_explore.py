@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from sim import explore
+from explore import sweep as explore
 
 pytestmark = pytest.mark.filterwarnings(
     # Ray's own modules warn on import under newer Python packaging; not our code.
@@ -97,7 +97,7 @@ def run_cli(*args):
 
 @pytest.mark.parametrize("args, message", [
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-12k"],
-     "Device must be one of ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k, ice40-hx8k, "
+     "device must be one of 'ecp5-25k', 'ecp5-45k', 'ecp5-85k', 'ice40-up5k', 'ice40-hx8k', "
      "not 'ecp5-12k'"),
     (["--rows", "2,x", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k"],
      "Rows must be a comma-separated list of values, not '2,x' ('x')"),
@@ -114,7 +114,7 @@ def run_cli(*args):
      "Device 'ice40-up5k' has no speed grades, not 8"),
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
       "--router", "router3"],
-     "Router must be one of router1, router2, not 'router3'"),
+     "router must be one of 'router1', 'router2', not 'router3'"),
 ])
 def test_cli_bad_input(tmp_path, args, message):
     r = run_cli(*args, "--out", str(tmp_path / "out"), "--no-cache")

@@ -3,11 +3,11 @@
 
 import numpy as np
 import pytest
+from test_hdl_engine import random_layer, run_engine
 
 from hdl.config import Config
-from hdl.packing import pack_layer
-from sim.perf import layer_cycles, network_cycles
-from test_hdl_engine import random_layer, run_engine
+from host.packing import pack_layer
+from host.perf import layer_cycles, network_cycles
 
 
 @pytest.mark.parametrize("rows, cols, mb", [(2, 2, 3), (2, 2, 10), (3, 2, 5), (2, 4, 6),

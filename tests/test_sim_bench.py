@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import require_simulator
 
 FIELDS = {"config", "workload", "mode", "cycles", "dense_equiv_macs", "peak_macs_per_cycle",
@@ -41,8 +40,8 @@ def test_bench_quick_json(tmp_path):
     assert speedups["2:4"] >= 1.9 and speedups["1:4"] >= 3.6, speedups
     assert "| array | layer m x k x n | mode |" in r.stdout
     # The performance model agrees with the RTL's cycles on every workload (within 2 %).
-    from hdl.config import Config  # noqa: PLC0415
-    from sim.perf import layer_cycles  # noqa: PLC0415
+    from hdl.config import Config
+    from host.perf import layer_cycles
 
     for run in runs:
         c, w = run["config"], run["workload"]

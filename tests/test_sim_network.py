@@ -9,16 +9,16 @@ network.
 
 import numpy as np
 import pytest
-
 from conftest import require_simulator
+
+from golden_model.datasets import load_digits_split
 from golden_model.graph import IntGraph, QDense
-from golden_model.train import load_digits_split
+from golden_model.networks import digits_cnn, digits_mlp
 from hdl.config import Config
+from host.lowering import engine_sparse
+from host.runtime import NetworkMismatch, check_layer, check_outputs
 from sim import runner, toolchain
-from sim.network import (
-    NetworkMismatch, check_layer, check_outputs, digits_cnn, digits_mlp, engine_sparse,
-    run_network,
-)
+from sim.network import run_network
 
 CONFIG = Config(rows=4, cols=4, n=2, m=4)
 IMAGES = {"verilator": 32, "icarus": 8}
@@ -155,5 +155,5 @@ def test_mismatch_names_layer_index_and_values(digits, graphs):
 def test_argument_errors(graphs):
     with pytest.raises(TypeError, match="graph must be"):
         run_network([], np.zeros((1, 64)))
-    with pytest.raises(ValueError, match="images must be a positive integer, not 0"):
+    with pytest.raises(ValueError, match="images must be at least 1, not 0"):
         run_network(graphs["mlp"], np.zeros((1, 64)), images=0)

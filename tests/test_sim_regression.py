@@ -10,9 +10,9 @@ import json
 import os
 
 import pytest
+from conftest import require_simulator
 
 from hdl.config import Config
-from conftest import require_simulator
 from sim import runner, toolchain
 
 CONFIGS = [

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
+from explore.synth import DEVICES, ToolError, fit, place_and_route, synthesize
 from hdl.config import Config
 from hdl.generate import generate
-from sim.synth import DEVICES, ToolError, fit, place_and_route, synthesize
 
 COUNTER = """\
 module counter(input clk, output [7:0] q);

@@ -12,8 +12,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
 from conftest import require_simulator
+
 from sim import toolchain
 
 HERE = Path(__file__).parent
@@ -49,7 +49,7 @@ class SmokeMAC(wiring.Component):
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
 def test_cocotb_drives_amaranth_verilog(sim, tmp_path):
-    from cocotb_tools.runner import get_runner  # noqa: PLC0415
+    from cocotb_tools.runner import get_runner
 
     _require(sim)
     src = tmp_path / "smoke_mac.v"

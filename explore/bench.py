@@ -12,8 +12,7 @@ import tempfile
 from pathlib import Path
 
 from hdl.config import Config
-
-from . import runner
+from sim import runner
 
 __all__ = ["run_bench", "format_table", "BENCH_CONFIGS"]
 

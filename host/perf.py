@@ -13,7 +13,7 @@ import dataclasses
 
 from hdl.config import Config
 from hdl.engine import timing
-from hdl.packing import plan_layer
+from host.packing import plan_layer
 
 __all__ = ["LayerEstimate", "layer_cycles", "network_cycles"]
 

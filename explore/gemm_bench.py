@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from common.checks import check_int
 from golden_model import matmul_integer
 
 __all__ = ["run_gemm_bench", "format_gemm_bench"]
@@ -17,8 +18,8 @@ __all__ = ["run_gemm_bench", "format_gemm_bench"]
 
 def _ort_session(m, k, n):
     import onnx  # noqa: PLC0415 (test extra, imported only when benchmarking)
-    import onnxruntime as ort  # noqa: PLC0415
-    from onnx import TensorProto, helper  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415 (onnxruntime: a test extra, only when benchmarking)
+    from onnx import TensorProto, helper  # noqa: PLC0415 (onnxruntime: a test extra, only when benchmarking)
 
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "gemm",
@@ -36,10 +37,8 @@ def _ort_session(m, k, n):
 
 def run_gemm_bench(size=1024, repeat=7, seed=0):
     """Time both GEMMs on ``size``-cubed int8 operands; returns a dict of the figures."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive integer, not {size!r}")
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be a positive integer, not {repeat!r}")
+    size = check_int(size, "size", lo=1)
+    repeat = check_int(repeat, "repeat", lo=1)
     m = k = n = size
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)

@@ -2,7 +2,7 @@
 
 Every point (rows, cols, sparsity) is generated, synthesized for the device's family with
 Yosys, checked against the device's capacity, placed and routed with nextpnr for its Fmax,
-and run through the performance model (:mod:`sim.perf`) on the workload, in N:M mode where
+and run through the performance model (:mod:`host.perf`) on the workload, in N:M mode where
 the array has one and in the dense fallback. Points run in parallel on a local process pool
 or on Ray (``executor="ray"``); results are cached on disk, keyed by the point and the
 versions of every tool involved, so a repeated sweep only computes what changed. A point
@@ -22,7 +22,10 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from hdl.config import Config, parse_sparsity
+from common import Sparsity
+from common.checks import check_choice
+from common.paths import cache_dir
+from hdl.config import Config
 
 __all__ = ["Point", "evaluate", "run_sweep", "write_outputs", "parse_list", "parse_workload",
            "tool_versions", "default_cache"]
@@ -84,11 +87,12 @@ def parse_workload(text):
 
 
 def _source_digest():
-    """A digest of the generator and of the code that measures it (``hdl/``, ``sim/synth.py``,
-    ``sim/perf.py``): an edited design never reuses a cached result."""
+    """A digest of the generator and of the code that measures it (``hdl/``, ``explore/synth.py``,
+    ``host/perf.py``): an edited design never reuses a cached result."""
     root = Path(__file__).resolve().parent.parent
     files = sorted((root / "hdl").glob("*.py")) + sorted((root / "hdl").glob("*.vlt"))
-    files += [root / "sim" / "synth.py", root / "sim" / "perf.py"]
+    files += sorted((root / "common").glob("*.py"))
+    files += [root / "explore" / "synth.py", root / "host" / "perf.py"]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -109,8 +113,8 @@ def tool_versions():
 
 
 def default_cache():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sparsemac" / "explore"
+    """The sweep's result cache (:func:`common.paths.cache_dir`)."""
+    return cache_dir("explore")
 
 
 def _key(point, versions):
@@ -129,8 +133,9 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
     """Compute (or read from the cache) one point's record. Never raises for tool failures:
     the record's ``status`` is ``"ok"``, ``"no-fit"`` or ``"error"`` with ``error`` set."""
     from hdl.generate import generate  # noqa: PLC0415 (keeps worker start-up light)
+    from host import perf  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
-    from . import perf, synth  # noqa: PLC0415
+    from . import synth  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
     versions = versions or tool_versions()
     cache_file = None
@@ -203,7 +208,7 @@ def run_sweep(points, *, executor="local", address=None, jobs=None, cache_dir=No
     records = [None] * len(points)
     bar = None
     if progress:
-        from tqdm import tqdm  # noqa: PLC0415
+        from tqdm import tqdm  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
         bar = tqdm(total=len(points), desc="explore", unit="point", file=sys.stderr)
 
@@ -243,9 +248,10 @@ def run_sweep(points, *, executor="local", address=None, jobs=None, cache_dir=No
     return records
 
 
-COLUMNS = ["rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts", "dsps", "fmax_mhz",
-           "cycles_sparse", "cycles_dense", "utilization_sparse", "gops_sparse", "gops_dense",
-           "peak_macs_per_cycle", "multipliers", "luts_per_mac", "dsps_per_mac", "error"]
+COLUMNS = ["rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts", "dsps",
+           "fmax_mhz", "cycles_sparse", "cycles_dense", "utilization_sparse", "gops_sparse",
+           "gops_dense", "peak_macs_per_cycle", "multipliers", "luts_per_mac", "dsps_per_mac",
+           "error"]
 
 
 def _derived(record):
@@ -303,10 +309,10 @@ def _pareto(points):
 
 
 def _plots(records, out):
-    import matplotlib  # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
     ok = [r for r in records if r["status"] == "ok" and r.get("fmax_mhz")]
     paths = []
@@ -371,15 +377,13 @@ def _plots(records, out):
 
 def build_points(rows, cols, sparsities, device, workload, *, freq_mhz=150.0, pipeline=False,
                  mults=("dsp",), speed=None, router="router1"):
-    from . import synth  # noqa: PLC0415
+    from . import synth  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
-    if device not in synth.DEVICES:
-        raise ValueError(f"Device must be one of {', '.join(synth.DEVICES)}, not {device!r}")
+    check_choice(device, "device", tuple(synth.DEVICES))
     synth.check_speed(device, speed)
-    if router not in synth.ROUTERS:
-        raise ValueError(f"Router must be one of {', '.join(synth.ROUTERS)}, not {router!r}")
+    check_choice(router, "router", synth.ROUTERS)
     for s in sparsities:
-        parse_sparsity(s)
+        Sparsity.parse(s)
     return [Point(r, c, s, device, tuple(workload), freq_mhz, pipeline, mult=mu, speed=speed,
                   router=router)
             for r in rows for c in cols for s in sparsities for mu in mults]

@@ -39,8 +39,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["DEVICES", "ECP5_SPEEDS", "ROUTERS", "FAMILIES", "ToolError", "synthesize", "place_and_route",
-           "fit", "check_speed", "tool_version"]
+__all__ = ["DEVICES", "ECP5_SPEEDS", "ROUTERS", "FAMILIES", "ToolError", "synthesize",
+           "place_and_route", "fit", "check_speed", "tool_version"]
 
 #: Synthesis families, with the Yosys command that maps to each.
 FAMILIES = {
