@@ -1,77 +1,75 @@
 """``sparsemac``: one console script, one subcommand per job.
 
 Bad input gives one line on stderr (``sparsemac: error: ...``), a non-zero exit and no
-partial output files; tracebacks are kept for genuine bugs.
+partial output files; tracebacks are kept for genuine bugs. Only :class:`.errors.UserError`
+is caught: each command validates what the user gave first, in :func:`.errors.user_input`
+blocks, and the work that follows keeps its exceptions.
 """
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 
-__all__ = ["main", "CLIError", "write_atomic", "write_folder"]
+from common.checks import check_int
+
+from .errors import UserError, user_input
+from .files import check_out_folder, write_atomic, write_folder
+
+__all__ = ["main", "build_parser"]
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+def _int_arg(lo):
+    """An argparse type: an integer of at least ``lo``, checked by :func:`common.checks.check_int`
+    (argparse prefixes the option's name to the message)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+        try:
+            return check_int(value, "value", lo=lo)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value ")) from None
+    return parse
 
 
-def write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file, so a failure leaves nothing."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise CLIError(f"output folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return value
+_positive_int = _int_arg(1)
+_natural_int = _int_arg(0)
 
 
 def _cmd_gemm_bench(args):
-    from sim.gemm_bench import format_gemm_bench, run_gemm_bench  # noqa: PLC0415
+    from explore.gemm_bench import format_gemm_bench, run_gemm_bench  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
     result = run_gemm_bench(size=args.size, repeat=args.repeat, seed=args.seed)
-    if not (result["exact_vs_onnxruntime"] and result["exact_vs_int64_reference"]):
-        raise CLIError("golden GEMM result differs from ONNX Runtime or the int64 reference")
     print(format_gemm_bench(result))
+    if not (result["exact_vs_onnxruntime"] and result["exact_vs_int64_reference"]):
+        print("sparsemac: gemm-bench: the golden GEMM differs from ONNX Runtime or the int64 "
+              "reference", file=sys.stderr)
+        return 1
     if args.json:
         write_atomic(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 
 def _cmd_generate(args):
-    from hdl.config import Config  # noqa: PLC0415
-    from hdl.generate import generate  # noqa: PLC0415
+    from hdl.config import Config  # noqa: PLC0415 (lazy: a command loads only what it runs)
+    from hdl.generate import check_name, generate  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
-    config = Config.from_sparsity(args.rows, args.cols, args.sparsity, acc_width=args.acc_width,
-                                  rounding=args.rounding, pipeline=args.pipeline,
-                                  acc_depth=args.acc_depth, mult=args.mult)
+    with user_input():
+        config = Config.from_sparsity(args.rows, args.cols, args.sparsity,
+                                      acc_width=args.acc_width, rounding=args.rounding,
+                                      pipeline=args.pipeline, acc_depth=args.acc_depth,
+                                      mult=args.mult)
+        check_name(args.name)
+    check_out_folder(args.out)
     for path in generate(config, args.out, args.name):
         print(path)
     return 0
 
 
 def _cmd_bench(args):
-    from sim.bench import format_table, run_bench  # noqa: PLC0415
+    from explore.bench import format_table, run_bench  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
     def progress(msg):
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
@@ -84,24 +82,25 @@ def _cmd_bench(args):
 
 
 def _cmd_explore(args):
-    from sim import explore  # noqa: PLC0415
+    from explore import sweep  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
-    rows = explore.parse_list(args.rows, int, "Rows")
-    cols = explore.parse_list(args.cols, int, "Cols")
-    sparsities = explore.parse_list(args.sparsity, str, "Sparsity")
-    workload = explore.parse_workload(args.workload)
-    points = explore.build_points(rows, cols, sparsities, args.device, workload,
-                                  freq_mhz=args.freq, pipeline=args.pipeline,
-                                  mults=explore.parse_list(args.mult, str, "Mult"),
-                                  speed=args.speed, router=args.router)
-    for p in points:                      # every configuration is valid before any work starts
-        p.config()
+    with user_input():
+        rows = sweep.parse_list(args.rows, int, "Rows")
+        cols = sweep.parse_list(args.cols, int, "Cols")
+        sparsities = sweep.parse_list(args.sparsity, str, "Sparsity")
+        workload = sweep.parse_workload(args.workload)
+        points = sweep.build_points(rows, cols, sparsities, args.device, workload,
+                                    freq_mhz=args.freq, pipeline=args.pipeline,
+                                    mults=sweep.parse_list(args.mult, str, "Mult"),
+                                    speed=args.speed, router=args.router)
+        for p in points:                  # every configuration is valid before any work starts
+            p.config()
     if args.out.exists() and not args.out.is_dir():
-        raise CLIError(f"output {str(args.out)!r} exists and is not a folder")
-    cache = None if args.no_cache else (args.cache or explore.default_cache())
-    records = explore.run_sweep(points, executor=args.executor, address=args.address,
+        raise UserError(f"output {str(args.out)!r} exists and is not a folder")
+    cache = None if args.no_cache else (args.cache or sweep.default_cache())
+    records = sweep.run_sweep(points, executor=args.executor, address=args.address,
                                 jobs=args.jobs, cache_dir=cache, timeout=args.timeout)
-    for path in explore.write_outputs(records, args.out):
+    for path in sweep.write_outputs(records, args.out):
         print(path)
     failed = [r for r in records if r["status"] != "ok"]
     for r in failed:
@@ -111,56 +110,22 @@ def _cmd_explore(args):
 
 
 def _load_calibration(path):
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise CLIError(f"cannot read calibration data {str(path)!r}: {exc}") from None
+        raise UserError(f"cannot read calibration data {str(path)!r}: {exc}") from None
     if not isinstance(data, np.ndarray):
         data.close()
-        raise CLIError(f"calibration data {str(path)!r} must be one array (.npy), not an "
+        raise UserError(f"calibration data {str(path)!r} must be one array (.npy), not an "
                        ".npz archive")
     return data
 
 
-def _check_out_folder(out):
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"output {str(out)!r} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise CLIError(f"output folder {str(out.parent)!r} does not exist")
-
-
-def write_folder(out, fill):
-    """Write a folder all or nothing: ``fill(tmp)`` writes the files into a temporary folder
-    next to ``out`` (whose parent must exist), which is then renamed to ``out`` (a new folder)
-    or whose files are moved into it (an existing one). Returns the paths written."""
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        tmp.mkdir()               # (not mkdtemp: the folder gets the umask's permissions)
-    except OSError as exc:
-        raise CLIError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
-    try:
-        fill(tmp)
-        names = sorted(f.name for f in tmp.iterdir())
-        if out.exists():
-            for name in names:
-                os.replace(tmp / name, out / name)
-            tmp.rmdir()
-        else:
-            os.rename(tmp, out)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise CLIError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
-        raise
-    return [out / name for name in names]
-
-
 def _write_graph_folder(out, graph, extra):
     """``graph.save`` plus ``extra`` files (name: text) into ``out``, all or nothing."""
-    _check_out_folder(out)
+    check_out_folder(out)
 
     def fill(tmp):
         graph.save(tmp)
@@ -171,22 +136,28 @@ def _write_graph_folder(out, graph, extra):
 
 
 def _cmd_compress(args):
-    from sparsemac import onnx_import  # noqa: PLC0415
+    from golden_model.graph import GraphError  # noqa: PLC0415 (lazy: a command loads only what it runs)
+    from sparsemac import importer  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
-    sparsity = onnx_import.parse_sparsity(args.sparsity)
+    with user_input():
+        sparsity = importer.parse_sparsity(args.sparsity)
+        importer.check_options(method=args.method, weights=args.weights)
     x_calib = None if args.calib is None else _load_calibration(args.calib)
-    _check_out_folder(args.out)             # before the work, not only before the writing
-    result = onnx_import.compress(args.model, sparsity=sparsity, x_calib=x_calib,
-                                  method=args.method, weights=args.weights,
-                                  dense_first_last=args.dense_first_last)
-    accuracy = onnx_import.digits_accuracy(result)
-    summary = onnx_import.summary_markdown(result, args.model, accuracy)
+    check_out_folder(args.out)             # before the work, not only before the writing
+    try:
+        result = importer.compress(args.model, sparsity=sparsity, x_calib=x_calib,
+                                   method=args.method, weights=args.weights,
+                                   dense_first_last=args.dense_first_last)
+    except GraphError as exc:               # the model file is the user's input
+        raise UserError(str(exc)) from None
+    accuracy = importer.digits_accuracy(result)
+    summary = importer.summary_markdown(result, args.model, accuracy)
     paths = _write_graph_folder(args.out, result.graph, {"summary.md": summary})
     g = result.graph
     print(f"{args.model}: {result.imported.kind} model, input (N, "
           f"{', '.join(map(str, g.input_shape))}) quantized with scale {g.input_scale:.6g}, "
           f"zero point {g.input_zp}")
-    print(onnx_import.format_table(g))
+    print(importer.format_table(g))
     if accuracy is not None:
         float_acc, int_acc = accuracy
         print("digits test accuracy: " +
@@ -200,24 +171,37 @@ def _cmd_compress(args):
 
 
 def _cmd_demo(args):
-    from sparsemac.demo import run_demo  # noqa: PLC0415
+    from sparsemac.demo import check_arguments, run_demo  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
-    images = None
-    if args.images is not None:
-        try:
-            images = int(args.images)
-        except ValueError:
-            raise CLIError(f"--images must be a positive integer, not {args.images!r}") from None
-    run_demo(quick=args.quick, out=args.out, sim=args.sim, images=images)
+    with user_input():
+        check_arguments(quick=args.quick, out=args.out, sim=args.sim, images=args.images)
+    run_demo(quick=args.quick, out=args.out, sim=args.sim, images=args.images)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every other bad input (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"sparsemac: error: {message}\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sparsemac",
         description="From float weights to a verified int8 N:M sparse MAC array.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_demo(sub)
+    _add_generate(sub)
+    _add_compress(sub)
+    _add_bench(sub)
+    _add_explore(sub)
+    _add_gemm_bench(sub)
+    return parser
+
+
+def _add_demo(sub):
     p = sub.add_parser("demo", help="compress an MLP and a CNN with every technique, run "
                                     "dense, 2:4 and 1:4 graphs bit-exact on the RTL; report")
     p.add_argument("--quick", action="store_true",
@@ -226,10 +210,13 @@ def build_parser():
                    help="output folder: report.md and plots (default build/demo)")
     p.add_argument("--sim", choices=["verilator", "icarus", "none"], default="verilator",
                    help="simulator of the RTL runs; none: performance-model cycles only")
-    p.add_argument("--images", default=None,
-                   help="test images run on the RTL (default all 449; 24 with --quick)")
+    p.add_argument("--images", type=_positive_int, default=None,
+                   help="test images run on the RTL (default: the whole test split; 24 with "
+                        "--quick)")
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_generate(sub):
     p = sub.add_parser("generate", help="write the Verilog, manifest and FuseSoC core of an "
                                         "array")
     p.add_argument("--rows", type=int, required=True, help="PE rows (input groups per pass)")
@@ -247,6 +234,8 @@ def build_parser():
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_generate)
 
+
+def _add_compress(sub):
     p = sub.add_parser("compress", help="read a float or QDQ ONNX model; write the N:M-pruned "
                                         "int8 graph the accelerator loads")
     p.add_argument("model", type=Path, help="the .onnx file (float, or QDQ-quantized int8)")
@@ -268,6 +257,8 @@ def build_parser():
                    help="output folder: graph.json, graph.npz, summary.md")
     p.set_defaults(func=_cmd_compress)
 
+
+def _add_bench(sub):
     p = sub.add_parser("bench", help="RTL throughput of generated arrays (cycles, "
                                      "utilization, N:M speedup over dense)")
     p.add_argument("--sim", choices=["icarus", "verilator"], default="verilator")
@@ -275,6 +266,8 @@ def build_parser():
     p.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
     p.set_defaults(func=_cmd_bench)
 
+
+def _add_explore(sub):
     p = sub.add_parser("explore", help="sweep array configurations: synthesis, place and "
                                        "route, performance model, plots")
     p.add_argument("--rows", required=True, help="comma-separated, e.g. 2,4,8")
@@ -302,22 +295,26 @@ def build_parser():
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_explore)
 
+
+def _add_gemm_bench(sub):
     p = sub.add_parser("gemm-bench",
                        help="golden int8 GEMM throughput vs ONNX Runtime MatMulInteger")
     p.add_argument("--size", type=_positive_int, default=1024, help="m = k = n (default 1024)")
     p.add_argument("--repeat", type=_positive_int, default=7, help="timed runs of each")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_natural_int, default=0, help="operands' seed (default 0)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     p.set_defaults(func=_cmd_gemm_bench)
-    return parser
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:             # --help, or a bad argument (one line printed)
+        return exc.code
     try:
         return args.func(args)
-    except (CLIError, ValueError, TypeError) as exc:
+    except UserError as exc:
         print(f"sparsemac: error: {exc}", file=sys.stderr)
         return 2
 

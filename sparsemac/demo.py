@@ -11,7 +11,7 @@ The end-to-end flow, on scikit-learn's bundled 8x8 digits:
    too): the dense int8 graph (per-channel PTQ, min-max) and the 2:4 fine-tuned graph on a
    2:4 array (the dense graph in the array's dense fallback), the 1:4 fine-tuned graph on a
    1:4 array. Cycles are measured on the RTL and set against the performance model
-   (:mod:`sim.perf`);
+   (:mod:`host.perf`);
 3. a report (``report.md``) with the tables, the targets computed from the runs and whether
    they hold, the exact per-layer bytes, and three plots: ``accuracy_vs_sparsity.png``,
    ``accuracy_vs_bytes.png`` and ``cycles.png``.
@@ -36,14 +36,17 @@ from pathlib import Path
 import numpy as np
 
 import golden_model as gm
+from common.paths import cache_dir
+from golden_model.datasets import as_images, load_digits_split
 from golden_model.graph import QConv2d, QDense
-from golden_model.train import as_images, load_digits_split
 
 from . import flows as fl
+from .errors import UserError
+from .files import write_folder
 from .stats import within
 
-__all__ = ["run_demo", "RTL_FLOWS", "SIMS", "QUICK_IMAGES", "PLOTS", "array_configs",
-           "default_build_root", "encoded_bytes", "byte_rows", "check_targets",
+__all__ = ["run_demo", "check_arguments", "RTL_FLOWS", "SIMS", "QUICK_IMAGES", "PLOTS",
+           "array_configs", "default_build_root", "encoded_bytes", "byte_rows", "check_targets",
            "format_rtl_runs", "format_targets"]
 
 #: The graphs run on the RTL: (flow key, graph name, sparsity of the array it runs on).
@@ -95,14 +98,13 @@ def _kind(key):
 
 def default_build_root():
     """Where the demo keeps its simulator builds: ``$XDG_CACHE_HOME/sparsemac/demo`` (default
-    ``~/.cache/sparsemac/demo``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sparsemac" / "demo"
+    ``~/.cache/sparsemac/demo``, :func:`common.paths.cache_dir`)."""
+    return cache_dir("demo")
 
 
 def array_configs(quick):
     """``{array sparsity: Config}`` of the arrays the demo runs on (8x8, 4x4 when quick)."""
-    from hdl.config import Config  # noqa: PLC0415
+    from hdl.config import Config  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
 
     size = _SIZE[bool(quick)]
     return {sp: Config.from_sparsity(size, size, sp) for sp in dict.fromkeys(
@@ -111,23 +113,30 @@ def array_configs(quick):
 
 # --- checks before any work --------------------------------------------------------------------
 
-def _cli_error(message):
-    from sparsemac.cli import CLIError  # noqa: PLC0415
-
-    return CLIError(message)
-
-
 def _check_out(out):
     """``out`` must be a folder or not exist yet, under a writable existing folder."""
     if out.exists() and not out.is_dir():
-        raise _cli_error(f"output {str(out)!r} exists and is not a folder")
+        raise UserError(f"output {str(out)!r} exists and is not a folder")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise _cli_error(f"output {str(out)!r}: {str(parent)!r} is not a folder")
+        raise UserError(f"output {str(out)!r}: {str(parent)!r} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise _cli_error(f"output {str(out)!r}: folder {str(parent)!r} is not writable")
+        raise UserError(f"output {str(out)!r}: folder {str(parent)!r} is not writable")
+
+
+def check_arguments(*, quick, out, sim, images):
+    """Validate :func:`run_demo`'s arguments before any work; returns ``(images, out)`` with
+    the default images filled in."""
+    if sim not in SIMS:
+        raise ValueError(f"sim must be one of {', '.join(SIMS)}, not {sim!r}")
+    test_images = len(load_digits_split()[2])
+    images = _check_images(QUICK_IMAGES if quick and images is None else
+                           test_images if images is None else images, test_images)
+    out = Path(out)
+    _check_out(out)
+    return images, out
 
 
 def _check_images(images, available):
@@ -187,14 +196,14 @@ def byte_rows(graph):
 
 def _prebuild(sim, config, root):
     """Build ``config`` for ``sim`` (in a worker process, while the networks train)."""
-    from sim import runner  # noqa: PLC0415
+    from sim import runner  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
 
     runner.build(sim, config, root, quiet=True)
 
 
 def _model_layers(graph, x, config):
     """Per engine layer: ``(name, gemm, sparse)`` of ``graph`` run on ``x``."""
-    from sim.network import engine_sparse, lower  # noqa: PLC0415
+    from host.lowering import engine_sparse, lower  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
 
     acts = graph.forward(x, rounding=config.rounding, acc_bits=config.acc_width)
     out = []
@@ -208,8 +217,9 @@ def _model_layers(graph, x, config):
 
 def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, progress):
     """One graph on the RTL (or the model alone): a run record (see :func:`run_demo`)."""
-    from sim.network import NetworkMismatch, run_network  # noqa: PLC0415
-    from sim.perf import layer_cycles  # noqa: PLC0415
+    from host.perf import layer_cycles  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
+    from host.runtime import NetworkMismatch  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
+    from sim.network import run_network  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
 
     graph = row["graph"]
     images = len(x)
@@ -474,10 +484,10 @@ def _home(path):
 # --- plots ------------------------------------------------------------------------------------
 
 def _pyplot():
-    import matplotlib  # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
     return plt
 
@@ -672,14 +682,12 @@ def _plot_cycles(runs, path, *, sim):
 # --- writing ----------------------------------------------------------------------------------
 
 def _write_folder(out, writers):
-    """Call ``writers[name](path)`` for every file, all or nothing (``cli.write_folder``);
+    """Call ``writers[name](path)`` for every file, all or nothing (:func:`.files.write_folder`);
     missing parent folders are created first."""
-    from sparsemac.cli import write_folder  # noqa: PLC0415
-
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _cli_error(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
 
     def fill(tmp):
         for name, write in writers.items():
@@ -703,7 +711,8 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
     sim : {"verilator", "icarus", "none"}
         Simulator of the RTL runs; ``"none"``: the performance model's cycles only.
     images : int, optional
-        Test images run on the RTL (default: all 449, or :data:`QUICK_IMAGES` when quick).
+        Test images run on the RTL (default: the whole test split, or :data:`QUICK_IMAGES`
+        when quick).
     seed : int
         Seed of the flows.
     build_root : path, optional
@@ -726,24 +735,19 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
 
     Raises
     ------
-    sparsemac.cli.CLIError
+    sparsemac.errors.UserError
         ``out`` cannot be written.
     ValueError, TypeError
         A bad ``sim`` or ``images``.
     sim.network.NetworkMismatch, sim.runner.SimulationFailed
         The RTL and the golden model differ.
     """
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
-    if sim not in SIMS:
-        raise ValueError(f"sim must be one of {', '.join(SIMS)}, not {sim!r}")
+    images, out = check_arguments(quick=quick, out=out, sim=sim, images=images)
     data = load_digits_split()
     x_test, y_test = data[2], data[3]
     test_images = len(x_test)
-    images = _check_images(QUICK_IMAGES if quick and images is None else
-                           test_images if images is None else images, test_images)
-    out = Path(out)
-    _check_out(out)
     build_root = Path(build_root) if build_root is not None else default_build_root()
     configs = array_configs(quick)
     recipe = fl.QUICK if quick else fl.FULL

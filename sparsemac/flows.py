@@ -47,11 +47,20 @@ import dataclasses
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from common.checks import check_int
+from golden_model.datasets import as_images, load_digits_split
+from golden_model.graph import n_m_layers as graph_n_m_layers
 from golden_model.graph import quantize_graph
 from golden_model.prune import PruningSchedule
 from golden_model.train import (
-    CNN, MLP, Distillation, GradualPruning, NMPruning, accuracy, as_images, load_digits_split,
-    prune_filters, train,
+    CNN,
+    MLP,
+    Distillation,
+    GradualPruning,
+    NMPruning,
+    accuracy,
+    prune_filters,
+    train,
 )
 
 __all__ = ["MODELS", "FLOWS", "QUICK_FLOWS", "Recipe", "FULL", "QUICK", "flow_plan",
@@ -139,9 +148,9 @@ def _build(model, size, seed):
 
 def n_m_layers(net, m):
     """Names of the layers of ``net`` pruned N:M with group size ``m``: every weighted layer
-    but the last whose GEMM reduction length is a multiple of ``m``."""
-    names = net.layer_names()[:-1]
-    return [name for name in names if net.weights[net.layer_index(name)][0].size % m == 0]
+    but the last whose GEMM reduction length is a multiple of ``m``
+    (:func:`golden_model.graph.n_m_layers`, the one rule)."""
+    return graph_n_m_layers(net.to_layers(), m, dense_last=True)[0]
 
 
 def evaluate_graph(graph, x, y):
@@ -348,8 +357,7 @@ def run_flows(*, quick=False, models=MODELS, flows=None, seed=0, progress=None, 
         recipe = QUICK if quick else FULL
     elif not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a Recipe, not {type(recipe).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    seed = check_int(seed, "seed", lo=0)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     models = _check_selection(models, "models", MODELS)

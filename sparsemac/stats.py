@@ -19,6 +19,8 @@ set (measured over 12 seeds of the quick flows: the float baseline's spread betw
 import dataclasses
 import math
 
+from common.checks import check_int
+
 __all__ = ["Z", "binomial_se", "Claim", "within", "at_least"]
 
 #: Standard errors of margin before a claim counts as contradicted (one-sided, 0.13 %).
@@ -33,9 +35,7 @@ def _check_fraction(value, name):
 
 
 def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
+    return check_int(value, name, lo=1)
 
 
 def _check_z(value):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import golden_model as gm
+from golden_model.datasets import load_digits_split
 from golden_model.graph import quantize_graph
-from golden_model.train import MLP, accuracy, load_digits_split
+from golden_model.train import MLP, accuracy
 from sparsemac import cli
 from sparsemac.stats import at_least, within
 
@@ -83,8 +84,9 @@ def test_gemm_bench_small_is_exact(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["gemm-bench", "--size", "0"], "argument --size: must be a positive integer, not 0"),
-    (["gemm-bench", "--repeat", "x"], "argument --repeat: must be a positive integer, not 'x'"),
+    (["gemm-bench", "--size", "0"], "argument --size: must be at least 1, not 0"),
+    (["gemm-bench", "--repeat", "x"], "argument --repeat: must be an integer, not 'x'"),
+    (["gemm-bench", "--seed", "-1"], "argument --seed: must be at least 0, not -1"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_cli_bad_arguments(args, message):
@@ -101,3 +103,24 @@ def test_cli_missing_output_folder_leaves_nothing(tmp_path, capsys):
     assert code == 2
     assert err == [f"sparsemac: error: output folder {str(target.parent)!r} does not exist"]
     assert not target.parent.exists()
+
+
+def test_an_internal_bug_keeps_its_traceback(tmp_path):
+    """Only the user-error type becomes one line: a ValueError raised by a bug inside the work
+    (here injected into the generator, after the arguments were validated) is not dressed up
+    as bad input."""
+    code = ("import sys, hdl.generate as g\n"
+            "def broken(*a, **k): raise ValueError('injected internal bug')\n"
+            "g.generate = broken\n"
+            "from sparsemac.cli import main\n"
+            f"sys.exit(main(['generate', '--rows', '2', '--cols', '2', '--sparsity', '2:4', "
+            f"'--out', {str(tmp_path / 'out')!r}]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr and "ValueError: injected internal bug" in r.stderr
+    assert "sparsemac: error" not in r.stderr
+    # The same command with bad input is one line, exit 2.
+    r = run_cli("generate", "--rows", "0", "--cols", "2", "--sparsity", "2:4", "--out",
+                str(tmp_path / "out"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "sparsemac: error: rows must be between 1 and 64, not 0"

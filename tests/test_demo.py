@@ -12,9 +12,9 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import require_simulator
-from golden_model.train import as_images, load_digits_split
+
+from golden_model.datasets import as_images, load_digits_split
 from sparsemac import cli, demo
 from sparsemac import flows as fl
 from sparsemac.stats import within
@@ -193,9 +193,9 @@ def test_model_only_needs_no_simulator(model_only):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--images", "0"], "images must be between 1 and 449 (the digits test split), not 0"),
+    (["--images", "0"], "argument --images: must be at least 1, not 0"),
     (["--images", "450"], "images must be between 1 and 449 (the digits test split), not 450"),
-    (["--images", "x"], "--images must be a positive integer, not 'x'"),
+    (["--images", "x"], "argument --images: must be an integer, not 'x'"),
 ])
 def test_bad_images_stop_before_any_work(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fl, "run_flows", lambda **kw: pytest.fail("the flows started"))

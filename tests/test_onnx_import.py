@@ -25,20 +25,32 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import (
-    CalibrationDataReader, QuantFormat, QuantType, quantize_static,
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
 )
+from oracles import ORT_IR_VERSION, ORT_OPSET, assert_bit_exact
 
+from golden_model.datasets import load_digits_split
 from golden_model.graph import (
-    Conv2d, Dense, Flatten, GraphError, IntGraph, MaxPool2d, QConv2d, QDense, float_forward,
+    Conv2d,
+    Dense,
+    Flatten,
+    GraphError,
+    IntGraph,
+    MaxPool2d,
+    QConv2d,
+    QDense,
+    float_forward,
     quantize_graph,
 )
 from golden_model.kernels import qlinear
 from golden_model.prune import is_n_m, prune_n_m
 from golden_model.requant import requant_scale
-from golden_model.train import MLP, load_digits_split
-from oracles import ORT_IR_VERSION, ORT_OPSET, assert_bit_exact
+from golden_model.train import MLP
 from sparsemac import cli
-from sparsemac.onnx_import import compress, import_model, parse_sparsity, read_model
+from sparsemac.importer import compress, import_model, parse_sparsity, read_model
 from sparsemac.stats import at_least
 
 pytestmark = pytest.mark.oracle
@@ -648,7 +660,7 @@ def test_qdq_errors(net, cnn, digits, tmp_path):
 
 
 def test_compress_option_errors(net, cnn):
-    with pytest.raises(ValueError, match="M must be a power of two in {2, 4, 8, 16}, not 6"):
+    with pytest.raises(ValueError, match="M must be a power of two in {1, 2, 4, 8, 16}, not 6"):
         compress(mlp_model(net), sparsity="3:6")
     with pytest.raises(ValueError, match="sparsity must be 'N:M'"):
         compress(mlp_model(net), sparsity="half")
@@ -664,6 +676,47 @@ def test_compress_option_errors(net, cnn):
         compress(model)
     graph = compress(model, x_calib=np.ones((8, 32), np.float32)).graph
     assert graph.input_shape == (32,)
+
+
+def test_parse_sparsity_is_the_common_notation():
+    """``common.Sparsity`` reads it: ``M:M`` keeps every weight, so it is dense (None)."""
+    assert parse_sparsity("2:4") == (2, 4)
+    assert [parse_sparsity(t) for t in (None, "dense", "1:1", "4:4")] == [None] * 4
+    for text, message in (("5:4", "N must be at most M (4), not 5"),
+                          ("3:6", "M must be a power of two in {1, 2, 4, 8, 16}, not 6"),
+                          ("half", "sparsity must be 'N:M' (e.g. '2:4') or 'dense', not 'half'")):
+        with pytest.raises(ValueError) as err:
+            parse_sparsity(text)
+        assert str(err.value) == message
+
+
+def test_readers_alone(net, qdq_models):
+    """Each reader reads its own kind of chain and refuses the other kind."""
+    from sparsemac.importer.chain import Chain, QConst
+    from sparsemac.importer.float_reader import FloatReader
+    from sparsemac.importer.qdq_reader import QdqReader, State
+
+    chain = Chain(mlp_model(net, "extras"))          # weights from Constant nodes
+    assert not chain.qdq and chain.input_shape == (64,) and {"w0", "b0"} <= set(chain.consts)
+    imp = FloatReader(chain).read()
+    assert imp.kind == "float" and [x.name for x in imp.layers] == ["fc0", "fc1"]
+
+    qdq = qdq_models["mlp_gemm_per_channel"]
+    chain = Chain(qdq)
+    assert chain.qdq and any(isinstance(v, QConst) for v in chain.qconsts.values())
+    reader = QdqReader(chain)
+    imp = reader.read()
+    assert imp.kind == "qdq" and [type(x) for x in imp.graph.layers] == [QDense, QDense]
+    # The model's output is the last layer's DequantizeLinear; no layer is left open.
+    assert reader.state is State.DEQUANTIZED and reader.pending is None
+
+    with pytest.raises(GraphError, match=r"^unsupported operator 'QuantizeLinear' \(node '.+'\)$"):
+        FloatReader(Chain(qdq)).read()
+    with pytest.raises(GraphError) as err:
+        QdqReader(Chain(mlp_model(net))).read()
+    assert str(err.value) == ("the input of Gemm node 'fc0' does not come from a "
+                              "DequantizeLinear; in a QDQ model every Gemm/MatMul/Conv input is "
+                              "quantized")
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -745,7 +798,7 @@ def test_cli_compress_errors_leave_nothing(net, qdq_models, tmp_path, capsys, mo
         expected = "unsupported operator 'Sigmoid' (node 'act0')"
     elif case == "sparsity":
         args[2] = "2:3"
-        expected = "M must be a power of two in {2, 4, 8, 16}, not 3"
+        expected = "M must be a power of two in {1, 2, 4, 8, 16}, not 3"
     elif case == "truncated":
         data = model_path.read_bytes()
         model_path.write_bytes(data[:len(data) - 7])

@@ -20,11 +20,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import assert_bit_exact, litert_conv2d, litert_depthwise_conv2d
 
 from golden_model import (
-    activation_bounds, qconv2d, quantize_multiplier, requant_scale,
+    activation_bounds,
+    qconv2d,
+    quantize_multiplier,
+    requant_scale,
 )
-from oracles import assert_bit_exact, litert_conv2d, litert_depthwise_conv2d
 
 pytestmark = pytest.mark.oracle
 

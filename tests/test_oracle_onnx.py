@@ -24,13 +24,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from oracles import (
+    assert_bit_exact,
+    onnx_dequantize_linear,
+    onnx_matmul_integer,
+    onnx_qlinear_conv,
+    onnx_qlinear_matmul,
+    onnx_quantize_linear,
+)
 
 from golden_model import (
-    dequantize, matmul_integer, qconv2d, qlinear, quantize, requant_scale,
-)
-from oracles import (
-    assert_bit_exact, onnx_dequantize_linear, onnx_matmul_integer, onnx_qlinear_conv,
-    onnx_qlinear_matmul, onnx_quantize_linear,
+    dequantize,
+    matmul_integer,
+    qconv2d,
+    qlinear,
+    quantize,
+    requant_scale,
 )
 
 pytestmark = pytest.mark.oracle
