@@ -29,7 +29,7 @@ export SIM WAVES SPARSEMAC_ENV
 
 BENCH_SIM ?= verilator
 
-.PHONY: setup test demo bench sim soak clean lock lock-upgrade test-latest
+.PHONY: setup test demo bench sim soak lint verilog explore clean lock lock-upgrade test-latest
 
 # The venv is rebuilt from scratch whenever the lock or pyproject.toml changes, so that it
 # holds exactly the locked set (pip install -r would leave packages the lock no longer has).
@@ -65,6 +65,27 @@ sim: $(STAMP)
 # The long cocotb regression (opt-in): 40 layers per stall combination and configuration.
 soak: $(STAMP)
 	SOAK=1 $(PY) -m pytest tests/test_sim_regression.py $(PYTEST_ARGS)
+
+# Python (ruff, the rules in pyproject.toml) and the generated Verilog (Verilator -Wall with the
+# shipped waiver, and an Icarus compile) of every configuration the tests generate.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m sim.lint
+
+# One array's Verilog, manifest and FuseSoC core: make verilog ROWS=8 COLS=8 SPARSITY=2:4
+ROWS ?= 8
+COLS ?= 8
+SPARSITY ?= 2:4
+VERILOG_OUT ?= build/verilog
+verilog: $(STAMP)
+	$(VENV)/bin/sparsemac generate --rows $(ROWS) --cols $(COLS) --sparsity $(SPARSITY) \
+	    --out $(VERILOG_OUT)
+
+# The README's architecture sweep (synthesis, place and route, model, plots) into build/explore.
+EXPLORE_ARGS ?= --rows 2 --cols 4 --sparsity dense,2:4,1:4 --device ecp5-45k --pipeline \
+	--mult lut --workload 256x256x64 --jobs 1
+explore: $(STAMP)
+	$(VENV)/bin/sparsemac explore $(EXPLORE_ARGS) --out build/explore
 
 # --- the lock ------------------------------------------------------------------------------
 
