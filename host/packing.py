@@ -60,6 +60,13 @@ class LayerPlan:
     def dense_equiv_macs(self):
         return self.m * self.k * self.n
 
+    @property
+    def words(self):
+        """Words of each stream for the layer: ``{"act", "wgt", "qp", "out"}``."""
+        c = self.config
+        return {"act": self.n_tiles * self.k_tiles * self.m, "wgt": self.passes * c.rows,
+                "qp": self.n_tiles * self.m_blocks * c.cols, "out": self.n_tiles * self.m}
+
 
 def plan_layer(config, m, k, n, *, sparse, m_block=None):
     """Tile counts of a layer; ``m_block`` defaults to ``min(m, acc_depth)``."""
@@ -84,6 +91,12 @@ def _as_int8(a, name, ndim):
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-d, not shape {a.shape}")
     return a
+
+
+def _int8_word(values):
+    """int8 ``values`` as one integer, lane 0 in the low byte (what :func:`_pack_fields` gives
+    for 8-bit fields, from the bytes at once)."""
+    return int.from_bytes(np.asarray(values, dtype=np.int8).tobytes(), "little")
 
 
 def _pack_fields(values, width):
@@ -174,6 +187,7 @@ def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_
     ib = index_bits(cfg)
     w_off, i_off = f["wgt"]["w"][0], f["wgt"]["idx"][0]
     qp_fields = list(f["qp"].values())
+    lanes8 = lanes.astype(np.int8)
     act, wgt, qp = [], [], []
     act_last, wgt_last, qp_last = [], [], []
     for nt in range(plan.n_tiles):
@@ -190,16 +204,15 @@ def pack_layer(config, x, w, bias, multiplier, shift, *, in_zp=0, out_zp=0, act_
                               for v, (off, bits, _) in zip((b, mu, sh), qp_fields)))
                 qp_last.append(c == cfg.cols - 1)
             for kt in range(plan.k_tiles):
-                for r in range(cfg.rows):
-                    g = kt * cfg.rows + r
-                    wv = values[cols, g, :].reshape(-1)
-                    wi = indices[cols, g, :].reshape(-1)
-                    wgt.append((_pack_fields(wv, 8) << w_off) | (_pack_fields(wi, ib) << i_off))
-                    wgt_last.append(r == cfg.rows - 1)
-                gsl = slice(kt * cfg.rows, (kt + 1) * cfg.rows)
-                for i in range(rows_.start, rows_.stop):
-                    act.append(_pack_fields(lanes[i, gsl, :].reshape(-1), 8))
-                    act_last.append(i == rows_.stop - 1)
+                gs = slice(kt * cfg.rows, (kt + 1) * cfg.rows)
+                wv = values[cols, gs, :].transpose(1, 0, 2).reshape(cfg.rows, -1)
+                wi = indices[cols, gs, :].transpose(1, 0, 2).reshape(cfg.rows, -1)
+                wgt += [(_int8_word(v) << w_off) | (_pack_fields(i, ib) << i_off)
+                        for v, i in zip(wv, wi)]
+                wgt_last += [r == cfg.rows - 1 for r in range(cfg.rows)]
+                block = lanes8[rows_, gs, :].reshape(rows_.stop - rows_.start, -1)
+                act += [int.from_bytes(row.tobytes(), "little") for row in block]
+                act_last += [i == rows_.stop - 1 for i in range(rows_.start, rows_.stop)]
     layer = {**plan.registers, "in_zp": int(in_zp), "out_zp": int(out_zp),
              "act_min": int(act_min), "act_max": int(act_max)}
     return Packets(plan, act, wgt, qp, layer, act_last, wgt_last, qp_last)

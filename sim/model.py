@@ -30,6 +30,29 @@ def decode_out(config, word):
     return _fields(int(word), 8, config.cols)
 
 
+def _bits(words, offset, width, count, signed):
+    """``(len(words), count)`` int64: fields of ``width`` bits from bit ``offset`` of every
+    word, LSB first (the words as little-endian bytes, unpacked to bits)."""
+    nbytes = (offset + width * count + 7) // 8
+    mask = (1 << 8 * nbytes) - 1
+    raw = np.frombuffer(b"".join((int(w) & mask).to_bytes(nbytes, "little") for w in words),
+                        dtype=np.uint8).reshape(len(words), nbytes)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, offset:offset + width * count]
+    values = (bits.reshape(len(words), count, width).astype(np.int64)
+              << np.arange(width, dtype=np.int64)).sum(axis=2)
+    if signed:
+        values = np.where(values >= 1 << (width - 1), values - (1 << width), values)
+    return values
+
+
+def _int8_lanes(words, count):
+    """``(len(words), count)`` int64: the int8 lanes 0 .. count-1 of every word."""
+    mask = (1 << 8 * count) - 1
+    raw = np.frombuffer(b"".join((int(w) & mask).to_bytes(count, "little") for w in words),
+                        dtype=np.int8).reshape(len(words), count)
+    return raw.astype(np.int64)
+
+
 class EngineModel:
     """Expected output words of a layer, from its registers and its input words."""
 
@@ -39,23 +62,25 @@ class EngineModel:
         self.config = config
         self._fields = fields(config)
 
-    def _tile(self, words):
-        """(rows, cols, m) int64: the weights of one tile expanded to their positions."""
+    def _tiles(self, words):
+        """(tiles, rows, cols, m) int64: every weight tile of ``words`` (``rows`` words each)
+        with its weights expanded to their positions."""
         cfg = self.config
-        tile = np.zeros((cfg.rows, cfg.cols, cfg.m), dtype=np.int64)
         (w_off, w_bits, nw), (i_off, i_bits, _) = (self._fields["wgt"][f] for f in ("w", "idx"))
-        for r, word in enumerate(words):
-            w = _fields(int(word) >> w_off, w_bits, nw).reshape(cfg.cols, cfg.n)
-            idx = _fields(int(word) >> i_off, i_bits, nw, signed=False).reshape(cfg.cols, cfg.n)
-            for c in range(cfg.cols):
-                # The PE adds one product per slot, whatever the indices are.
-                np.add.at(tile[r, c], idx[c] % cfg.m, w[c])
-        return tile
+        if w_off % 8 or w_bits != 8:
+            w = _bits(words, w_off, w_bits, nw, signed=True)
+        else:
+            w = _int8_lanes([int(x) >> w_off for x in words], nw)
+        idx = _bits(words, i_off, i_bits, nw, signed=False) % cfg.m
+        tiles = np.zeros((len(words), cfg.cols * cfg.n, cfg.m), dtype=np.int64)
+        rows, lanes = np.indices(idx.shape)
+        # The PE adds one product per slot, whatever the indices are.
+        np.add.at(tiles, (rows, lanes, idx), w)
+        return tiles.reshape(-1, cfg.rows, cfg.cols, cfg.n, cfg.m).sum(axis=3)
 
     def _acts(self, words):
         cfg = self.config
-        return np.stack([_fields(int(wd), 8, cfg.rows * cfg.m).reshape(cfg.rows, cfg.m)
-                         for wd in words])
+        return _int8_lanes(words, cfg.rows * cfg.m).reshape(len(words), cfg.rows, cfg.m)
 
     def expected(self, regs, act, wgt, qp):
         """Output words (ints) and their ``tlast`` flags for one layer.
@@ -75,7 +100,9 @@ class EngineModel:
                                  ("qp", len(qp), need_qp)):
             if have != need:
                 raise ValueError(f"{name} stream carried {have} words, the layer needs {need}")
-        ia = iw = iq = 0
+        acts = self._acts(act) - regs["in_zp"]
+        tiles = self._tiles(wgt)
+        ia = it = iq = 0
         words = []
         for _ in range(nt_n):
             for _, length in blocks:
@@ -85,17 +112,14 @@ class EngineModel:
                 iq += cfg.cols
                 acc = np.zeros((length, cfg.cols), dtype=np.int64)
                 for _ in range(kt_n):
-                    tile = self._tile(wgt[iw:iw + cfg.rows])
-                    iw += cfg.rows
-                    a = self._acts(act[ia:ia + length]) - regs["in_zp"]
+                    acc += np.einsum("irm,rcm->ic", acts[ia:ia + length], tiles[it])
+                    it += 1
                     ia += length
-                    acc += np.einsum("irm,rcm->ic", a, tile)
                 acc = gm.wrap_signed(acc, cfg.acc_width)
                 acc = gm.wrap_int32(acc + params[:, 0])
                 out = gm.requantize(acc, params[:, 1], params[:, 2],
                                     zero_point=regs["out_zp"], rounding=cfg.rounding)
-                out = np.clip(out, regs["act_min"], regs["act_max"])
-                for row in out:
-                    words.append(sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(row)))
+                out = np.clip(out, regs["act_min"], regs["act_max"]).astype(np.int8)
+                words += [int.from_bytes(row.tobytes(), "little") for row in out]
         lasts = [False] * (len(words) - 1) + [True]
         return words, lasts
