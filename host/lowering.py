@@ -12,10 +12,10 @@ import numpy as np
 from golden_model.graph import QConv2d, QDense
 from hdl.layout import M_ROWS_MAX
 
-from .packing import conv2d_as_gemm, pack_layer
+from .packing import conv2d_as_gemm, pack_layer, plan_layer
 
 __all__ = ["M_ROWS_MAX", "weighted", "layer_name", "engine_sparse", "lower", "golden_gemm",
-           "rows_per_run", "engine_batches"]
+           "rows_per_run", "stream_words", "engine_batches"]
 
 
 def weighted(layer):
@@ -79,6 +79,24 @@ def rows_per_run(m, max_rows):
     if not 1 <= step <= M_ROWS_MAX:
         raise ValueError(f"max_rows must be between 1 and {M_ROWS_MAX}, not {max_rows}")
     return [(r0, min(r0 + step, m)) for r0 in range(0, m, step)]
+
+
+def stream_words(config, graph, outputs, *, max_rows=None):
+    """The most words any engine run of ``graph`` puts on each stream (``{"act", "wgt", "qp",
+    "out"}``), from the layers' output shapes (``outputs``: ``graph.forward``'s list, the
+    input first): what a backend's stream memories must hold."""
+    most = {"act": 0, "wgt": 0, "qp": 0, "out": 0}
+    for i, layer in enumerate(graph.layers):
+        if not weighted(layer):
+            continue
+        w = layer.gemm_weights()
+        m = golden_gemm(layer, outputs[i + 1]).shape[0]
+        for r0, r1 in rows_per_run(m, max_rows):
+            plan = plan_layer(config, r1 - r0, w.shape[1], w.shape[0],
+                              sparse=engine_sparse(config, layer))
+            for name, count in plan.words.items():
+                most[name] = max(most[name], count)
+    return most
 
 
 def engine_batches(config, layer, x_mat, w_mat, *, max_rows=None):

@@ -17,7 +17,8 @@ the accelerator and everything else (pooling, flatten) on the host:
 
 A backend is where the engine runs: today the cocotb simulation of the generated RTL
 (:class:`sim.network.Simulation`), later a board. It has a ``name``, the array's ``config``,
-``prepare(say)`` (build what it needs; returns the seconds it took) and ``execute(job)``,
+``prepare(say, words)`` (build what it needs for engine runs of at most ``words`` words per
+stream, :func:`host.lowering.stream_words`; returns the seconds it took) and ``execute(job)``,
 which runs a network job: a JSON file naming ``graph`` (a directory written by
 :meth:`IntGraph.save`), ``work`` (an ``.npz`` with ``golden0`` the int8 input codes and
 ``golden{i}`` the golden output of layer ``i - 1``), ``results`` and ``outputs`` (where to
@@ -39,7 +40,7 @@ from common.checks import check_int
 from golden_model.graph import IntGraph
 from hdl.config import Config
 
-from .lowering import layer_name, rows_per_run, weighted
+from .lowering import layer_name, rows_per_run, stream_words, weighted
 from .perf import layer_cycles
 
 __all__ = ["run_network", "NetworkResult", "LayerResult", "NetworkMismatch", "check_layer",
@@ -267,7 +268,7 @@ def run_network(graph, x, backend, *, images=None, quantized=False, max_rows=Non
     rows_per_run(1, max_rows)
     golden = graph.forward(x, rounding=config.rounding, acc_bits=config.acc_width,
                            quantized=quantized)
-    build_s = backend.prepare(say)
+    build_s = backend.prepare(say, words=stream_words(config, graph, golden, max_rows=max_rows))
     with tempfile.TemporaryDirectory(prefix="sparsemac-network-") as tmp:
         work = Path(tmp)
         graph.save(work / "graph")

@@ -57,14 +57,16 @@ def make_layer(cfg, rng, m, k, n, *, sparse, corner=None, relu=True):
     return pack_layer(cfg, x, w, bias, mult, shift, sparse=sparse, **q), want
 
 
-def shapes(cfg, count, rng):
+def shapes(cfg, count, rng, *, m_blocks=1):
     """``count`` layer shapes ``(m, k, n, sparse)`` larger than the array in every dimension,
-    with ragged edges; every third uses the dense fallback."""
+    with ragged edges; every third uses the dense fallback. ``m`` spans up to ``m_blocks``
+    accumulator blocks and a half (longer layers: more outputs per layer's set-up)."""
     out = []
     for i in range(count):
         sparse = cfg.sparse and i % 3 != 2
         k_tile = cfg.k_tile_sparse if sparse else cfg.k_tile_dense
-        m = int(rng.integers(cfg.acc_depth // 2, cfg.acc_depth + cfg.acc_depth // 2))
+        m = int(rng.integers(cfg.acc_depth // 2,
+                             m_blocks * cfg.acc_depth + cfg.acc_depth // 2))
         k = int(rng.integers(1, 3)) * k_tile + int(rng.integers(1, k_tile))
         n = int(rng.integers(1, 3)) * cfg.cols + int(rng.integers(1, cfg.cols + 1))
         out.append((m, k, n, sparse))

@@ -21,13 +21,13 @@ import numpy as np
 from golden_model.graph import IntGraph, QConv2d, QDense
 from host.lowering import engine_batches, engine_sparse, golden_gemm, layer_name, lower
 from host.packing import gemm_to_conv2d, unpack_output
-from sim.tb import TB
+from sim.bulk import testbench
 
 
 @cocotb.test()
 async def network(dut):
     job = json.loads(Path(os.environ["SPARSEMAC_NETWORK"]).read_text())
-    tb = TB(dut)
+    _, tb = testbench(dut)
     await tb.start_clock()
     await tb.reset()
     seed = job["seed"]

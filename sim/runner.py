@@ -16,17 +16,33 @@ from hdl.generate import generate
 
 from . import toolchain
 
-__all__ = ["SimulationFailed", "Build", "build", "run", "config_id", "SIM_DIR"]
+__all__ = ["SimulationFailed", "Build", "build", "run", "config_id", "TOPLEVEL"]
 
-SIM_DIR = Path(__file__).resolve().parent
 TOPLEVEL = "sparsemac"
 
 
 class Build:
-    """A design built for one simulator: what :func:`run` needs."""
+    """A design built for one simulator: what :func:`run` needs.
 
-    def __init__(self, sim, config, directory, runner):
+    Members
+    -------
+    sim, config, directory
+        The simulator, the configuration and the build folder.
+    toplevel : str
+        The HDL top level the testbench drives (the accelerator, or the player wrapper of
+        :mod:`sim.bulk_runner` around it).
+    env : dict
+        Environment the testbench reads besides the configuration (e.g. the player's
+        memory depths).
+    label : str
+        How failures name the build (simulator and configuration).
+    """
+
+    def __init__(self, sim, config, directory, runner, *, toplevel=TOPLEVEL, env=None,
+                 label=None):
         self.sim, self.config, self.directory, self._runner = sim, config, directory, runner
+        self.toplevel, self.env = toplevel, dict(env or {})
+        self.label = label or f"{sim} ({config_id(config)})"
 
 
 class SimulationFailed(AssertionError):
@@ -84,12 +100,13 @@ def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
     sim, config, build_dir, runner = built.sim, built.config, built.directory, built._runner
     config_json = json.dumps({k: v for k, v in config.as_dict().items() if k != "sparsity"})
     results = build_dir / f"results_{test_module}_{testcase or 'all'}.xml"
-    extra = {"SPARSEMAC_CONFIG": config_json, "SPARSEMAC_SIM": sim}
+    extra = {"SPARSEMAC_CONFIG": config_json, "SPARSEMAC_SIM": sim, **built.env}
     extra.update(env or {})
     results.unlink(missing_ok=True)            # a stale file must not speak for this run
     try:
         # The testbench modules are imported as sim.<name>, like any module of the package.
-        runner.test(hdl_toplevel=TOPLEVEL, test_module=f"sim.{test_module}", testcase=testcase,
+        runner.test(hdl_toplevel=built.toplevel, test_module=f"sim.{test_module}",
+                    testcase=testcase,
                     test_dir=build_dir / "sim", build_dir=build_dir / "sim",
                     timescale=("1ns", "1ps"),
                     results_xml=str(results), waves=_waves(), seed=seed, extra_env=extra,
@@ -97,16 +114,16 @@ def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
     except SystemExit as exc:
         # Under pytest, cocotb's runner exits when a test failed; the XML says which.
         if not results.exists():
-            raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): the "
+            raise SimulationFailed(f"{test_module} on {built.label}: the "
                                    f"simulator exited with {exc.code} and wrote no "
                                    f"results") from None
     if not results.exists():
-        raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): no results")
+        raise SimulationFailed(f"{test_module} on {built.label}: no results")
     text = results.read_text()
     if "<testcase" not in text:
         raise SimulationFailed(f"{test_module}: no test ran on {sim}")
     failures = re.findall(r'<(?:failure|error)[^>]*message="([^"]*)"', text)
     if failures or "<failure" in text or "<error" in text:
         detail = "; ".join(failures) or text[:2000]
-        raise SimulationFailed(f"{test_module} on {sim} ({config_id(config)}): {detail}")
+        raise SimulationFailed(f"{test_module} on {built.label}: {detail}")
     return results

@@ -14,7 +14,7 @@ import random
 
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Timer
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiLiteBus,
@@ -177,6 +177,29 @@ class TB:
             raise Mismatch(f"{label}: model and golden_model disagree at {i}: golden "
                            f"{want[i]}, RTL and model {got[i]} (seed {seed})")
         return cycles, words
+
+    async def reset_during(self, packets, after):
+        """Start ``packets``' layer and reset it part-way: ``after="inputs"``, 300 cycles
+        after the start; ``"outputs"``, once the first result has been transferred (or 4000
+        cycles). Whatever was still queued is dropped."""
+        await self.configure(packets.layer)
+        await self.start()
+        self.send(packets)
+        t0 = self.now_cycles()
+        for _ in range(4000):
+            await RisingEdge(self.dut.aclk)
+            if after == "outputs" and int(self.dut.m_axis_out_tvalid.value) and int(
+                    self.dut.m_axis_out_tready.value):
+                break
+            if after == "inputs" and self.now_cycles() - t0 > 300:
+                break
+        for src in self.src.values():
+            src.clear()
+        await self.reset()
+
+    def outputs_pending(self):
+        """Whether an output word arrived that no layer check has taken."""
+        return not self.sink.empty()
 
     def now_cycles(self):
         return get_sim_time("ns") / CLOCK_NS
