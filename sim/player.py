@@ -156,8 +156,10 @@ def _source(s, width, depth, seed_mix):
         end
       end
     end else begin
-      {s}_rng <= {s}_x3;
-      {s}_cnt <= {s}_cnt == idle_period_q - 16'd1 ? 16'd0 : {s}_cnt + 16'd1;
+      // Each generator runs only in its own mode: nothing changes per cycle without stalls.
+      if (idle_mode_q == 2'd2) {s}_rng <= {s}_x3;
+      if (idle_mode_q == 2'd1)
+        {s}_cnt <= {s}_cnt == idle_period_q - 16'd1 ? 16'd0 : {s}_cnt + 16'd1;
       if ({s}_fire) {s}_sent <= {s}_sent + 32'd1;
       if (!{s}_valid || {s}_ready) begin
         if (run && {s}_next < {s}_words && !{s}_pause) begin
@@ -371,8 +373,9 @@ module {name} (
       first_cycle <= 32'd0;
       last_cycle <= 32'd0;
     end else begin
-      out_rng <= out_x3;
-      out_cnt <= out_cnt == bp_period_q - 16'd1 ? 16'd0 : out_cnt + 16'd1;
+      if (bp_mode_q == 2'd2) out_rng <= out_x3;
+      if (bp_mode_q == 2'd1)
+        out_cnt <= out_cnt == bp_period_q - 16'd1 ? 16'd0 : out_cnt + 16'd1;
       if (in_fire && !started) begin
         started <= 1'b1;
         first_cycle <= cycle;
