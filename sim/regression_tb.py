@@ -1,9 +1,13 @@
 """cocotb regression of the generated accelerator: whole layers, bit-exact, under stalls.
 
-Every layer is checked twice over: the RTL against the transaction-level model fed from the
-input monitors (in :class:`sim.tb.TB`), and that model's result against ``golden_model.qlinear`` /
-``qconv2d`` on the layer as generated. ``SPARSEMAC_SCALE`` multiplies the number of layers
-(the opt-in soak uses it); ``SPARSEMAC_SEED`` moves every random choice.
+One module for both drivers (:func:`sim.bulk.testbench` picks the testbench from the build):
+on the accelerator alone, :class:`sim.tb.TB` drives every stream from Python with
+cocotbext-axi (the independent check of the handshakes); on the player build,
+:class:`sim.bulk.BulkTB` plays whole layers from the simulator's memories (the volume). Every
+layer is checked twice over: the RTL against the transaction-level model fed from the words
+that went in, and that model's result against ``golden_model.qlinear`` / ``qconv2d`` on the
+layer as generated. ``SPARSEMAC_SCALE`` multiplies the number of layers (the opt-in soak uses
+it); ``SPARSEMAC_SEED`` moves every random choice.
 """
 
 import json
@@ -11,15 +15,18 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 import golden_model as gm
 from host.packing import conv2d_as_gemm, gemm_to_conv2d, pack_layer, unpack_output
+from sim.bulk import testbench
 from sim.layers import make_layer, shapes
-from sim.tb import REG, STALLS, TB
+from sim.tb import REG, STALLS
 
 SEED = int(os.environ.get("SPARSEMAC_SEED", "1"))
 SCALE = max(1, int(os.environ.get("SPARSEMAC_SCALE", "1")))
+#: Accumulator blocks per layer (at most, and a half) on the bulk driver.
+BULK_M_BLOCKS = 8
 
 
 def _summary(tb, name):
@@ -34,13 +41,17 @@ def _summary(tb, name):
 async def layers_under_stalls(dut, idle, backpressure):
     """Random FC layers (tiled in m, k and n, ragged; N:M and dense fallback on the same
     array; random zero points; fused ReLU) with every idle x backpressure combination."""
-    tb = TB(dut)
+    driver, tb = testbench(dut)
     await tb.start_clock()
     await tb.reset()
     seed = SEED * 1000 + STALLS.index(idle) * 10 + STALLS.index(backpressure)
     tb.set_stalls(idle, backpressure, seed)
     rng = np.random.default_rng(seed)
-    for i, (m, k, n, sparse) in enumerate(shapes(tb.config, 2 * SCALE, rng)):
+    # The bulk driver's layers are longer (up to BULK_M_BLOCKS accumulator blocks): its cost
+    # is per layer (files, register writes), the cocotbext-axi driver's per cycle.
+    m_blocks = BULK_M_BLOCKS if driver == "bulk" else 1
+    for i, (m, k, n, sparse) in enumerate(shapes(tb.config, 2 * SCALE, rng,
+                                                 m_blocks=m_blocks)):
         p, want = make_layer(tb.config, rng, m, k, n, sparse=sparse, relu=i % 2 == 0)
         await tb.run_layer(p, want, f"layer {i} ({m}x{k}x{n}, "
                             f"{'N:M' if sparse else 'dense'}, idle={idle}, "
@@ -52,7 +63,7 @@ async def layers_under_stalls(dut, idle, backpressure):
 async def corners_and_conv2d(dut):
     """All -128 and all 127 operands with zero points at their limits (the accumulator wraps
     when it is narrow), then a conv2d lowered by im2col, against golden_model.qconv2d."""
-    tb = TB(dut)
+    _, tb = testbench(dut)
     await tb.start_clock()
     await tb.reset()
     cfg = tb.config
@@ -77,10 +88,8 @@ async def corners_and_conv2d(dut):
                       multiplier=mult, shift=shift, out_zero_point=q["out_zp"],
                       qmin=q["act_min"], qmax=q["act_max"], rounding=cfg.rounding,
                       acc_bits=cfg.acc_width)
-    await tb.configure(p.layer)
-    await tb.start()
-    tb.send(p)
-    _, words = await tb.check_layer("conv2d via im2col", SEED)
+    rows = want.transpose(0, 2, 3, 1).reshape(-1, want.shape[1])
+    _, words = await tb.run_layer(p, rows, "conv2d via im2col", SEED)
     got = gemm_to_conv2d(unpack_output(p.plan, words), shape)
     assert np.array_equal(got, want), "conv2d: model and golden_model.qconv2d disagree"
     _summary(tb, "corners_conv2d")
@@ -90,33 +99,20 @@ async def corners_and_conv2d(dut):
 async def reset_in_the_middle_of_a_stream(dut):
     """A reset while a layer streams in and results stream out; then layers run again with
     no stale, lost, duplicated or reordered output."""
-    tb = TB(dut)
+    _, tb = testbench(dut)
     await tb.start_clock()
     await tb.reset()
     cfg = tb.config
     rng = np.random.default_rng(SEED + 5)
     tb.set_stalls("random", "random", SEED + 5)
-    for attempt in range(2):
+    for after in ("inputs", "outputs"):
         m, k, n, sparse = shapes(cfg, 1, rng)[0]
         p, _ = make_layer(cfg, rng, m, k, n, sparse=sparse)
-        await tb.configure(p.layer)
-        await tb.start()
-        tb.send(p)
-        # Wait until results are flowing (or a while, for the first attempt's early reset).
-        for _ in range(4000):
-            await RisingEdge(dut.aclk)
-            if attempt == 1 and int(dut.m_axis_out_tvalid.value) and int(
-                    dut.m_axis_out_tready.value):
-                break
-            if attempt == 0 and tb.now_cycles() > 300:
-                break
-        for src in tb.src.values():
-            src.clear()
-        await tb.reset()
+        await tb.reset_during(p, after)
         status = await tb.axil.read_dword(REG["status"])
         assert status & 0b11 == 0, f"STATUS {status:#x} after reset: expected idle, not done"
         await ClockCycles(dut.aclk, 20)
-        assert tb.sink.empty(), "output after reset, before any new layer"
+        assert not tb.outputs_pending(), f"output after a reset during the {after}"
     for i in range(2):
         m, k, n, sparse = shapes(cfg, 1, rng)[0]
         p, want = make_layer(cfg, rng, m, k, n, sparse=sparse)

@@ -14,7 +14,7 @@ from pathlib import Path
 from common.checks import check_int
 
 from .errors import UserError, user_input
-from .files import check_out_folder, write_atomic, write_folder
+from .files import check_out_file, check_out_folder, write_atomic, write_folder
 
 __all__ = ["main", "build_parser"]
 
@@ -69,12 +69,25 @@ def _cmd_generate(args):
 
 
 def _cmd_bench(args):
-    from explore.bench import format_table, run_bench  # noqa: PLC0415 (lazy: a command loads only what it runs)
+    from explore.bench import format_table, layer_config, run_bench  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
     def progress(msg):
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
-    runs = run_bench(sim=args.sim, quick=args.quick, progress=progress)
+    layer = None
+    if args.layer is not None:
+        if args.quick:
+            raise UserError("bench: --layer measures one layer; it does not go with --quick")
+        if args.driver != "bulk":
+            raise UserError(f"bench: --layer runs on the bulk driver, not --driver {args.driver}")
+        with user_input():
+            layer = layer_config(args.array or "8x8", args.sparsity or "2:4", args.layer)
+    elif args.array is not None or args.sparsity is not None:
+        raise UserError("bench: --array and --sparsity go with --layer")
+    if args.json:
+        check_out_file(args.json)           # before minutes of simulation, not after
+    runs = run_bench(sim=args.sim, quick=args.quick, progress=progress, driver=args.driver,
+                     layer=layer)
     print(format_table(runs))
     if args.json:
         write_atomic(args.json, json.dumps(runs, indent=2) + "\n")
@@ -262,7 +275,19 @@ def _add_bench(sub):
     p = sub.add_parser("bench", help="RTL throughput of generated arrays (cycles, "
                                      "utilization, N:M speedup over dense)")
     p.add_argument("--sim", choices=["icarus", "verilator"], default="verilator")
-    p.add_argument("--quick", action="store_true", help="4x4 arrays instead of 8x8")
+    p.add_argument("--quick", action="store_true",
+                   help="the 8x8 2:4 and 1:4 arrays only (no 2:8, no 16x16)")
+    p.add_argument("--layer", default=None, metavar="MxKxN",
+                   help="measure this one GEMM layer (a conv: its im2col shape, e.g. "
+                        "3136x2304x256 for VGG-16 conv3_2) on --array, bit-exact")
+    p.add_argument("--array", default=None, metavar="RxC",
+                   help="with --layer: the array (default 8x8)")
+    p.add_argument("--sparsity", default=None, metavar="N:M|dense",
+                   help="with --layer: the array's sparsity, the layer's mode (default 2:4)")
+    p.add_argument("--driver", choices=["bulk", "axi", "both"], default="bulk",
+                   help="bulk: layers played by the HDL from memories (default); axi: "
+                        "cocotbext-axi drives every cycle from Python; both: each, and the "
+                        "ratio of their rates")
     p.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
     p.set_defaults(func=_cmd_bench)
 

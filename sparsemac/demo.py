@@ -61,6 +61,12 @@ QUICK_IMAGES = 24
 
 PLOTS = ("accuracy_vs_sparsity.png", "accuracy_vs_bytes.png", "cycles.png")
 
+#: Words per memory of the player the RTL runs use (the bulk driver, :mod:`sim.player`): enough
+#: for the largest engine run of the full demo (the dense CNN's conv1 on the 8x8 2:4 array's
+#: dense fallback: 9 K tiles x 4 N tiles x 7184 rows = 258 624 activation words), so that one
+#: build serves every run (a larger job gets a build of its own).
+PLAYER_DEPTHS = {"act": 1 << 18, "wgt": 1 << 14, "qp": 1 << 12, "out": 1 << 16}
+
 #: The targets, in accuracy points (1 point = 0.01).
 PTQ_TARGET = 0.01
 NM_TARGET = 0.015
@@ -196,9 +202,9 @@ def byte_rows(graph):
 
 def _prebuild(sim, config, root):
     """Build ``config`` for ``sim`` (in a worker process, while the networks train)."""
-    from sim import runner  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
+    from sim import bulk_runner  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
 
-    runner.build(sim, config, root, quiet=True)
+    bulk_runner.build(sim, config, root, depths=PLAYER_DEPTHS, quiet=True, internal_clock=True)
 
 
 def _model_layers(graph, x, config):
@@ -227,7 +233,7 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
     result = None
     if sim != "none":
         result = run_network(graph, x, sim=sim, config=config, build_root=build_root,
-                             quiet=True, progress=progress)
+                             quiet=True, progress=progress, min_depths=PLAYER_DEPTHS)
         if not np.array_equal(result.predictions, golden):
             raise NetworkMismatch(f"{model} {graph_name}: the RTL's predicted classes differ "
                                   f"from the golden model's")

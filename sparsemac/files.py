@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["write_atomic", "write_folder", "check_out_folder"]
+__all__ = ["write_atomic", "write_folder", "check_out_folder", "check_out_file"]
 
 
 def write_atomic(path, text):
@@ -26,6 +26,17 @@ def write_atomic(path, text):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_out_file(path):
+    """``path`` must be a file or not exist yet, in an existing, writable folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"output {str(path)!r} is a folder, not a file")
+    if not path.parent.is_dir():
+        raise UserError(f"output folder {str(path.parent)!r} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {str(path.parent)!r} is not writable")
 
 
 def check_out_folder(out):

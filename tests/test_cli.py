@@ -88,6 +88,21 @@ def test_gemm_bench_small_is_exact(tmp_path):
     (["gemm-bench", "--repeat", "x"], "argument --repeat: must be an integer, not 'x'"),
     (["gemm-bench", "--seed", "-1"], "argument --seed: must be at least 0, not -1"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    # Checked before the benchmark runs (minutes), not after.
+    (["bench", "--json", "/nonexistent-folder/bench.json"],
+     "output folder '/nonexistent-folder' does not exist"),
+    (["bench", "--json", "/"], "output '/' is a folder, not a file"),
+    (["bench", "--driver", "vpi"], "argument --driver: invalid choice: 'vpi'"),
+    (["bench", "--layer", "3136x2304"], "Workload must be MxKxN with positive integers"),
+    (["bench", "--layer", "64x64x0"], "not '64x64x0'"),
+    (["bench", "--layer", "64x64x64", "--array", "8by8"], "Array must be RxC (e.g. 16x16), "
+                                                         "not '8by8'"),
+    (["bench", "--layer", "64x64x64", "--sparsity", "5:4"], "N must be at most M (4), not 5"),
+    (["bench", "--layer", "64x64x64", "--array", "0x8"], "rows must be between 1 and 64, not 0"),
+    (["bench", "--layer", "64x64x64", "--driver", "axi"],
+     "--layer runs on the bulk driver, not --driver axi"),
+    (["bench", "--layer", "64x64x64", "--quick"], "it does not go with --quick"),
+    (["bench", "--array", "16x16"], "--array and --sparsity go with --layer"),
 ])
 def test_cli_bad_arguments(args, message):
     r = run_cli(*args)

@@ -1,9 +1,13 @@
-"""The cocotb regression of the generated accelerator, on Icarus and on Verilator.
+"""The cocotb regression of the generated accelerator, on Icarus and on Verilator, through
+both drivers.
 
-One pytest test per (simulator, configuration), one build directory per set. Each simulator
-must check at least 100 000 output values in the default run (summed over its
-configurations, asserted below); ``SOAK=1`` multiplies the work (and moves the seed with
-``SPARSEMAC_SEED``). ``WAVES=1`` records waveforms in the build directory.
+One pytest test per (simulator, configuration, driver), one build directory per set. The
+bulk driver (the player wrapper, :class:`sim.bulk.BulkTB`) carries the volume: each simulator
+must check at least :data:`MIN_OUTPUTS` output values in the default run (summed over its
+configurations and drivers, asserted below; the soak, ``SOAK=1``, ten times more). The
+cocotbext-axi driver (:class:`sim.tb.TB`)
+runs the same module with fewer layers: the independent check of the stream handshakes.
+``SPARSEMAC_SEED`` moves the seed. ``WAVES=1`` records waveforms in the build directory.
 """
 
 import json
@@ -13,7 +17,7 @@ import pytest
 from conftest import require_simulator
 
 from hdl.config import Config
-from sim import runner, toolchain
+from sim import bulk_runner, runner, toolchain
 
 CONFIGS = [
     Config(rows=2, cols=3, n=2, m=4, acc_depth=32),
@@ -22,9 +26,27 @@ CONFIGS = [
     Config(rows=2, cols=4, n=2, m=8, acc_depth=32, mult="lut"),     # Booth PE multipliers
     Config(rows=2, cols=2, n=1, m=1, acc_depth=16),               # the plain dense array
 ]
-SCALE = int(os.environ.get("SPARSEMAC_SCALE", "40" if os.environ.get("SOAK") else "9"))
-MIN_OUTPUTS = 100_000
+SOAK = bool(os.environ.get("SOAK"))
+DRIVERS = ("axi", "bulk")
+#: Layers per stall combination (twice this), per (driver, simulator); ``SPARSEMAC_SCALE``
+#: sets them all. The bulk driver's layers are up to eight accumulator blocks long
+#: (``sim/regression_tb.py``).
+SCALE = {("axi", "icarus"): 2, ("axi", "verilator"): 2,
+         ("bulk", "icarus"): 20, ("bulk", "verilator"): 20}
+if "SPARSEMAC_SCALE" in os.environ:
+    SCALE = dict.fromkeys(SCALE, int(os.environ["SPARSEMAC_SCALE"]))
+elif SOAK:
+    SCALE = {key: 10 * value for key, value in SCALE.items()}
+#: Output values each simulator must check in the default run (all configurations and
+#: drivers together).
+MIN_OUTPUTS = {"verilator": 1_000_000, "icarus": 1_000_000}
 CHECKED = {}
+
+
+def build(driver, sim, cfg, root):
+    if driver == "bulk":
+        return bulk_runner.build(sim, cfg, root, quiet=True, internal_clock=True)
+    return runner.build(sim, cfg, root, quiet=True)
 
 
 @pytest.fixture(scope="session")
@@ -33,31 +55,33 @@ def build_root(tmp_path_factory):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("cfg", CONFIGS, ids=runner.config_id)
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
-def test_regression(sim, cfg, build_root):
+def test_regression(sim, cfg, driver, build_root):
     require_simulator(sim)
-    built = runner.build(sim, cfg, build_root)
+    built = build(driver, sim, cfg, build_root)
     summary = built.directory / "summary"
-    runner.run(built, "regression_tb", env={"SPARSEMAC_SCALE": str(SCALE),
-                                            "SPARSEMAC_SUMMARY": str(summary)})
+    runner.run(built, "regression_tb", quiet=True,
+               env={"SPARSEMAC_SCALE": str(SCALE[driver, sim]),
+                    "SPARSEMAC_SUMMARY": str(summary)})
     checked = 0
     for path in built.directory.glob("summary.*.json"):
         checked += json.loads(path.read_text())["checked"]
         path.unlink()
     assert checked > 0
-    CHECKED[(sim, runner.config_id(cfg))] = checked
+    CHECKED[(sim, runner.config_id(cfg), driver)] = checked
 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
 def test_regression_checked_enough_outputs(sim, capsys):
     """Runs after the regression tests above (pytest keeps file order)."""
-    runs = {k: v for k, v in CHECKED.items() if k[0] == sim}
-    if len(runs) != len(CONFIGS):
-        pytest.fail(f"{sim}: the regression ran {len(runs)} of {len(CONFIGS)} configurations "
-                    "in this session")
+    runs = {k[1:]: v for k, v in CHECKED.items() if k[0] == sim}
+    if len(runs) != len(CONFIGS) * len(DRIVERS):
+        pytest.fail(f"{sim}: the regression ran {len(runs)} of {len(CONFIGS) * len(DRIVERS)} "
+                    "configurations and drivers in this session")
     total = sum(runs.values())
     with capsys.disabled():
         print(f"\n{sim}: {total} output values checked bit-exact ({runs})")
-    assert total >= MIN_OUTPUTS, f"{sim}: only {total} output values checked: {runs}"
+    assert total >= MIN_OUTPUTS[sim], f"{sim}: only {total} output values checked: {runs}"
