@@ -48,8 +48,11 @@ $(STAMP): pyproject.toml $(LOCK)
 
 setup: $(STAMP)
 
+# The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in one process); a file's tests
+# share a worker, since some of them add up what the others checked.
+TEST_JOBS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/sparsemac demo
@@ -62,7 +65,7 @@ bench: $(STAMP)
 sim: $(STAMP)
 	$(PY) -m pytest tests/test_sim_regression.py -k "$(SIM)" $(PYTEST_ARGS)
 
-# The long cocotb regression (opt-in): 40 layers per stall combination and configuration.
+# The long cocotb regression (opt-in): ten times the default layers, both drivers.
 soak: $(STAMP)
 	SOAK=1 $(PY) -m pytest tests/test_sim_regression.py $(PYTEST_ARGS)
 
@@ -118,7 +121,8 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
 	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
-	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile \
+	    $(PYTEST_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis
