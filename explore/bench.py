@@ -50,7 +50,7 @@ BENCH_CONFIGS = {
 
 #: Rows of the bulk driver's layer, and how many times it is played, per simulator: several
 #: million cycles on Verilator; Icarus runs a few thousand cycles a second.
-BULK_ROWS = {"verilator": 4096, "icarus": 256}
+BULK_ROWS = {"verilator": 4096, "icarus": 1024}
 BULK_REPEAT = {"verilator": 7, "icarus": 0}
 
 
