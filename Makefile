@@ -48,11 +48,11 @@ $(STAMP): pyproject.toml $(LOCK)
 
 setup: $(STAMP)
 
-# The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in one process); a file's tests
-# share a worker, since some of them add up what the others checked.
+# The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in one process); the groups
+# (tests/conftest.py) keep a file's tests in one worker, the regression's per simulator.
 TEST_JOBS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/sparsemac demo
@@ -121,7 +121,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
 	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
-	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile \
+	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup \
 	    $(PYTEST_ARGS)
 
 clean:

@@ -41,6 +41,8 @@ elif SOAK:
 #: drivers together).
 MIN_OUTPUTS = {"verilator": 1_000_000, "icarus": 1_000_000}
 CHECKED = {}
+#: make test runs each simulator's tests in a worker of its own (tests/conftest.py).
+SPLIT_BY_SIM = True
 
 
 def build(driver, sim, cfg, root):
