@@ -28,6 +28,7 @@ def require_simulator(sim):
         pytest.skip(message)
 
 
+@pytest.hookimpl(tryfirst=True)     # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Groups for ``make test``'s workers (pytest-xdist ``--dist loadgroup``): a file's tests
     share a worker, except in a file that sets ``SPLIT_BY_SIM``, whose tests go one group per
@@ -40,3 +41,18 @@ def pytest_collection_modifyitems(config, items):
         if sim and getattr(item.module, "SPLIT_BY_SIM", False):
             group += f"[{sim}]"
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+_REPORTED = []
+
+
+def pytest_runtest_logreport(report):
+    """Collect what tests report with ``record_property("summary", text)`` (from every
+    pytest-xdist worker)."""
+    if report.when == "call":
+        _REPORTED.extend(v for k, v in report.user_properties if k == "summary")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for text in _REPORTED:
+        terminalreporter.write_line(text)

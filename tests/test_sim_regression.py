@@ -77,13 +77,13 @@ def test_regression(sim, cfg, driver, build_root):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
-def test_regression_checked_enough_outputs(sim, capsys):
+def test_regression_checked_enough_outputs(sim, record_property):
     """Runs after the regression tests above (pytest keeps file order)."""
     runs = {k[1:]: v for k, v in CHECKED.items() if k[0] == sim}
     if len(runs) != len(CONFIGS) * len(DRIVERS):
         pytest.fail(f"{sim}: the regression ran {len(runs)} of {len(CONFIGS) * len(DRIVERS)} "
                     "configurations and drivers in this session")
     total = sum(runs.values())
-    with capsys.disabled():
-        print(f"\n{sim}: {total} output values checked bit-exact ({runs})")
+    record_property("summary", f"regression, {sim}: {total} output values checked "
+                               f"bit-exact ({runs})")
     assert total >= MIN_OUTPUTS[sim], f"{sim}: only {total} output values checked: {runs}"
