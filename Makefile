@@ -48,11 +48,11 @@ $(STAMP): pyproject.toml $(LOCK)
 
 setup: $(STAMP)
 
-# The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in one process); the groups
-# (tests/conftest.py) keep a file's tests in one worker, the regression's per simulator.
+# The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in one process); a file's tests
+# share a worker (the regression adds up what its tests checked, one file per simulator).
 TEST_JOBS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/sparsemac demo
@@ -63,11 +63,12 @@ bench: $(STAMP)
 
 # The cocotb regression on one simulator: make sim SIM=verilator WAVES=1
 sim: $(STAMP)
-	$(PY) -m pytest tests/test_sim_regression.py -k "$(SIM)" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/test_sim_regression_$(SIM).py $(PYTEST_ARGS)
 
 # The long cocotb regression (opt-in): ten times the default layers, both drivers.
 soak: $(STAMP)
-	SOAK=1 $(PY) -m pytest tests/test_sim_regression.py $(PYTEST_ARGS)
+	SOAK=1 $(PY) -m pytest tests/test_sim_regression_icarus.py \
+	    tests/test_sim_regression_verilator.py $(PYTEST_ARGS)
 
 # Python (ruff, the rules in pyproject.toml) and the generated Verilog (Verilator -Wall with the
 # shipped waiver, and an Icarus compile) of every configuration the tests generate.
@@ -121,7 +122,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
 	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
-	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup \
+	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile \
 	    $(PYTEST_ARGS)
 
 clean:

@@ -28,21 +28,6 @@ def require_simulator(sim):
         pytest.skip(message)
 
 
-@pytest.hookimpl(tryfirst=True)     # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Groups for ``make test``'s workers (pytest-xdist ``--dist loadgroup``): a file's tests
-    share a worker, except in a file that sets ``SPLIT_BY_SIM``, whose tests go one group per
-    simulator (each simulator's tests still together: the regression adds up per simulator
-    what its tests checked)."""
-    for item in items:
-        group = item.module.__name__
-        params = getattr(item, "callspec", None)
-        sim = params.params.get("sim") if params else None
-        if sim and getattr(item.module, "SPLIT_BY_SIM", False):
-            group += f"[{sim}]"
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 _REPORTED = []
 
 

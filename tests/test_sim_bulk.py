@@ -4,7 +4,7 @@
   the plain build and through the player on the player build (cocotb clock, and the
   wrapper's own clock), give identical output words and identical cycle counts per layer.
 - Stalls on the player slow a layer and change no word; a layer that cannot complete fails
-  with the stalled stream named. (The regression, tests/test_sim_regression.py, runs the bulk
+  with the stalled stream named. (The regression, tests/sim_regression.py, runs the bulk
   path under every idle x backpressure combination.)
 - The wrapper's Verilog is lint-clean (Verilator -Wall, Icarus) and its generator rejects
   bad parameters with clear messages.

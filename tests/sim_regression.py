@@ -1,0 +1,93 @@
+"""The cocotb regression of the generated accelerator through both drivers: the tests of one
+simulator, made by :func:`make_tests` for ``tests/test_sim_regression_<simulator>.py`` (one
+file per simulator, so that ``make test``'s workers, which take whole files, run the two at
+once).
+
+One pytest test per (configuration, driver), one build directory per set. The
+bulk driver (the player wrapper, :class:`sim.bulk.BulkTB`) carries the volume: each simulator
+must check at least :data:`MIN_OUTPUTS` output values in the default run (summed over its
+configurations and drivers, asserted below; the soak, ``SOAK=1``, ten times more). The
+cocotbext-axi driver (:class:`sim.tb.TB`)
+runs the same module with fewer layers: the independent check of the stream handshakes.
+``SPARSEMAC_SEED`` moves the seed. ``WAVES=1`` records waveforms in the build directory.
+"""
+
+import json
+import os
+
+import pytest
+from conftest import require_simulator
+
+from hdl.config import Config
+from sim import bulk_runner, runner
+
+__all__ = ["make_tests", "build_root", "CONFIGS", "DRIVERS", "SCALE", "MIN_OUTPUTS"]
+
+CONFIGS = [
+    Config(rows=2, cols=3, n=2, m=4, acc_depth=32),
+    Config(rows=3, cols=2, n=1, m=4, acc_depth=16, acc_width=16, pipeline=True,
+           rounding="single"),                                    # a narrow accumulator wraps
+    Config(rows=2, cols=4, n=2, m=8, acc_depth=32, mult="lut"),     # Booth PE multipliers
+    Config(rows=2, cols=2, n=1, m=1, acc_depth=16),               # the plain dense array
+]
+SOAK = bool(os.environ.get("SOAK"))
+DRIVERS = ("axi", "bulk")
+#: Layers per stall combination (twice this), per (driver, simulator); ``SPARSEMAC_SCALE``
+#: sets them all. The bulk driver's layers are up to eight accumulator blocks long
+#: (``sim/regression_tb.py``).
+SCALE = {("axi", "icarus"): 2, ("axi", "verilator"): 2,
+         ("bulk", "icarus"): 20, ("bulk", "verilator"): 20}
+if "SPARSEMAC_SCALE" in os.environ:
+    SCALE = dict.fromkeys(SCALE, int(os.environ["SPARSEMAC_SCALE"]))
+elif SOAK:
+    SCALE = {key: 10 * value for key, value in SCALE.items()}
+#: Output values each simulator must check in the default run (all configurations and
+#: drivers together).
+MIN_OUTPUTS = {"verilator": 1_000_000, "icarus": 1_000_000}
+def build(driver, sim, cfg, root):
+    if driver == "bulk":
+        return bulk_runner.build(sim, cfg, root, quiet=True, internal_clock=True)
+    return runner.build(sim, cfg, root, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def build_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim_build")
+
+
+def make_tests(sim):
+    """``(test_regression, test_regression_checked_enough_outputs)`` for simulator ``sim``;
+    the second adds up what the first's runs checked (pytest runs a file's tests in order, in
+    one process)."""
+    checked_by_run = {}
+
+    @pytest.mark.sim
+    @pytest.mark.parametrize("driver", DRIVERS)
+    @pytest.mark.parametrize("cfg", CONFIGS, ids=runner.config_id)
+    def test_regression(cfg, driver, build_root):
+        require_simulator(sim)
+        built = build(driver, sim, cfg, build_root)
+        summary = built.directory / "summary"
+        runner.run(built, "regression_tb", quiet=True,
+                   env={"SPARSEMAC_SCALE": str(SCALE[driver, sim]),
+                        "SPARSEMAC_SUMMARY": str(summary)})
+        checked = 0
+        for path in built.directory.glob("summary.*.json"):
+            checked += json.loads(path.read_text())["checked"]
+            path.unlink()
+        assert checked > 0
+        checked_by_run[(runner.config_id(cfg), driver)] = checked
+
+    @pytest.mark.sim
+    def test_regression_checked_enough_outputs(record_property):
+        runs = dict(checked_by_run)
+        if len(runs) != len(CONFIGS) * len(DRIVERS):
+            pytest.fail(f"{sim}: the regression ran {len(runs)} of "
+                        f"{len(CONFIGS) * len(DRIVERS)} configurations and drivers in this "
+                        "session")
+        total = sum(runs.values())
+        record_property("summary", f"regression, {sim}: {total} output values checked "
+                                   f"bit-exact ({runs})")
+        assert total >= MIN_OUTPUTS[sim], f"{sim}: only {total} output values checked: {runs}"
+
+    return test_regression, test_regression_checked_enough_outputs
