@@ -25,7 +25,7 @@ from hdl.top import tdata_width
 from host.packing import unpack_output
 from sim import player
 from sim.model import EngineModel, decode_out
-from sim.tb import CLOCK_NS, REG, STALLS, TB, Mismatch, config_from_env
+from sim.tb import CLOCK_NS, STALLS, TB, LayerRegisters, Mismatch, config_from_env
 
 __all__ = ["BulkTB", "STALL_SETTINGS", "Timeout", "testbench"]
 
@@ -52,7 +52,7 @@ def _idle_fraction(kind):
     return {"none": 0.0, "periodic": 1 / max(period, 1), "random": prob / 256}[mode]
 
 
-class BulkTB:
+class BulkTB(LayerRegisters):
     """Clock, reset, AXI4-Lite master and scoreboard of a player build.
 
     Parameters
@@ -153,15 +153,6 @@ class BulkTB:
         self._set_mode("idle", idle)
         self._set_mode("bp", backpressure)
         self._stalls = (idle, backpressure, int(seed))
-
-    async def configure(self, layer):
-        for name in ("m_rows", "m_block", "k_tiles", "n_tiles", "in_zp", "out_zp",
-                     "act_min", "act_max"):
-            await self.axil.write_dword(REG[name], layer[name] & 0xFFFFFFFF)
-            self.regs[name] = layer[name]
-
-    async def start(self):
-        await self.axil.write_dword(REG["ctrl"], 1)
 
     # -- the bulk path -------------------------------------------------------------------
 

@@ -58,7 +58,22 @@ class Mismatch(AssertionError):
     pass
 
 
-class TB:
+class LayerRegisters:
+    """The AXI4-Lite verbs both testbenches share (:class:`TB` and
+    :class:`sim.bulk.BulkTB`): a layer's registers, and START. Needs ``self.axil`` (an
+    AxiLiteMaster) and ``self.regs`` (what was written, for the scoreboard)."""
+
+    async def configure(self, layer):
+        for name in ("m_rows", "m_block", "k_tiles", "n_tiles", "in_zp", "out_zp",
+                     "act_min", "act_max"):
+            await self.axil.write_dword(REG[name], layer[name] & 0xFFFFFFFF)
+            self.regs[name] = layer[name]
+
+    async def start(self):
+        await self.axil.write_dword(REG["ctrl"], 1)
+
+
+class TB(LayerRegisters):
     def __init__(self, dut, config=None):
         self.dut = dut
         self.config = config or config_from_env()
@@ -99,15 +114,6 @@ class TB:
                 mon.recv_nowait()
         while not self.sink.empty():
             self.sink.recv_nowait()
-
-    async def configure(self, layer):
-        for name in ("m_rows", "m_block", "k_tiles", "n_tiles", "in_zp", "out_zp",
-                     "act_min", "act_max"):
-            await self.axil.write_dword(REG[name], layer[name] & 0xFFFFFFFF)
-            self.regs[name] = layer[name]
-
-    async def start(self):
-        await self.axil.write_dword(REG["ctrl"], 1)
 
     def send(self, packets):
         """Queue every input frame of a layer (one per pass, tile and parameter packet)."""
