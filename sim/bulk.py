@@ -24,8 +24,8 @@ from hdl.layout import word_bits
 from hdl.top import tdata_width
 from host.packing import unpack_output
 from sim import player
-from sim.model import EngineModel, decode_out
-from sim.tb import CLOCK_NS, STALLS, TB, LayerRegisters, Mismatch, config_from_env
+from sim.model import EngineModel
+from sim.tb import CLOCK_NS, STALLS, TB, LayerRegisters, Mismatch, compare_words, config_from_env
 
 __all__ = ["BulkTB", "STALL_SETTINGS", "Timeout", "testbench"]
 
@@ -298,16 +298,7 @@ class BulkTB(LayerRegisters):
         """Compare the captured words with the model's, computed from the words sent."""
         regs = self.regs
         want, want_lasts = self.model.expected(regs, packets.act, packets.wgt, packets.qp)
-        for i, (w, g) in enumerate(zip(want, words)):
-            if w != g:
-                wv, gv = decode_out(self.config, w), decode_out(self.config, g)
-                c = int(np.argmax(wv != gv))
-                raise Mismatch(f"{label}: first mismatch at output word {i} (n-tile "
-                               f"{i // regs['m_rows']}, row {i % regs['m_rows']}), column {c}:"
-                               f" expected {int(wv[c])}, got {int(gv[c])} (seed {seed})")
-        if len(words) != len(want):
-            raise Mismatch(f"{label}: expected {len(want)} output words, got {len(words)} "
-                           f"(seed {seed})")
+        compare_words(self.config, regs, want, words, label, seed)
         if lasts != want_lasts:
             i = next(i for i, (a, b) in enumerate(zip(want_lasts, lasts)) if a != b)
             raise Mismatch(f"{label}: tlast of output word {i} is {int(lasts[i])}, expected "

@@ -58,6 +58,21 @@ class Mismatch(AssertionError):
     pass
 
 
+def compare_words(config, regs, want, got, label, seed):
+    """Raise :class:`Mismatch` naming the first output word of ``got`` that differs from
+    ``want`` (its n-tile, row and column, expected and got), or a difference in length."""
+    for i, (w, g) in enumerate(zip(want, got)):
+        if w != g:
+            wv, gv = decode_out(config, w), decode_out(config, g)
+            c = int(np.argmax(wv != gv))
+            raise Mismatch(f"{label}: first mismatch at output word {i} (n-tile "
+                           f"{i // regs['m_rows']}, row {i % regs['m_rows']}), column {c}:"
+                           f" expected {int(wv[c])}, got {int(gv[c])} (seed {seed})")
+    if len(got) != len(want):
+        raise Mismatch(f"{label}: expected {len(want)} output words, got {len(got)} "
+                       f"(seed {seed})")
+
+
 class LayerRegisters:
     """The AXI4-Lite verbs both testbenches share (:class:`TB` and
     :class:`sim.bulk.BulkTB`): a layer's registers, and START. Needs ``self.axil`` (an
@@ -155,16 +170,7 @@ class TB(LayerRegisters):
         data = bytes(frame.tdata)
         got = [int.from_bytes(data[i:i + self.out_bytes], "little")
                for i in range(0, len(data), self.out_bytes)]
-        for i, (w, g) in enumerate(zip(want, got)):
-            if w != g:
-                wv, gv = decode_out(self.config, w), decode_out(self.config, g)
-                c = int(np.argmax(wv != gv))
-                raise Mismatch(f"{label}: first mismatch at output word {i} (n-tile "
-                               f"{i // regs['m_rows']}, row {i % regs['m_rows']}), column {c}:"
-                               f" expected {int(wv[c])}, got {int(gv[c])} (seed {seed})")
-        if len(got) != len(want):
-            raise Mismatch(f"{label}: expected {len(want)} output words, got {len(got)} "
-                           f"(seed {seed})")
+        compare_words(self.config, regs, want, got, label, seed)
         self.checked += len(want) * self.config.cols
         cycles = round((frame.sim_time_end - min(starts)) / (CLOCK_NS * 1000)) + 1
         return cycles, got
