@@ -14,7 +14,8 @@ Two drivers (:data:`DRIVERS`):
     the simulator's memories in one go and played by the HDL, with the wrapper's own clock, so
     Python wakes a few times per layer. The layer is a long stream (:func:`bulk_workload`),
     played several times on Verilator; ``sim_cycles_per_s`` is the simulated cycles over the
-    seconds spent simulating.
+    seconds spent simulating. Verilator models are profile-guided builds
+    (:data:`sim.bulk_runner.PGO_USE`; ``pgo=False``, ``sparsemac bench --no-pgo``: plain ones).
 ``axi``
     cocotbext-axi drives every stream from Python, clock edge by clock edge (:mod:`sim.tb`):
     the independent check of the stream handshakes, and the rate it costs.
@@ -78,7 +79,7 @@ def depths_for(config, workloads):
     return need
 
 
-def _record(config, sim, driver, m, k, n, sparse, cycles, dense_cycles, rate, wall):
+def _record(config, sim, driver, m, k, n, sparse, cycles, dense_cycles, rate, wall, pgo=False):
     peak = config.peak_macs_sparse if sparse else config.peak_macs_dense
     macs = m * k * n
     return {
@@ -92,12 +93,13 @@ def _record(config, sim, driver, m, k, n, sparse, cycles, dense_cycles, rate, wa
         "speedup_vs_dense": dense_cycles / cycles if sparse and dense_cycles else None,
         "sim": sim,
         "driver": driver,
+        "pgo": pgo,
         "sim_cycles_per_s": rate,
         "wall_s": wall,
     }
 
 
-def _measure_axi(sim, config, root, progress):
+def _measure_axi(sim, config, root, progress, pgo):
     built = runner.build(sim, config, root, quiet=True)
     wls = [{**workload(config), "sparse": sparse, "seed": 100} for sparse in (False, True)]
     out = built.directory / "bench.json"
@@ -107,11 +109,11 @@ def _measure_axi(sim, config, root, progress):
     return [{**r, "rate": r["sim_cycles"] / r["wall_s"]} for r in json.loads(out.read_text())]
 
 
-def _measure_bulk(sim, config, root, progress):
+def _measure_bulk(sim, config, root, progress, pgo):
     wls = bulk_workload(config, sim)
     progress(f"measuring {runner.config_id(config)} on {sim} (bulk)")
     _, records = bulk_runner.measure(sim, config, root, wls, depths=depths_for(config, wls),
-                                     internal_clock=True)
+                                     internal_clock=True, pgo=pgo)
     return [{**r, "rate": r["sim_cycles_per_s"], "wall_s": r["prepare_s"] + r["wall_s"]}
             for r in records]
 
@@ -120,12 +122,13 @@ def _measure_layer(layer):
     """The measurement of one given layer ``(m, k, n, sparse)``, played once (bulk driver)."""
     m, k, n, sparse = layer
 
-    def measure(sim, config, root, progress):
+    def measure(sim, config, root, progress, pgo):
         wls = [{"m": m, "k": k, "n": n, "sparse": sparse, "seed": 100, "repeat": 0}]
         progress(f"measuring {m}x{k}x{n} {'N:M' if sparse else 'dense'} on "
                  f"{runner.config_id(config)} ({sim}, bulk)")
         _, records = bulk_runner.measure(sim, config, root, wls,
-                                         depths=depths_for(config, wls), internal_clock=True)
+                                         depths=depths_for(config, wls), internal_clock=True,
+                                         pgo=pgo)
         return [{**r, "rate": r["sim_cycles_per_s"], "wall_s": r["prepare_s"] + r["wall_s"]}
                 for r in records]
     return measure
@@ -145,34 +148,36 @@ def layer_config(array, sparsity, workload):
 
 
 def run_bench(sim="verilator", quick=False, root=None, progress=print, driver="bulk",
-              layer=None):
+              layer=None, pgo=True):
     """Build and measure every configuration; returns the list of run records.
 
     ``layer``: ``(Config, (m, k, n, sparse))`` from :func:`layer_config`: measure that
-    one layer on that array instead (bulk driver only)."""
+    one layer on that array instead (bulk driver only). ``pgo``: the bulk driver's Verilator
+    models are profile-guided builds (each record's ``pgo`` says whether it ran on one)."""
     check_choice(driver, "driver", (*DRIVERS, "both"))
     if driver == "both":
         if layer is not None:
             raise ValueError("A single --layer is measured with the bulk driver only")
         return [run for d in ("axi", "bulk")
-                for run in run_bench(sim, quick, root, progress, d)]
+                for run in run_bench(sim, quick, root, progress, d, pgo=pgo)]
     measure = _measure_bulk if driver == "bulk" else _measure_axi
     configs = BENCH_CONFIGS["quick" if quick else "full"]
     if layer is not None:
         if driver != "bulk":
             raise ValueError("A single --layer is measured with the bulk driver only")
         configs, measure = [layer[0]], _measure_layer(layer[1])
+    pgo = bool(pgo) and sim == "verilator" and driver == "bulk"
     runs = []
     with tempfile.TemporaryDirectory(prefix="sparsemac-bench-") as tmp:
         root = Path(root or tmp)
         for config in configs:
             progress(f"building {runner.config_id(config)} for {sim} ({driver})")
-            measured = measure(sim, config, root, progress)
+            measured = measure(sim, config, root, progress, pgo)
             dense = {(r["m"], r["k"], r["n"]): r["cycles"] for r in measured if not r["sparse"]}
             for r in measured:
                 runs.append(_record(config, sim, driver, r["m"], r["k"], r["n"], r["sparse"],
                                     r["cycles"], dense.get((r["m"], r["k"], r["n"])),
-                                    r["rate"], r["wall_s"]))
+                                    r["rate"], r["wall_s"], pgo))
     return runs
 
 
@@ -183,10 +188,11 @@ def format_table(runs):
     for r in runs:
         c, w = r["config"], r["workload"]
         speed = "-" if r["speedup_vs_dense"] is None else f"{r['speedup_vs_dense']:.2f}x"
+        driver = r["driver"] + (" (pgo)" if r.get("pgo") else "")
         lines.append(f"| {c['rows']}x{c['cols']} {c['sparsity']} | {w['m']}x{w['k']}x{w['n']} "
                      f"| {r['mode']} | {r['cycles']} | {r['dense_equiv_macs']} | "
                      f"{r['peak_macs_per_cycle']} | {r['utilization']:.3f} | {speed} | "
-                     f"{r['sim']} | {r['driver']} | {r['sim_cycles_per_s']:.0f} | "
+                     f"{r['sim']} | {driver} | {r['sim_cycles_per_s']:.0f} | "
                      f"{r['wall_s']:.1f} |")
     return "\n".join(lines + _driver_ratios(runs))
 

@@ -87,7 +87,7 @@ def _cmd_bench(args):
     if args.json:
         check_out_file(args.json)           # before minutes of simulation, not after
     runs = run_bench(sim=args.sim, quick=args.quick, progress=progress, driver=args.driver,
-                     layer=layer)
+                     layer=layer, pgo=not args.no_pgo)
     print(format_table(runs))
     if args.json:
         write_atomic(args.json, json.dumps(runs, indent=2) + "\n")
@@ -288,6 +288,9 @@ def _add_bench(sub):
                    help="bulk: layers played by the HDL from memories (default); axi: "
                         "cocotbext-axi drives every cycle from Python; both: each, and the "
                         "ratio of their rates")
+    p.add_argument("--no-pgo", action="store_true",
+                   help="plain Verilator builds (by default the bulk driver's Verilator models "
+                        "are profile-guided: a second compile from a short training run)")
     p.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
     p.set_defaults(func=_cmd_bench)
 

@@ -2,7 +2,8 @@
 
 - The two paths agree: the same layers, no stalls, run through the cocotbext-axi testbench on
   the plain build and through the player on the player build (cocotb clock, and the
-  wrapper's own clock), give identical output words and identical cycle counts per layer.
+  wrapper's own clock), give identical output words and identical cycle counts per layer;
+  so does a profile-guided Verilator build (what ``sparsemac bench`` measures).
 - Stalls on the player slow a layer and change no word; a layer that cannot complete fails
   with the stalled stream named. (The regression, tests/sim_regression.py, runs the bulk
   path under every idle x backpressure combination.)
@@ -47,7 +48,10 @@ def test_paths_agree(sim, cfg, build_root):
     require_simulator(sim)
     plain = _records(runner.build(sim, cfg, build_root, quiet=True), runner.run, "paths")
     assert plain["path"] == "cocotbext-axi" and plain["checked"] > 0
-    for clock, internal in CLOCKS.items():
+    # The wrapper's own clock (what every bulk run uses) on both arrays; the cocotb clock on
+    # the first (it drives the same wrapper, edge by edge from Python).
+    clocks = CLOCKS if cfg == CONFIGS[0] else {"fast": True}
+    for clock, internal in clocks.items():
         built = bulk_runner.build(sim, cfg, build_root, quiet=True, internal_clock=internal)
         bulk = _records(built, runner.run, "paths")
         assert bulk["path"] == "bulk" and bulk["checked"] == plain["checked"]
@@ -58,6 +62,36 @@ def test_paths_agree(sim, cfg, build_root):
             assert a["cycles"] == b["cycles"], (
                 f"{sim}, {clock} clock, {a['label']}: {a['cycles']} cycles with cocotbext-axi, "
                 f"{b['cycles']} with the player")
+
+
+@pytest.mark.sim
+def test_profile_guided_build(build_root):
+    """A profile-guided Verilator build: trained (a profile recorded), compiled from that
+    profile, it gives the cocotbext-axi path's words and cycles; built again, it is reused
+    as it is."""
+    require_simulator("verilator")
+    cfg = CONFIGS[0]
+    plain = _records(runner.build("verilator", cfg, build_root, quiet=True), runner.run,
+                     "paths")
+    built = bulk_runner.build("verilator", cfg, build_root, quiet=True, internal_clock=True,
+                              pgo=True)
+    sim_dir = built.directory / "sim"
+    assert sorted(p.name for p in sim_dir.glob("Vtop*.gcda")), \
+        "the training run recorded no profile"
+    stamp = json.loads((built.directory / "build_args.json").read_text())
+    assert stamp[-len(bulk_runner.PGO_USE):] == bulk_runner.PGO_USE
+    assert "-fprofile-use" in (sim_dir / "Vtop.mk").read_text()
+    pgo = _records(built, runner.run, "paths")
+    assert pgo["checked"] == plain["checked"] > 0
+    assert [(a["words"], a["cycles"]) for a in pgo["layers"]] == \
+        [(a["words"], a["cycles"]) for a in plain["layers"]]
+    exe = sim_dir / bulk_runner.TOPLEVEL
+    before = exe.stat().st_mtime_ns
+    again = bulk_runner.build("verilator", cfg, build_root, quiet=True, internal_clock=True,
+                              pgo=True)
+    assert again.directory == built.directory and exe.stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="a profile-guided build needs verilator, not 'icarus'"):
+        bulk_runner.build("icarus", cfg, build_root, pgo=True)
 
 
 @pytest.mark.sim
