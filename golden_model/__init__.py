@@ -6,21 +6,38 @@ here and checked against ONNX Runtime and LiteRT in the tests. This package buil
 
 Modules: :mod:`.quant` (affine and power-of-two quantization), :mod:`.calibration` (ranges
 from data), :mod:`.requant` (integer requantization), :mod:`.kernels` (integer GEMM, FC,
-conv2d), :mod:`.prune` (pruning), :mod:`.compress` (sparse formats and byte accounting),
-:mod:`.graph` (a network as float and integer layer chains), :mod:`.train` (small float
-models and their training-side techniques); their public names are all importable from
-``golden_model`` directly. Beside them, the data (:mod:`.datasets`) and the reference
-networks of the regressions (:mod:`.networks`).
+conv2d), :mod:`.elementwise`, :mod:`.pooling`, :mod:`.concat` (the int8 ops between them:
+Add, Clip, pooling, Pad, Concat, each as LiteRT and as ONNX Runtime computes it), :mod:`.prune`
+(pruning), :mod:`.compress` (sparse formats and byte accounting), :mod:`.layers` and
+:mod:`.graph` (a network as float and integer layer graphs; :mod:`.graph_file` its files),
+:mod:`.train` (small float models and their training-side techniques); their public names are
+all importable from ``golden_model`` directly. Beside them, the data (:mod:`.datasets`) and
+the reference networks of the regressions (:mod:`.networks`).
 """
 
-from . import calibration, compress, graph, kernels, prune, quant, requant
+from . import (
+    calibration,
+    compress,
+    concat,
+    elementwise,
+    graph,
+    kernels,
+    pooling,
+    prune,
+    quant,
+    requant,
+)
 from .calibration import *  # noqa: F403
 from .compress import *  # noqa: F403
+from .concat import *  # noqa: F403
+from .elementwise import *  # noqa: F403
 from .graph import *  # noqa: F403
 from .kernels import *  # noqa: F403
+from .pooling import *  # noqa: F403
 from .prune import *  # noqa: F403
 from .quant import *  # noqa: F403
 from .requant import *  # noqa: F403
 
 __all__ = [*quant.__all__, *calibration.__all__, *requant.__all__, *kernels.__all__,
-           *prune.__all__, *compress.__all__, *graph.__all__]
+           *elementwise.__all__, *pooling.__all__, *concat.__all__, *prune.__all__,
+           *compress.__all__, *graph.__all__]

@@ -1,205 +1,149 @@
-"""A network as the hardware runs it: a chain of integer layers, and its float twin.
+"""A network as the hardware runs it: an integer graph, and its float twin.
 
-Two descriptions of the same feed-forward chain (input NCHW or (N, features)):
+Two descriptions of the same feed-forward network (input NCHW or (N, features)), each a list
+of layers in topological order (:mod:`.layers`): a layer names the tensors it reads
+(``inputs``: the graph's input :data:`~.layers.INPUT` or earlier layers; empty: the previous
+layer's output), so a chain needs no wiring and a residual or branching network (any fan-out,
+Add and Concat fan-in) is the same list with names.
 
-* the **float graph** (:class:`Dense`, :class:`Conv2d`, :class:`MaxPool2d`, :class:`Flatten`
-  holding float32 weights), what training, pruning and the ONNX importer produce;
+* the **float graph** (:class:`Dense`, :class:`Conv2d`, :class:`Add`, :class:`Concat`, the
+  pooling layers, ... holding float32 weights), what training, pruning and the ONNX importer
+  produce, run by :func:`float_forward`;
 * the **integer graph** (:class:`IntGraph` of :class:`QDense`, :class:`QConv2d`,
-  :class:`MaxPool2d`, :class:`Flatten`), int8 weights, int32 bias and one requantization
-  multiplier/shift per output channel, what the accelerator loads.
+  :class:`QAdd`, :class:`QConcat`, ...): int8 weights, int32 bias and one requantization
+  multiplier/shift per output channel on the weighted layers (what the accelerator loads), the
+  other ops' scales and zero points for the host.
 
-:func:`quantize_graph` turns the first into the second (activations calibrated on data with
+:func:`quantize_graph` turns the first into the second (every tensor calibrated on data with
 any calibrator of :mod:`.calibration`; weights per tensor, per channel or power of two);
-:meth:`IntGraph.forward` runs it integer-only with :func:`.kernels.qlinear` /
-:func:`.kernels.qconv2d`, every layer's int8 output kept. A ReLU after a Dense/Conv2d is fused
-into its clamp bounds (TFLite's rule, :func:`.requant.activation_bounds`); max pooling on
-int8 codes equals pooling the real values (the code map is monotonic), so it needs no
-parameters.
+:meth:`IntGraph.forward` runs it integer-only, every layer's int8 output kept, in TFLite's or
+ONNX Runtime's arithmetic (:data:`REQUANT_MODES`). A ReLU after a Dense/Conv2d/Add is fused
+into its clamp bounds (TFLite's rule, :func:`.requant.activation_bounds`); max pooling on int8
+codes equals pooling the real values (the code map is monotonic), so it needs no parameters;
+average pooling keeps its input's scale (TFLite's rule).
 
 :meth:`IntGraph.save` writes what the hardware loads: one ``.npz`` of arrays and a JSON
-manifest (layer kinds, shapes, zero points, scales, sparsity, byte counts);
-:meth:`IntGraph.load` reads it back with every field validated.
+manifest (layers, wiring, shapes, zero points, scales, sparsity, byte counts);
+:meth:`IntGraph.load` reads it back with every field validated (:mod:`.graph_file`).
 """
 
 import dataclasses
-import json
-from pathlib import Path
 
 import numpy as np
 
-from common.checks import check_choice, check_int
+from common.checks import check_choice
 
 from .calibration import calibrate
 from .compress import nbytes_n_m
-from .kernels import conv_output_size, im2col, qconv2d, qlinear
+from .layers import (
+    FLOAT_LAYERS,
+    INPUT,
+    INT_LAYERS,
+    REQUANT_MODES,
+    SHARED_LAYERS,
+    WEIGHTED,
+    Add,
+    AvgPool2d,
+    Clip,
+    Concat,
+    Conv2d,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    GraphError,
+    MaxPool2d,
+    Pad,
+    QAdd,
+    QAvgPool2d,
+    QClip,
+    QConcat,
+    QConv2d,
+    QDense,
+    QGlobalAvgPool,
+    QPad,
+    Reshape,
+    Transpose,
+)
 from .prune import is_n_m
 from .quant import qparams, qparams_from_range, quantize, quantize_pot
 from .requant import activation_bounds, quantize_bias, quantize_multiplier, requant_scale
 
 __all__ = [
-    "Dense", "Conv2d", "MaxPool2d", "Flatten", "float_forward", "QDense", "QConv2d",
-    "IntGraph", "quantize_graph", "GraphError", "WEIGHT_MODES", "REQUANT_MODES",
-    "layer_weight_matrix", "n_m_layers",
+    "Dense", "Conv2d", "Add", "Concat", "AvgPool2d", "GlobalAvgPool", "Pad", "Clip",
+    "MaxPool2d", "Flatten", "Reshape", "Transpose",
+    "QDense", "QConv2d", "QAdd", "QConcat", "QAvgPool2d", "QGlobalAvgPool", "QPad", "QClip",
+    "INPUT", "float_forward", "wiring", "tensor_shapes", "IntGraph", "quantize_graph", "GraphError",
+    "WEIGHT_MODES", "REQUANT_MODES", "layer_weight_matrix", "n_m_layers", "clip_activation",
 ]
 
 WEIGHT_MODES = ("per_channel", "per_tensor", "pot")
-#: How :meth:`IntGraph.forward` requantizes: ``"tflite"`` with the integer multiplier and
-#: shift (what the hardware does), ``"onnx"`` in float32 as ONNX Runtime's QLinear kernels
-#: (``round_half_even(float32(acc) * requant_scale(..., mode="onnx"))``).
-REQUANT_MODES = ("tflite", "onnx")
 
 
-class GraphError(ValueError):
-    """A graph or a graph file that cannot be built, run or loaded (the message says why)."""
+# --- wiring ------------------------------------------------------------------------------------
+
+def wiring(layers):
+    """Where every layer's inputs come from: per layer, a tuple of indices into the list
+    :func:`float_forward` and :meth:`IntGraph.forward` return (0 the graph input, ``i + 1``
+    layer ``i``'s output).
+
+    Raises :class:`GraphError` for a duplicate name, a reference to a tensor that is neither
+    the input nor an earlier layer (the list must be in topological order), a wrong number of
+    inputs, or a layer whose output nothing reads (every layer but the last must feed one).
+    """
+    index = {INPUT: 0}
+    wires = []
+    read = set()
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, (*FLOAT_LAYERS, *INT_LAYERS)):
+            raise GraphError(f"layer {i} ({type(layer).__name__}) is not a graph layer")
+        label = layer.label()
+        names = tuple(layer.inputs)
+        if names:
+            for name in names:
+                if not isinstance(name, str) or name not in index:
+                    raise GraphError(f"{label} reads {name!r}, which is neither the input nor an "
+                                     "earlier layer (layers must be in topological order)")
+            wire = tuple(index[name] for name in names)
+        else:
+            wire = (i,)
+        if layer.arity is not None and len(wire) != layer.arity:
+            raise GraphError(f"{label} takes {layer.arity} inputs, not {len(wire)}")
+        if layer.arity is None and not wire:
+            raise GraphError(f"{label} takes at least one input")
+        read.update(wire)
+        if layer.name:
+            if layer.name in index:
+                raise GraphError(f"two tensors are named {layer.name!r}")
+            index[layer.name] = i + 1
+        wires.append(wire)
+    for i, layer in enumerate(layers[:-1]):
+        if i + 1 not in read:
+            raise GraphError(f"the output of {layer.label()} is never read (only the last "
+                             "layer's output leaves the graph)")
+    return wires
 
 
-# --- float layers -----------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Dense:
-    """``y = x w^T + b`` (``w`` is (out, in)); ``relu`` fuses a ReLU after it."""
-
-    w: np.ndarray
-    b: np.ndarray
-    relu: bool = False
-    name: str = ""
-
-    def __call__(self, x):
-        y = x @ self.w.T + self.b
-        return np.maximum(y, 0) if self.relu else y
-
-
-@dataclasses.dataclass
-class Conv2d:
-    """NCHW convolution, OIHW weights, one group; ``padding`` as in :func:`.kernels.im2col`."""
-
-    w: np.ndarray
-    b: np.ndarray
-    stride: int = 1
-    padding: int = 0
-    relu: bool = False
-    name: str = ""
-
-    def __call__(self, x):
-        cols = im2col(x, self.w.shape[2:], stride=self.stride, padding=self.padding)
-        cols = cols.reshape(*cols.shape[:3], -1)                        # (N, OH, OW, C*KH*KW)
-        y = cols @ self.w.reshape(self.w.shape[0], -1).T + self.b      # (N, OH, OW, O)
-        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-        return np.maximum(y, 0) if self.relu else y
-
-
-@dataclasses.dataclass
-class MaxPool2d:
-    """Non-overlapping or strided max pooling, NCHW, no padding (floor of the output size)."""
-
-    kernel: int = 2
-    stride: int = 2
-    name: str = ""
-
-    def __post_init__(self):
-        self.kernel = check_int(self.kernel, "pooling kernel", lo=1)
-        self.stride = check_int(self.stride, "pooling stride", lo=1)
-
-    def __call__(self, x):
-        n, c, h, w = x.shape
-        oh = conv_output_size(h, self.kernel, self.stride, 1, 0)
-        ow = conv_output_size(w, self.kernel, self.stride, 1, 0)
-        if oh < 1 or ow < 1:
-            raise GraphError(f"{self.name or 'maxpool'}: kernel {self.kernel} does not fit "
-                             f"an input of {h}x{w}")
-        out = None
-        for i in range(self.kernel):
-            for j in range(self.kernel):
-                tap = x[:, :, i:i + self.stride * oh:self.stride,
-                        j:j + self.stride * ow:self.stride]
-                out = tap if out is None else np.maximum(out, tap)
-        return np.ascontiguousarray(out)
-
-
-@dataclasses.dataclass
-class Flatten:
-    """(N, C, H, W) -> (N, C*H*W) in C order (ONNX ``Flatten`` with axis 1)."""
-
-    name: str = ""
-
-    def __call__(self, x):
-        return x.reshape(x.shape[0], -1)
+def tensor_shapes(layers, input_shape):
+    """Every tensor's shape for one sample: ``input_shape`` first, then each layer's output
+    (a layer whose inputs do not fit raises :class:`GraphError` naming it)."""
+    shapes = [tuple(input_shape)]
+    for layer, wire in zip(layers, wiring(layers)):
+        shapes.append(tuple(int(v) for v in layer.out_shape(*(shapes[j] for j in wire))))
+    return shapes
 
 
 def float_forward(layers, x):
     """Float inference; returns every layer's output (input first)."""
     outs = [np.asarray(x, dtype=np.float32)]
-    for layer in layers:
-        outs.append(np.asarray(layer(outs[-1]), dtype=np.float32))
+    tensor_shapes(layers, outs[0].shape[1:])
+    for layer, wire in zip(layers, wiring(layers)):
+        outs.append(np.asarray(layer(*(outs[j] for j in wire)), dtype=np.float32))
     return outs
 
 
-# --- integer layers ---------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class _QWeighted:
-    w: np.ndarray                 # int8
-    bias: np.ndarray              # int32 (out,)
-    multiplier: np.ndarray        # int64 (out,), [0, 2^31)
-    shift: np.ndarray             # int64 (out,), [-31, 30]
-    in_scale: float
-    in_zp: int
-    out_scale: float
-    out_zp: int
-    act_min: int
-    act_max: int
-    w_scale: np.ndarray           # float32 (out,)
-    relu: bool = False
-    sparsity: tuple = None        # (n, m): w is N:M along its GEMM reduction axis
-    name: str = ""
-
-    def gemm_weights(self):
-        """The weights as the (out, k) GEMM matrix the array multiplies."""
-        return self.w.reshape(self.w.shape[0], -1)
-
-    def requant_kwargs(self, requant="tflite"):
-        """Keyword arguments of :func:`.kernels.qlinear` / :func:`.kernels.qconv2d` for
-        requantization mode ``requant`` (one of :data:`REQUANT_MODES`)."""
-        check_choice(requant, "requant", REQUANT_MODES)
-        kw = {"out_zero_point": self.out_zp, "qmin": self.act_min, "qmax": self.act_max}
-        if requant == "tflite":
-            kw.update(multiplier=self.multiplier, shift=self.shift)
-        else:
-            kw["scale"] = requant_scale(np.float32(self.in_scale), self.w_scale,
-                                        np.float32(self.out_scale), mode="onnx")
-        return kw
-
-
-@dataclasses.dataclass
-class QDense(_QWeighted):
-    """Integer fully connected layer (:func:`.kernels.qlinear`).
-
-    :meth:`run` requantizes with the integer multiplier and shift (``requant="tflite"``,
-    ``rounding`` "double" or "single") or in float32 as ONNX Runtime (``requant="onnx"``,
-    where ``rounding`` does not apply).
-    """
-
-    def run(self, x, rounding="double", acc_bits=32, requant="tflite"):
-        return qlinear(x, self.w, self.bias, x_zero_point=self.in_zp, rounding=rounding,
-                       acc_bits=acc_bits, **self.requant_kwargs(requant))
-
-
-@dataclasses.dataclass
-class QConv2d(_QWeighted):
-    """Integer convolution (:func:`.kernels.qconv2d`), padded taps equal to ``in_zp``;
-    ``run`` requantizes as :meth:`QDense.run`."""
-
-    stride: int = 1
-    padding: int = 0
-
-    def run(self, x, rounding="double", acc_bits=32, requant="tflite"):
-        return qconv2d(x, self.w, self.bias, stride=self.stride, padding=self.padding,
-                       x_zero_point=self.in_zp, rounding=rounding, acc_bits=acc_bits,
-                       **self.requant_kwargs(requant))
-
-
 def layer_weight_matrix(layer):
-    """The (out, k) GEMM weight matrix of a float or integer Dense/Conv2d layer."""
+    """The (out, k) GEMM weight matrix of a float or integer Dense/Conv2d layer (with groups,
+    each row over its own group's inputs)."""
     return layer.w.reshape(layer.w.shape[0], -1)
 
 
@@ -207,12 +151,12 @@ def n_m_layers(layers, m, *, dense_first=False, dense_last=False, edge_reason=No
     """The one rule for which layers are pruned N:M with group size ``m``.
 
     Among the weighted layers of ``layers`` (float or integer Dense / Conv2d, in order), every
-    one whose GEMM reduction length (in-features, or ``C*KH*KW``) is a multiple of ``m``,
-    except the first with ``dense_first`` and the last (the classifier) with ``dense_last``.
-    Returns ``(names, notes)``: the names chosen, and one line per weighted layer kept dense
-    saying why (for the first or last layer, ``edge_reason`` when given).
+    one whose GEMM reduction length (in-features, or ``C/groups*KH*KW``) is a multiple of
+    ``m``, except the first with ``dense_first`` and the last (the classifier) with
+    ``dense_last``. Returns ``(names, notes)``: the names chosen, and one line per weighted
+    layer kept dense saying why (for the first or last layer, ``edge_reason`` when given).
     """
-    weighted = [ly for ly in layers if isinstance(ly, (Dense, Conv2d, QDense, QConv2d))]
+    weighted = [ly for ly in layers if isinstance(ly, WEIGHTED)]
     names, notes = [], []
     for i, layer in enumerate(weighted):
         k = layer_weight_matrix(layer).shape[1]
@@ -227,14 +171,70 @@ def n_m_layers(layers, m, *, dense_first=False, dense_last=False, edge_reason=No
     return names, notes
 
 
+def clip_activation(lo, hi, what="Clip"):
+    """The activation a float clamp ``[lo, hi]`` is: ``"relu"`` for ``[0, inf)``, ``"relu6"``
+    for ``[0, 6]``; any other clamp raises :class:`GraphError` (``what`` names it)."""
+    lo, hi = float(lo), float(hi)
+    if lo == 0.0 and hi == float("inf"):
+        return "relu"
+    if lo == 0.0 and hi == 6.0:
+        return "relu6"
+    raise GraphError(f"{what}: only ReLU [0, inf) and ReLU6 [0, 6] clamps are supported, not "
+                     f"[{lo:g}, {hi:g}]")
+
+
+# --- the integer graph -------------------------------------------------------------------------
+
 @dataclasses.dataclass
 class IntGraph:
-    """An integer network: the input's quantization, then the layers in order."""
+    """An integer network: the input's quantization, then the layers in topological order
+    (see the module docstring for the wiring)."""
 
     input_shape: tuple            # one sample, e.g. (64,) or (1, 8, 8)
     input_scale: float
     input_zp: int
     layers: list
+
+    def wiring(self):
+        """:func:`wiring` of the layers."""
+        return wiring(self.layers)
+
+    def shapes(self):
+        """Every tensor's shape for one sample: the input first, then each layer's output."""
+        return tensor_shapes(self.layers, self.input_shape)
+
+    def tensor_qparams(self):
+        """Every tensor's ``(scale, zero_point)``: the input first, then each layer's output.
+
+        Raises :class:`GraphError` when a layer's recorded input parameters differ from those
+        of the tensor it reads (compared as float32, what the files and runtimes store)."""
+        params = [(float(self.input_scale), int(self.input_zp))]
+        for layer, wire in zip(self.layers, self.wiring()):
+            given = [params[j] for j in wire]
+            expected = layer.in_qparams()
+            if expected is not None:
+                for k, ((s, z), (es, ez)) in enumerate(zip(given, expected)):
+                    if np.float32(s) != np.float32(es) or int(z) != int(ez):
+                        raise GraphError(
+                            f"{layer.label()}: input {k} has scale {float(s)!r} and zero point "
+                            f"{int(z)}, but the layer was quantized for {float(es)!r} and "
+                            f"{int(ez)}")
+            scale, zp = layer.out_qparams(*given)
+            params.append((float(scale), int(zp)))
+        return params
+
+    def validate(self):
+        """Check the wiring, every shape and every tensor's quantization; returns self."""
+        if not self.layers:
+            raise GraphError("the graph has no layers")
+        for layer in self.layers:
+            if not isinstance(layer, INT_LAYERS):
+                raise GraphError(f"{layer.label()} is not an integer layer")
+        self.shapes()
+        self.tensor_qparams()
+        for layer in self.weighted():
+            _check_qlayer(layer)
+        return self
 
     def quantize_input(self, x):
         x = np.asarray(x, dtype=np.float32)
@@ -248,11 +248,12 @@ class IntGraph:
 
         ``x`` is float (quantized with the input parameters) or, with ``quantized=True``,
         int8 codes already. ``requant`` (:data:`REQUANT_MODES`): ``"tflite"`` (default, what
-        the hardware does) requantizes with each layer's integer multiplier and shift and
-        ``rounding`` ("double" or "single"); ``"onnx"`` requantizes in float32,
-        ``round_half_even(float32(acc) * M[c])`` with ``M[c] = (s_in * s_w[c]) / s_out`` in
-        float32, bit-exact with ONNX Runtime's QGemm / QLinearConv / QLinearMatMul
-        (``rounding`` does not apply).
+        the hardware does) requantizes weighted layers with their integer multiplier and shift
+        and ``rounding`` ("double" or "single"), and runs the host ops as LiteRT's reference
+        kernels; ``"onnx"`` requantizes in float32, ``round_half_even(float32(acc) * M[c])``
+        with ``M[c] = (s_in * s_w[c]) / s_out`` in float32, bit-exact with ONNX Runtime's
+        QGemm / QLinearConv / QLinearMatMul (``rounding`` does not apply), and runs the host
+        ops as the QLinear kernels ORT fuses a QDQ model into.
         """
         check_choice(requant, "requant", REQUANT_MODES)
         q = np.asarray(x) if quantized else self.quantize_input(x)
@@ -261,17 +262,15 @@ class IntGraph:
                              f"{', '.join(map(str, self.input_shape))}), not {q.dtype} "
                              f"{q.shape}")
         outs = [q]
-        for layer in self.layers:
-            if isinstance(layer, (QDense, QConv2d)):
-                q = layer.run(q, rounding=rounding, acc_bits=acc_bits, requant=requant)
-            else:
-                q = layer(q)
-            outs.append(q)
+        for layer, wire in zip(self.layers, self.wiring()):
+            outs.append(layer.run(*(outs[j] for j in wire), rounding=rounding,
+                                  acc_bits=acc_bits, requant=requant))
         return outs
 
     def predict(self, x, **kwargs):
         """Class index of every sample (argmax of the last layer's codes)."""
-        return np.argmax(self.forward(x, **kwargs)[-1], axis=1)
+        out = self.forward(x, **kwargs)[-1]
+        return np.argmax(out.reshape(out.shape[0], -1), axis=1)
 
     def weighted(self):
         return [layer for layer in self.layers if isinstance(layer, (QDense, QConv2d))]
@@ -306,76 +305,16 @@ class IntGraph:
 
     def save(self, directory):
         """Write ``graph.json`` (manifest) and ``graph.npz`` (arrays) into ``directory``."""
-        directory = Path(directory)
-        arrays, entries = {}, []
-        for i, layer in enumerate(self.layers):
-            entry = {"kind": type(layer).__name__, "name": layer.name}
-            if isinstance(layer, (QDense, QConv2d)):
-                for key in ("w", "bias", "multiplier", "shift", "w_scale"):
-                    arrays[f"{i}.{key}"] = np.asarray(getattr(layer, key))
-                entry.update({
-                    "in_scale": float(layer.in_scale), "in_zp": int(layer.in_zp),
-                    "out_scale": float(layer.out_scale), "out_zp": int(layer.out_zp),
-                    "act_min": int(layer.act_min), "act_max": int(layer.act_max),
-                    "relu": bool(layer.relu), "weight_shape": list(layer.w.shape),
-                    "sparsity": None if layer.sparsity is None else
-                    f"{layer.sparsity[0]}:{layer.sparsity[1]}"})
-                if isinstance(layer, QConv2d):
-                    entry.update({"stride": layer.stride, "padding": layer.padding})
-            elif isinstance(layer, MaxPool2d):
-                entry.update({"kernel": layer.kernel, "stride": layer.stride})
-            entries.append(entry)
-        manifest = {"format": "sparsemac-graph", "version": 1,
-                    "input_shape": list(self.input_shape),
-                    "input_scale": float(self.input_scale), "input_zp": int(self.input_zp),
-                    "layers": entries, "bytes": self.nbytes(),
-                    "total_bytes": self.total_bytes()}
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "graph.npz", "wb") as f:
-            np.savez(f, **arrays)
-        (directory / "graph.json").write_text(json.dumps(manifest, indent=2, default=list)
-                                              + "\n")
+        from .graph_file import save_graph  # noqa: PLC0415 (the file format's own module)
+
+        save_graph(self, directory)
 
     @classmethod
     def load(cls, directory):
         """Read a graph written by :meth:`save`; a bad file raises :class:`GraphError`."""
-        directory = Path(directory)
-        try:
-            manifest = json.loads((directory / "graph.json").read_text())
-            arrays = dict(np.load(directory / "graph.npz", allow_pickle=False))
-        except (OSError, ValueError) as exc:
-            raise GraphError(f"cannot read the graph in {directory}: {exc}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != "sparsemac-graph":
-            raise GraphError(f"{directory / 'graph.json'} is not a sparsemac graph manifest")
-        layers = []
-        try:
-            for i, e in enumerate(manifest["layers"]):
-                kind = e["kind"]
-                if kind in ("QDense", "QConv2d"):
-                    kw = {key: arrays[f"{i}.{key}"] for key in
-                          ("w", "bias", "multiplier", "shift", "w_scale")}
-                    sp = e["sparsity"]
-                    kw["sparsity"] = None if sp is None else tuple(int(v) for v in sp.split(":"))
-                    for key in ("in_scale", "in_zp", "out_scale", "out_zp", "act_min",
-                                "act_max", "relu", "name"):
-                        kw[key] = e[key]
-                    if kind == "QConv2d":
-                        kw["stride"], kw["padding"] = e["stride"], e["padding"]
-                    layer = (QDense if kind == "QDense" else QConv2d)(**kw)
-                    _check_qlayer(layer)
-                elif kind == "MaxPool2d":
-                    layer = MaxPool2d(e["kernel"], e["stride"], e["name"])
-                elif kind == "Flatten":
-                    layer = Flatten(e["name"])
-                else:
-                    raise GraphError(f"layer {i} has unknown kind {kind!r}")
-                layers.append(layer)
-            return cls(tuple(manifest["input_shape"]), float(manifest["input_scale"]),
-                       int(manifest["input_zp"]), layers)
-        except KeyError as exc:
-            raise GraphError(f"{directory}: the graph is missing {exc}") from None
-        except (TypeError, AttributeError) as exc:
-            raise GraphError(f"{directory}: malformed graph ({exc})") from None
+        from .graph_file import load_graph  # noqa: PLC0415
+
+        return load_graph(cls, directory)
 
 
 def _check_qlayer(layer):
@@ -392,6 +331,10 @@ def _check_qlayer(layer):
                              f"{v.shape}")
     if layer.sparsity is not None:
         n, m = layer.sparsity
+        k = layer.gemm_weights().shape[1]
+        if k % m:
+            raise GraphError(f"{layer.name}: declared {n}:{m} sparse, but its reduction length "
+                             f"{k} is not a multiple of {m}")
         if not is_n_m(layer.gemm_weights(), n, m, axis=1):
             raise GraphError(f"{layer.name}: weights are not {n}:{m} sparse as declared")
 
@@ -434,12 +377,18 @@ def quantize_graph(layers, input_shape, x_calib, *, method="minmax", weights="pe
                    sparsity=None, pot_bits=4, act_ranges=None):
     """The :class:`IntGraph` of a float graph.
 
-    ``x_calib`` (float, ``(N, *input_shape)``) calibrates every activation with ``method``
-    (a name in ``calibration.METHODS``); ``act_ranges`` (one ``(lo, hi)`` per layer output
-    plus the input first, e.g. learned by quantization-aware training) replaces the
-    calibration. ``weights`` is one of :data:`WEIGHT_MODES` (symmetric int8, narrow range
-    [-127, 127]). ``sparsity`` maps a layer name to ``(n, m)`` when its weights are N:M sparse
-    along the GEMM reduction axis (checked), so that the hardware runs it in sparse mode.
+    ``x_calib`` (float, ``(N, *input_shape)``) calibrates every tensor with ``method`` (a name
+    in ``calibration.METHODS``); ``act_ranges`` (one ``(lo, hi)`` per layer output plus the
+    input first, e.g. learned by quantization-aware training) replaces the calibration.
+    ``weights`` is one of :data:`WEIGHT_MODES` (symmetric int8, narrow range [-127, 127]).
+    ``sparsity`` maps a layer name to ``(n, m)`` when its weights are N:M sparse along the GEMM
+    reduction axis (checked), so that the hardware runs it in sparse mode.
+
+    Per op: a Dense/Conv2d/Add/Concat/GlobalAvgPool output gets its own calibrated scale and
+    zero point (a fused ReLU clamps with TFLite's bounds); MaxPool, AvgPool, Pad, Clip,
+    Flatten, Reshape and Transpose keep their input's (what TFLite requires of average
+    pooling; max, pad and reshape need no arithmetic); a Clip that no layer before it fused is
+    a :class:`QClip` of a ReLU or ReLU6.
     """
     check_choice(weights, "weights", WEIGHT_MODES)
     sparsity = dict(sparsity or {})
@@ -447,38 +396,72 @@ def quantize_graph(layers, input_shape, x_calib, *, method="minmax", weights="pe
     if x_calib.shape[1:] != tuple(input_shape):
         raise GraphError(f"calibration data must have shape (N, {tuple(input_shape)}), "
                          f"not {x_calib.shape}")
+    wires = wiring(layers)
     acts = float_forward(layers, x_calib)
     if act_ranges is not None and len(act_ranges) != len(acts):
         raise GraphError(f"act_ranges must hold {len(acts)} ranges (input and every layer), "
                          f"not {len(act_ranges)}")
 
-    def rng(i):
-        return act_ranges[i] if act_ranges is not None else _act_range(acts[i], method)
+    def own(i):
+        rng = act_ranges[i] if act_ranges is not None else _act_range(acts[i], method)
+        return qparams_from_range(*rng)
 
-    in_scale, in_zp = qparams_from_range(*rng(0))
-    graph = IntGraph(tuple(input_shape), in_scale, in_zp, [])
-    for i, layer in enumerate(layers):
+    params = [own(0)]
+    graph = IntGraph(tuple(input_shape), float(params[0][0]), int(params[0][1]), [])
+    for i, (layer, wire) in enumerate(zip(layers, wires)):
+        ins = [params[j] for j in wire]
+        name = layer.name or f"layer{i}"
+        inputs = tuple(layer.inputs)
         if isinstance(layer, (Dense, Conv2d)):
-            wq, w_scale = _quantize_weights(layer.w, weights, pot_bits)
-            out_scale, out_zp = qparams_from_range(*rng(i + 1))
-            mult, shift = quantize_multiplier(
-                requant_scale(np.float32(in_scale), w_scale, np.float32(out_scale)))
+            (in_scale, in_zp), (out_scale, out_zp) = ins[0], own(i + 1)
+            q = _quantize_weighted(layer, in_scale, in_zp, out_scale, out_zp, weights,
+                                   pot_bits, sparsity.get(layer.name), name, inputs)
+        elif isinstance(layer, Add):
+            out_scale, out_zp = own(i + 1)
             act_min, act_max = activation_bounds("relu" if layer.relu else None, out_scale,
                                                  out_zp)
-            kw = dict(w=wq, bias=quantize_bias(layer.b, np.float32(in_scale), w_scale),
-                      multiplier=np.asarray(mult, np.int64), shift=np.asarray(shift, np.int64),
-                      in_scale=float(in_scale), in_zp=int(in_zp), out_scale=float(out_scale),
-                      out_zp=int(out_zp), act_min=int(act_min), act_max=int(act_max),
-                      w_scale=w_scale, relu=bool(layer.relu),
-                      sparsity=sparsity.get(layer.name), name=layer.name or f"layer{i}")
-            q = QDense(**kw) if isinstance(layer, Dense) else QConv2d(
-                **kw, stride=layer.stride, padding=layer.padding)
-            _check_qlayer(q)
-            graph.layers.append(q)
-            in_scale, in_zp = out_scale, out_zp
-        elif isinstance(layer, (MaxPool2d, Flatten)):
-            graph.layers.append(layer)
+            (a_s, a_z), (b_s, b_z) = ins
+            q = QAdd(float(a_s), int(a_z), float(b_s), int(b_z), float(out_scale),
+                     int(out_zp), int(act_min), int(act_max), bool(layer.relu), name, inputs)
+        elif isinstance(layer, Concat):
+            out_scale, out_zp = own(i + 1)
+            q = QConcat(tuple(float(s) for s, _ in ins), tuple(int(z) for _, z in ins),
+                        float(out_scale), int(out_zp), layer.axis, name, inputs)
+        elif isinstance(layer, GlobalAvgPool):
+            out_scale, out_zp = own(i + 1)
+            q = QGlobalAvgPool(float(ins[0][0]), int(ins[0][1]), float(out_scale), int(out_zp),
+                               name, inputs)
+        elif isinstance(layer, AvgPool2d):
+            q = QAvgPool2d(layer.kernel, layer.stride, tuple(layer.pads), float(ins[0][0]),
+                           int(ins[0][1]), bool(layer.ceil_mode), bool(layer.count_include_pad),
+                           name, inputs)
+        elif isinstance(layer, Pad):
+            q = QPad(tuple(layer.pads), int(ins[0][1]), name, inputs)
+        elif isinstance(layer, Clip):
+            q = QClip(clip_activation(layer.lo, layer.hi, layer.label()), float(ins[0][0]),
+                      int(ins[0][1]), name, inputs)
+        elif isinstance(layer, SHARED_LAYERS):
+            q = layer                               # no parameters: the float layer itself
         else:
-            raise GraphError(f"layer {i} ({type(layer).__name__}) is not a graph layer")
-    return graph
+            raise GraphError(f"layer {i} ({type(layer).__name__}) is not a float graph layer")
+        graph.layers.append(q)
+        params.append(q.out_qparams(*ins))
+    return graph.validate()
 
+
+def _quantize_weighted(layer, in_scale, in_zp, out_scale, out_zp, weights, pot_bits, sparsity,
+                       name, inputs):
+    wq, w_scale = _quantize_weights(layer.w, weights, pot_bits)
+    mult, shift = quantize_multiplier(
+        requant_scale(np.float32(in_scale), w_scale, np.float32(out_scale)))
+    act_min, act_max = activation_bounds("relu" if layer.relu else None, out_scale, out_zp)
+    kw = dict(w=wq, bias=quantize_bias(layer.b, np.float32(in_scale), w_scale),
+              multiplier=np.asarray(mult, np.int64), shift=np.asarray(shift, np.int64),
+              in_scale=float(in_scale), in_zp=int(in_zp), out_scale=float(out_scale),
+              out_zp=int(out_zp), act_min=int(act_min), act_max=int(act_max),
+              w_scale=w_scale, relu=bool(layer.relu), sparsity=sparsity, name=name,
+              inputs=inputs)
+    q = QDense(**kw) if isinstance(layer, Dense) else QConv2d(
+        **kw, stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    _check_qlayer(q)
+    return q

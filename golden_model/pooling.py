@@ -32,7 +32,8 @@ from common.checks import as_int_array, check_bool, check_choice, check_int, che
 
 from .requant import multiply_by_quantized_multiplier, quantize_multiplier, requantize_float
 
-__all__ = ["pool_output_size", "qmax_pool2d", "qavg_pool2d", "qglobal_avg_pool", "qpad"]
+__all__ = ["pool_output_size", "qmax_pool2d", "qavg_pool2d", "qglobal_avg_pool", "qpad",
+           "max_pool2d", "avg_pool2d"]
 
 _QMIN, _QMAX = -128, 127
 MODES = ("tflite", "onnx")
@@ -167,6 +168,38 @@ def qmax_pool2d(x, kernel, strides=None, pads=(0, 0, 0, 0), ceil_mode=False):
     kernel, strides, pads, out_hw = _geometry(x, kernel, strides, pads, ceil_mode)
     win = _windows(x, kernel, strides, pads, out_hw, fill=_QMIN)
     return win.max(axis=(4, 5)).astype(np.int8)
+
+
+def _check_float(x):
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or x.ndim != 4 or 0 in x.shape:
+        raise ValueError(f"x must be a non-empty float NCHW (4-d) array, not {x.dtype} "
+                         f"{x.shape}")
+    return x.astype(np.float32)
+
+
+def max_pool2d(x, kernel, strides=None, pads=(0, 0, 0, 0), ceil_mode=False):
+    """Float max pooling (the float graph's): the windows of :func:`qmax_pool2d`, padded
+    positions never win."""
+    x = _check_float(x)
+    kernel, strides, pads, out_hw = _geometry(x, kernel, strides, pads, ceil_mode)
+    return _windows(x, kernel, strides, pads, out_hw, fill=-np.inf).max(axis=(4, 5))
+
+
+def avg_pool2d(x, kernel, strides=None, pads=(0, 0, 0, 0), ceil_mode=False,
+               count_include_pad=False):
+    """Float average pooling (the float graph's), the windows and divisors of
+    :func:`qavg_pool2d` ``(mode="onnx")``."""
+    x = _check_float(x)
+    kernel, strides, pads, out_hw = _geometry(x, kernel, strides, pads, ceil_mode)
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
+    (kh, kw), (sh, sw), (top, left, _, _), (oh, ow) = kernel, strides, pads, out_hw
+    acc = _windows(x, kernel, strides, pads, out_hw, fill=np.float32(0)).sum(axis=(4, 5))
+    if count_include_pad:
+        return (acc / np.float32(kh * kw)).astype(np.float32)
+    h, w = x.shape[2:]
+    count = np.outer(_in_bounds_count(h, kh, sh, top, oh), _in_bounds_count(w, kw, sw, left, ow))
+    return (acc / count).astype(np.float32)
 
 
 # -- AveragePool --------------------------------------------------------------------------------

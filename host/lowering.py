@@ -58,6 +58,9 @@ def lower(layer, x):
     a convolution (padding taps equal to ``in_zp``) or None for a dense layer.
     """
     if isinstance(layer, QConv2d):
+        if layer.groups != 1:
+            raise NotImplementedError(f"{layer.label()}: a grouped convolution (groups = "
+                                      f"{layer.groups}) is not lowered onto the engine yet")
         return conv2d_as_gemm(np.asarray(x), layer.w, stride=layer.stride,
                               padding=layer.padding, in_zp=layer.in_zp)
     if isinstance(layer, QDense):

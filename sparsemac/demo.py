@@ -213,9 +213,9 @@ def _model_layers(graph, x, config):
 
     acts = graph.forward(x, rounding=config.rounding, acc_bits=config.acc_width)
     out = []
-    for i, layer in enumerate(graph.layers):
+    for layer, wire in zip(graph.layers, graph.wiring()):
         if isinstance(layer, (QDense, QConv2d)):
-            x_mat, w_mat, _ = lower(layer, acts[i])
+            x_mat, w_mat, _ = lower(layer, acts[wire[0]])
             out.append((layer.name, (x_mat.shape[0], x_mat.shape[1], w_mat.shape[0]),
                         engine_sparse(config, layer)))
     return out
