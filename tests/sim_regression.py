@@ -71,8 +71,8 @@ def build(driver, sim, cfg, root):
 
 
 @pytest.fixture(scope="session")
-def build_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("sim_build")
+def build_root(sim_build_root):
+    return sim_build_root
 
 
 def make_tests(sim):

@@ -6,13 +6,15 @@ from conftest import require_simulator
 from hdl.config import Config
 from sim import runner, toolchain
 
-TOP_CONFIGS = [Config(rows=2, cols=3, n=2, m=4, acc_depth=16),
-               Config(rows=3, cols=2, n=1, m=4, acc_depth=16, pipeline=True)]
+#: Two of the regression's arrays (tests/sim_regression.py), so that their builds are shared.
+TOP_CONFIGS = [Config(rows=2, cols=3, n=2, m=4, acc_depth=32),
+               Config(rows=3, cols=2, n=1, m=4, acc_depth=16, acc_width=16, pipeline=True,
+                      rounding="single")]
 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("cfg", TOP_CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}_{c.sparsity}")
 @pytest.mark.parametrize("sim", toolchain.SIMULATORS)
-def test_top_through_axi(sim, cfg, tmp_path):
+def test_top_through_axi(sim, cfg, sim_build_root):
     require_simulator(sim)
-    runner.run(runner.build(sim, cfg, tmp_path, quiet=True), "top_tb", quiet=True)
+    runner.run(runner.build(sim, cfg, sim_build_root, quiet=True), "top_tb", quiet=True)

@@ -30,8 +30,8 @@ CLOCKS = {"cocotb": False, "fast": True}
 
 
 @pytest.fixture(scope="module")
-def build_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("sim_bulk")
+def build_root(sim_build_root):
+    return sim_build_root
 
 
 def _records(built, run, name):
