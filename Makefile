@@ -50,9 +50,12 @@ setup: $(STAMP)
 
 # The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in one process); a file's tests
 # share a worker (the regression adds up what its tests checked, one file per simulator).
+# Files go to the workers in collection order, the slow ones first (tests/conftest.py);
+# xdist's default reorders them by test count, which left the long regression files last.
 TEST_JOBS ?= auto
+XDIST := -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/sparsemac demo
@@ -122,8 +125,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
 	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
-	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile \
-	    $(PYTEST_ARGS)
+	SPARSEMAC_ENV=latest $(LATEST_VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,20 @@ def sim_build_root(tmp_path_factory):
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sim_builds"
     root.mkdir(exist_ok=True)
     return root
+
+
+#: The test files that take minutes, longest first. ``make test``'s workers take whole files
+#: (``--dist loadfile``) in collection order; started first, these do not leave one worker
+#: running alone at the end while the other is idle.
+SLOW_FILES = ("test_sim_regression_icarus.py", "test_sim_regression_verilator.py",
+              "test_simnet.py", "test_sim_bulk.py", "test_synth.py", "test_explore.py",
+              "test_demo.py", "test_sim_bench.py", "test_hdl_top.py", "test_sim_network.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect the slow files first (a stable sort: each file's tests keep their order)."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))
 
 
 _REPORTED = []
