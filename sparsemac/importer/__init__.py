@@ -1,18 +1,21 @@
 """ONNX models in, what the accelerator loads out: ``sparsemac compress``.
 
-Two kinds of model are read, both a single chain from one input to one output:
+Two kinds of model are read:
 
-**Float** (:func:`import_model` returns ``kind == "float"``; :mod:`.float_reader`)
-    ``Gemm`` (``transB`` 0 or 1, ``alpha = beta = 1``, no ``transA``), ``MatMul`` with a
-    constant right operand, optionally followed by an ``Add`` of a constant (its bias),
-    ``Conv`` (one group, dilation 1, equal strides, equal padding on all sides or
-    ``auto_pad`` giving it), ``Relu``, ``Flatten`` (axis 1), ``Reshape`` to ``(N, -1)``,
-    ``MaxPool`` (square kernel, equal strides, no padding, no ``ceil_mode``), ``Identity``,
-    ``Dropout`` (inference), weights from initializers or ``Constant`` nodes. Each ReLU is
-    fused into the Gemm/MatMul/Conv before it (across MaxPool / Flatten, which commute with
-    it). The result is the golden model's float graph (:class:`~golden_model.graph.Dense`,
-    :class:`~golden_model.graph.Conv2d`, ...), which :func:`compress` prunes N:M and
-    quantizes with :func:`~golden_model.graph.quantize_graph`.
+**Float** (:func:`import_model` returns ``kind == "float"``; :mod:`.graph_reader`)
+    Any network of the operators a PyTorch or Keras export writes, branches and all:
+    ``Conv`` (groups, asymmetric pads, ``auto_pad``, stride pairs), ``Gemm`` (alpha, beta,
+    transB), ``MatMul`` by a constant, ``BatchNormalization`` and per-channel ``Add`` /
+    ``Mul`` of constants (folded in float64 into the Conv/Gemm before them, or a per-channel
+    affine layer: a depthwise 1x1 conv), ``Relu`` (fused into the Conv/Gemm/Add before it, also
+    across MaxPool and reshapes), ``Clip`` (ReLU6), ``Add`` / ``Sum`` of two tensors (residual
+    connections), ``Concat``, ``MaxPool`` / ``AveragePool`` (pads, ``ceil_mode``),
+    ``GlobalAveragePool``, ``Pad``, ``Flatten`` / ``Reshape`` / ``Transpose`` (ShuffleNet's
+    channel shuffle), ``Identity``, ``Dropout`` (inference), constants folded first
+    (``Constant``, ``Shape`` -> ``Gather`` -> ``Unsqueeze`` -> ``Concat`` -> ``Reshape`` chains
+    as exporters write them). The result is the golden model's float graph (a DAG of
+    :mod:`golden_model.layers`), which :func:`compress` prunes N:M and quantizes with
+    :func:`~golden_model.graph.quantize_graph`.
 **QDQ** (``kind == "qdq"``: the model holds QuantizeLinear / DequantizeLinear nodes;
 :mod:`.qdq_reader`)
     As ``onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ)``
@@ -28,21 +31,20 @@ Two kinds of model are read, both a single chain from one input to one output:
     hardware's multiplier and shift come from
     ``quantize_multiplier(requant_scale(s_in, s_w, s_out))`` (``requant="tflite"``).
 
-A trailing ``Softmax`` / ``LogSoftmax`` over the class axis (the graph's last operator,
-possibly followed by its QuantizeLinear / DequantizeLinear) is accepted and dropped: it does
-not change the argmax, and the accelerator returns the logits. Anywhere else it is an
-unsupported operator. Everything else is refused with a :class:`~golden_model.graph.GraphError`
-naming the operator and the node: ``unsupported operator 'Sigmoid' (node 'act3')``,
-``Conv group=2 is not supported (node 'dw1'): only group=1``, branches and skip connections
-(``the graph is not a chain: tensor 'h' feeds 2 nodes ('a', 'b')``), an input of rank other
-than 2 or 4, a file that is not an ONNX model.
+A trailing ``Softmax`` / ``LogSoftmax`` (or ``ArgMax``) over the class axis is accepted and
+left to the host: it does not change the argmax, and the accelerator returns the logits.
+Anywhere else it is an unsupported operator. Everything else is refused with a
+:class:`~golden_model.graph.GraphError` naming the operator and the node: ``unsupported
+operator 'LRN' (node 'norm1')``, ``Conv dilations [2, 2] are not supported: only 1 (node
+'c0')``, an input of rank other than 2 or 4, a file that is not an ONNX model. The QDQ reader
+still reads chains only (branches: ``the graph is not a chain: tensor 'h' feeds 2 nodes``).
 
 Modules, one job each: :mod:`.model` (read and check a file, pick the reader),
-:mod:`.chain` (constants folded, the chain's shape checked), :mod:`.nodes` (one node's
-attributes and constants), :mod:`.reader` (the walk and the operators both readers share),
-:mod:`.float_reader`, :mod:`.qdq_reader`, :mod:`.policy` (:func:`compress`: which layers go
-N:M, pruning, quantization options, calibration data), :mod:`.digits` (the bundled data set),
-:mod:`.reports` (accuracy, the table, ``summary.md``).
+:mod:`.graph_reader` (float models), :mod:`.chain` (a QDQ chain, constants folded, its shape
+checked), :mod:`.nodes` (one node's attributes and constants), :mod:`.reader` (the chain
+walk of the QDQ reader), :mod:`.qdq_reader`, :mod:`.policy` (:func:`compress`: which layers
+go N:M, pruning, quantization options, calibration data), :mod:`.digits` (the bundled data
+set), :mod:`.reports` (accuracy, the table, ``summary.md``).
 """
 
 from .digits import DIGITS_SHAPES

@@ -1,14 +1,15 @@
 """An ONNX model in: read from a path or bytes, checked, and read by the reader that fits
 (:class:`~.qdq_reader.QdqReader` when it holds QuantizeLinear / DequantizeLinear nodes,
-:class:`~.float_reader.FloatReader` otherwise)."""
+:func:`~.graph_reader.read_float_graph` otherwise)."""
 
 from pathlib import Path
 
-from golden_model.graph import GraphError
+from golden_model.graph import Conv2d, Dense, GraphError
 
-from .chain import Chain
-from .float_reader import FloatReader
+from .chain import QDQ_OPS, Chain
+from .graph_reader import read_float_graph
 from .qdq_reader import QdqReader
+from .reader import OnnxImport
 
 __all__ = ["read_model", "check_model", "import_model"]
 
@@ -68,6 +69,10 @@ def import_model(model):
         check_model(model)
     else:
         model = read_model(model)
-    chain = Chain(model)
-    reader = QdqReader if chain.qdq else FloatReader
-    return reader(chain).read()
+    if any(node.op_type in QDQ_OPS for node in model.graph.node):
+        return QdqReader(Chain(model)).read()
+    fg = read_float_graph(model)
+    if not any(isinstance(layer, (Dense, Conv2d)) for layer in fg.layers):
+        raise GraphError("the model has no Gemm, MatMul or Conv layer")
+    return OnnxImport("float", fg.input_name, fg.input_shape, layers=fg.layers,
+                      tensors=[fg.input_name, *fg.tensors], notes=list(fg.notes))

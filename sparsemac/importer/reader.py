@@ -1,10 +1,10 @@
-"""What the float and the QDQ reader share: the walk along a :class:`~.chain.Chain`, and the
-operators read the same way in both (the geometry of Gemm / MatMul / Conv, Flatten, Reshape,
-MaxPool, Identity, Dropout, a trailing Softmax).
+"""The walk along a :class:`~.chain.Chain` of the QDQ reader, and the operators it reads as the
+chain importer did (the geometry of Gemm / MatMul / Conv, Flatten, Reshape, MaxPool,
+Identity, Dropout, a trailing Softmax); float models go through :mod:`.graph_reader`.
 
 A reader keeps the shape of the current tensor, the layers made so far and, for every layer
 output, the ONNX tensor holding the same values. Subclasses make the layers:
-:class:`~.float_reader.FloatReader` and :class:`~.qdq_reader.QdqReader`.
+:class:`~.qdq_reader.QdqReader`.
 """
 
 import dataclasses

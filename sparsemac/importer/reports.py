@@ -1,13 +1,11 @@
 """What ``sparsemac compress`` tells: the digits accuracy, the layer table it prints and the
 ``summary.md`` it writes next to the graph."""
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from golden_model.graph import MaxPool2d, QConv2d, QDense, float_forward
-from golden_model.kernels import conv_output_size
+from golden_model.graph import QConv2d, QDense, float_forward
 
 from .digits import DIGITS_SHAPES, digits_split
 
@@ -32,48 +30,32 @@ def digits_accuracy(result):
 
 
 def layer_rows(graph):
-    """One dict per layer of ``graph`` for the tables: name, kind, shapes, GEMM geometry,
-    mode, zero points, clamp and bytes (``None`` where a field does not apply)."""
+    """One dict per layer of ``graph`` for the tables: name, kind, the tensors it reads,
+    shapes, GEMM geometry, mode, zero points, clamp and bytes (``None`` where a field does not
+    apply)."""
     sizes = iter(graph.nbytes())          # one row per weighted layer, in order
+    shapes = graph.shapes()
+    names = ["input", *(layer.name for layer in graph.layers)]
     rows = []
-    shape = tuple(graph.input_shape)
-    for layer in graph.layers:
+    for i, (layer, wire) in enumerate(zip(graph.layers, graph.wiring())):
+        row = {"layer": layer.name, "kind": type(layer).__name__, "in": shapes[wire[0]],
+               "out": shapes[i + 1], "reads": [names[j] for j in wire], "weights": None,
+               "gemm": None, "mode": None, "in_zp": None, "out_zp": None, "clamp": None,
+               "relu": None, "macs": 0, "bytes": None}
         if isinstance(layer, (QDense, QConv2d)):
-            row = _weighted_row(layer, shape, next(sizes))
-        else:
-            row = _shape_row(layer, shape)
+            row.update(_weighted_fields(layer, shapes[i + 1], next(sizes)))
         rows.append(row)
-        shape = row["out"]
     return rows
 
 
-def _weighted_row(layer, in_shape, nbytes):
+def _weighted_fields(layer, out_shape, nbytes):
     wm = layer.gemm_weights()
-    if isinstance(layer, QConv2d):
-        oh = conv_output_size(in_shape[1], layer.w.shape[2], layer.stride, 1, 2 * layer.padding)
-        ow = conv_output_size(in_shape[2], layer.w.shape[3], layer.stride, 1, 2 * layer.padding)
-        shape = (wm.shape[0], oh, ow)
-        m_rows = oh * ow
-    else:
-        shape = (wm.shape[0],)
-        m_rows = 1
+    m_rows = out_shape[1] * out_shape[2] if isinstance(layer, QConv2d) else 1
     mode = "dense" if layer.sparsity is None else f"{layer.sparsity[0]}:{layer.sparsity[1]}"
-    return {"layer": layer.name, "kind": type(layer).__name__, "in": in_shape, "out": shape,
-            "weights": tuple(layer.w.shape), "gemm": (m_rows, *wm.shape[::-1]), "mode": mode,
+    return {"weights": tuple(layer.w.shape), "gemm": (m_rows, *wm.shape[::-1]), "mode": mode,
             "in_zp": layer.in_zp, "out_zp": layer.out_zp,
             "clamp": (layer.act_min, layer.act_max), "relu": layer.relu,
             "macs": m_rows * wm.size, "bytes": nbytes}
-
-
-def _shape_row(layer, in_shape):
-    if isinstance(layer, MaxPool2d):
-        shape = (in_shape[0], conv_output_size(in_shape[1], layer.kernel, layer.stride, 1, 0),
-                 conv_output_size(in_shape[2], layer.kernel, layer.stride, 1, 0))
-    else:
-        shape = (math.prod(in_shape),)
-    return {"layer": layer.name, "kind": type(layer).__name__, "in": in_shape, "out": shape,
-            "weights": None, "gemm": None, "mode": None, "in_zp": None, "out_zp": None,
-            "clamp": None, "relu": None, "macs": 0, "bytes": None}
 
 
 def _dims(shape):
