@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "as_float_array", "as_int_array", "check_finite", "check_positive_scale", "check_bits",
-    "check_int", "check_bool", "check_axis", "check_choice", "int_range",
+    "check_int", "check_bool", "check_pair", "check_axis", "check_choice", "int_range",
 ]
 
 
@@ -97,6 +97,17 @@ def check_int(value, name, *, lo=None, hi=None):
     if hi is not None and value > hi:
         raise ValueError(f"{name} must be at most {hi}, not {value}")
     return value
+
+
+def check_pair(value, name, *, lo=1):
+    """``(h, w)`` from an int (both) or a pair of ints, each at least ``lo`` (kernel sizes,
+    strides, dilations)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), not {value!r}")
+        return tuple(check_int(v, name, lo=lo) for v in value)
+    value = check_int(value, name, lo=lo)
+    return value, value
 
 
 def check_bool(value, name):

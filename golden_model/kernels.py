@@ -18,7 +18,7 @@ in int64 and the total wrapped to int32. Operands too wide for float32 use float
 
 import numpy as np
 
-from common.checks import as_int_array, check_finite, check_int
+from common.checks import as_int_array, check_finite, check_int, check_pair
 
 from .requant import requantize, requantize_float
 
@@ -126,15 +126,6 @@ def matmul_integer(a, b, *, a_zero_point=0, b_zero_point=0):
     return _exact_dot(a, b, int(za), zb)
 
 
-def _pair(v, name):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair (h, w), not {v!r}")
-        return tuple(check_int(e, name, lo=1) for e in v)
-    v = check_int(v, name, lo=1)
-    return v, v
-
-
 def conv_output_size(size, kernel, stride, dilation, pad_total):
     """Output length of a convolution along one axis."""
     eff = dilation * (kernel - 1) + 1
@@ -180,9 +171,9 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, pad_value=0):
         x = as_int_array(x, "x")
     if x.ndim != 4:
         raise ValueError(f"x must be NCHW (4-d), not shape {x.shape}")
-    kh, kw = _pair(kernel_size, "kernel_size")
-    sh, sw = _pair(stride, "stride")
-    dh, dw = _pair(dilation, "dilation")
+    kh, kw = check_pair(kernel_size, "kernel_size")
+    sh, sw = check_pair(stride, "stride")
+    dh, dw = check_pair(dilation, "dilation")
     top, left, bottom, right = _pads(padding, x.shape[2:], (kh, kw), (sh, sw), (dh, dw))
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1

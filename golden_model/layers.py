@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from common.checks import check_choice, check_int
+from common.checks import check_choice, check_int, check_pair
 
 from .concat import qconcat
 from .elementwise import onnx_activation_bounds, qadd, qclip
@@ -74,18 +74,9 @@ def _pads4(pads, what):
     return p, p, p, p
 
 
-def _pair(v, what):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise GraphError(f"{what} must be an int or a pair, not {v!r}")
-        return tuple(check_int(e, what, lo=1) for e in v)
-    v = check_int(v, what, lo=1)
-    return v, v
-
-
-def _canonical_pair(v, what):
+def _canonicalcheck_pair(v, what):
     """An int for a square pair, else the pair (what a graph file stores)."""
-    h, w = _pair(v, what)
+    h, w = check_pair(v, what)
     return h if h == w else (h, w)
 
 
@@ -136,7 +127,7 @@ def _conv_out_shape(layer, shape, w, stride, padding, groups):
     (c, h, wd) = layer._spatial([shape])
     _with_channels(layer, shape, w.shape[1] * groups)
     top, left, bottom, right = _pads4(padding, "padding")
-    sh, sw = _pair(stride, "stride")
+    sh, sw = check_pair(stride, "stride")
     oh = (h + top + bottom - w.shape[2]) // sh + 1
     ow = (wd + left + right - w.shape[3]) // sw + 1
     if oh < 1 or ow < 1:
@@ -286,8 +277,8 @@ class MaxPool2d(_Shared):
     inputs: tuple = ()
 
     def __post_init__(self):
-        self.kernel = _canonical_pair(self.kernel, "pooling kernel")
-        self.stride = _canonical_pair(self.stride, "pooling stride")
+        self.kernel = _canonicalcheck_pair(self.kernel, "pooling kernel")
+        self.stride = _canonicalcheck_pair(self.stride, "pooling stride")
         self.pads = _pads4(self.pads, "pooling pads")
         self.ceil_mode = bool(self.ceil_mode)
 
@@ -301,7 +292,7 @@ class MaxPool2d(_Shared):
 
     def out_shape(self, shape):
         c, h, w = self._spatial([shape])
-        (kh, kw), (sh, sw) = _pair(self.kernel, "kernel"), _pair(self.stride, "stride")
+        (kh, kw), (sh, sw) = check_pair(self.kernel, "kernel"), check_pair(self.stride, "stride")
         top, left, bottom, right = self.pads
         try:
             return (c, pool_output_size(h, kh, sh, top, bottom, self.ceil_mode),
@@ -425,7 +416,7 @@ class Concat(_Layer):
 
 def _pool_out_shape(layer, shape):
     c, h, w = layer._spatial([shape])
-    (kh, kw), (sh, sw) = _pair(layer.kernel, "kernel"), _pair(layer.stride, "stride")
+    (kh, kw), (sh, sw) = check_pair(layer.kernel, "kernel"), check_pair(layer.stride, "stride")
     top, left, bottom, right = _pads4(layer.pads, "pads")
     try:
         return (c, pool_output_size(h, kh, sh, top, bottom, layer.ceil_mode),

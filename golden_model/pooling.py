@@ -28,7 +28,14 @@ import numbers
 
 import numpy as np
 
-from common.checks import as_int_array, check_bool, check_choice, check_int, check_positive_scale
+from common.checks import (
+    as_int_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_pair,
+    check_positive_scale,
+)
 
 from .requant import multiply_by_quantized_multiplier, quantize_multiplier, requantize_float
 
@@ -53,15 +60,6 @@ def _check_x(x):
     if 0 in x.shape:
         raise ValueError(f"x must not be empty, not shape {x.shape}")
     return x
-
-
-def _pair(value, name):
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (h, w), not {value!r}")
-        return tuple(check_int(v, name, lo=1) for v in value)
-    value = check_int(value, name, lo=1)
-    return value, value
 
 
 def _pads(pads):
@@ -106,8 +104,8 @@ def pool_output_size(size, kernel, stride, pad_begin, pad_end, ceil_mode=False):
 
 def _geometry(x, kernel, strides, pads, ceil_mode):
     """Check the pooling arguments; return kernel, strides, pads and the output size."""
-    kh, kw = _pair(kernel, "kernel")
-    sh, sw = (kh, kw) if strides is None else _pair(strides, "strides")
+    kh, kw = check_pair(kernel, "kernel")
+    sh, sw = (kh, kw) if strides is None else check_pair(strides, "strides")
     top, left, bottom, right = _pads(pads)
     ceil_mode = check_bool(ceil_mode, "ceil_mode")
     for name, p, k in (("top", top, kh), ("left", left, kw), ("bottom", bottom, kh),

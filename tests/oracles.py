@@ -34,7 +34,7 @@ __all__ = [
     "make_onnx_model", "run_onnx",
     "onnx_quantize_linear", "onnx_dequantize_linear", "onnx_qlinear_matmul",
     "onnx_qlinear_conv", "onnx_matmul_integer",
-    "conv_output_size", "build_tflite_conv2d", "run_tflite", "litert_conv2d",
+    "conv_output_size", "build_tflite_conv2d", "tflite_model", "run_tflite", "litert_conv2d",
     "litert_depthwise_conv2d", "assert_bit_exact",
 ]
 
@@ -344,8 +344,7 @@ def build_tflite_conv2d(weights, bias, *, input_shape, input_scale, input_zero_p
 
     zeros = np.zeros(c_out, dtype=np.int64)
     bias_scales = np.float32(input_scale) * weight_scales
-    subgraph = tfl.SubGraphT()
-    subgraph.tensors = [
+    tensors = [
         _tensor(input_shape, tfl.TensorType.INT8, 0, "input",
                 _quant(input_scale, input_zero_point)),
         _tensor(weights.shape, tfl.TensorType.INT8, 1, "filter",
@@ -354,18 +353,28 @@ def build_tflite_conv2d(weights, bias, *, input_shape, input_scale, input_zero_p
         _tensor(out_shape, tfl.TensorType.INT8, 0, "output",
                 _quant(output_scale, output_zero_point)),
     ]
-    subgraph.inputs = [0]
-    subgraph.outputs = [3]
-    subgraph.operators = [op]
-    subgraph.name = "main"
+    return tflite_model(tensors, [op], [code], inputs=[0], outputs=[3],
+                        buffers=[_buffer(), _buffer(weights), _buffer(bias)])
 
+
+def tflite_model(tensors, operators, codes, *, inputs, outputs, buffers=None,
+                 description="sparsemac oracle"):
+    """The bytes of a ``.tflite`` model of one subgraph (LiteRT's schema objects): its
+    ``tensors``, ``operators`` and operator ``codes``, graph ``inputs`` and ``outputs`` (tensor
+    indices). Buffer 0 is the empty sentinel activations point to; ``buffers`` (default: that
+    one only) holds the constants after it."""
+    subgraph = tfl.SubGraphT()
+    subgraph.tensors = tensors
+    subgraph.inputs = list(inputs)
+    subgraph.outputs = list(outputs)
+    subgraph.operators = list(operators)
+    subgraph.name = "main"
     model = tfl.ModelT()
     model.version = 3
-    model.description = "sparsemac oracle"
-    model.operatorCodes = [code]
+    model.description = description
+    model.operatorCodes = list(codes)
     model.subgraphs = [subgraph]
-    # Buffer 0 is the empty sentinel that activations point to.
-    model.buffers = [_buffer(), _buffer(weights), _buffer(bias)]
+    model.buffers = list(buffers) if buffers is not None else [_buffer()]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -13,7 +13,6 @@
     and a single ``QLinearConcat`` node run with ``ORT_DISABLE_ALL``.
 """
 
-import flatbuffers
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -24,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 from oracles import (
     ORT_IR_VERSION,
     ORT_OPSET,
-    _buffer,
     _quant,
     _tensor,
     assert_bit_exact,
     run_onnx,
+    tflite_model,
 )
 
 from golden_model.concat import qconcat, requantize_tensor
@@ -61,21 +60,9 @@ def _operator(opcode_index, inputs, outputs, options_type=0, options=None):
 
 
 def _serialize(tensors, operators, codes, inputs, outputs):
-    subgraph = tfl.SubGraphT()
-    subgraph.tensors = tensors
-    subgraph.inputs = list(inputs)
-    subgraph.outputs = list(outputs)
-    subgraph.operators = operators
-    subgraph.name = "main"
-    model = tfl.ModelT()
-    model.version = 3
-    model.description = "sparsemac concat oracle"
-    model.operatorCodes = codes
-    model.subgraphs = [subgraph]
-    model.buffers = [_buffer()]          # every tensor is an activation: buffer 0
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    # every tensor is an activation: buffer 0 only
+    return tflite_model(tensors, operators, codes, inputs=inputs, outputs=outputs,
+                        description="sparsemac concat oracle")
 
 
 def build_tflite_quantize(shape, in_scale, in_zero_point, out_scale, out_zero_point):

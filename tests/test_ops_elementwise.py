@@ -11,7 +11,6 @@ MLAS AVX2 kernel on this machine), compared with ``mode="onnx"``. A lone ``QLine
 run with ``ORT_DISABLE_ALL`` gives the same results.
 """
 
-import flatbuffers
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -22,11 +21,11 @@ from onnx import TensorProto, helper, numpy_helper
 from oracles import (
     ORT_IR_VERSION,
     ORT_OPSET,
-    _buffer,
     _quant,
     _tensor,
     assert_bit_exact,
     run_tflite,
+    tflite_model,
 )
 
 from golden_model.elementwise import (
@@ -65,21 +64,8 @@ def _tflite_model(opcode, options_type, options, tensors, inputs, outputs):
     if options is not None:
         op.builtinOptionsType = options_type
         op.builtinOptions = options
-    sub = tfl.SubGraphT()
-    sub.tensors = tensors
-    sub.inputs = list(inputs)
-    sub.outputs = list(outputs)
-    sub.operators = [op]
-    sub.name = "main"
-    model = tfl.ModelT()
-    model.version = 3
-    model.description = "sparsemac elementwise oracle"
-    model.operatorCodes = [code]
-    model.subgraphs = [sub]
-    model.buffers = [_buffer()]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return tflite_model(tensors, [op], [code], inputs=inputs, outputs=outputs,
+                        description="sparsemac elementwise oracle")
 
 
 def build_tflite_add(shape_a, shape_b, p, activation=None):

@@ -15,7 +15,6 @@ unfused ``DequantizeLinear -> Pad -> QuantizeLinear``. MaxPool is also run as a 
 node (opset 21) with explicit pads and ``ceil_mode``.
 """
 
-import flatbuffers
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -32,6 +31,7 @@ from oracles import (
     make_onnx_model,
     run_onnx,
     run_tflite,
+    tflite_model,
 )
 
 from golden_model.pooling import (
@@ -138,21 +138,8 @@ def _tflite_model(opcode, options_type, options, x_shape, in_q, out_shape, out_q
     op.outputs = [len(tensors) - 1]
     op.builtinOptionsType = options_type
     op.builtinOptions = options
-    subgraph = tfl.SubGraphT()
-    subgraph.tensors = tensors
-    subgraph.inputs = [0]
-    subgraph.outputs = [len(tensors) - 1]
-    subgraph.operators = [op]
-    subgraph.name = "main"
-    model = tfl.ModelT()
-    model.version = 3
-    model.description = "sparsemac pooling oracle"
-    model.operatorCodes = [code]
-    model.subgraphs = [subgraph]
-    model.buffers = buffers
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return tflite_model(tensors, [op], [code], inputs=[0], outputs=[len(tensors) - 1],
+                        buffers=buffers, description="sparsemac pooling oracle")
 
 
 def litert_pool(kind, x_nchw, kernel, strides, padding, scale, zero_point):
