@@ -617,7 +617,7 @@ _SMALL_REGS = ("m_rows", "m_block", "k_tiles", "n_tiles")
 
 
 def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", cycles=5000,
-                          seed=1, x_start=True, name="simnet_eq_tb"):
+                          seed=1, x_start=True, name="simnet_eq_tb", stop_on_mismatch=False):
     """A Verilog testbench that drives the modules ``ref`` and ``new`` (same ports, from
     :func:`hdl.generate.manifest`'s ``ports``) with the same random stimulus and compares
     every output port with ``!==`` after every rising edge, for ``cycles`` cycles.
@@ -633,6 +633,8 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
 
     Prints ``SIMNET_MISMATCH cycle port ref new`` (at most 20) and at the end
     ``SIMNET_EQ cycles=.. mismatches=.. out_words=.. in_words=.. axil_writes=.. irqs=..``.
+    With ``stop_on_mismatch`` the run ends at the first cycle with a mismatch (a test that
+    only needs to see one).
     """
     ports = [(p["name"], p["direction"], int(p["width"])) for p in manifest["ports"]]
     regs = {r["name"]: r["offset"] for r in manifest["axi_lite"]["registers"]}
@@ -710,7 +712,8 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
     out_fire = "ref_m_axis_out_tvalid & m_axis_out_tready"
     in_fire = " | ".join(f"(s_axis_{s}_tvalid & ref_s_axis_{s}_tready)" for s in streams) \
         or "1'b0"
-    lines.append(f"""    repeat ({int(cycles)}) begin
+    stop = "mismatches == 0" if stop_on_mismatch else "1'b1"
+    lines.append(f"""    while (cycle < {int(cycles)} && {stop}) begin
       @(negedge aclk);
       compare;
       if (cycle >= 8 || !{int(bool(x_start))}) drive;
@@ -735,12 +738,13 @@ endmodule""")
 
 
 def check_equivalence(original, transformed, manifest, *, workdir, cycles=5000, seed=1,
-                      x_start=True, top="sparsemac", iverilog="iverilog", vvp="vvp"):
+                      x_start=True, top="sparsemac", iverilog="iverilog", vvp="vvp",
+                      stop_on_mismatch=False):
     """Simulate ``original`` (the generated Verilog of ``top``) and ``transformed`` (its
     simulation netlist, module ``top``) side by side in Icarus under
     :func:`equivalence_testbench`. Returns a dict: ``cycles``, ``mismatches``,
     ``out_words``, ``in_words``, ``axil_writes``, ``irqs`` and ``first`` (the first
-    mismatch lines)."""
+    mismatch lines); ``stop_on_mismatch`` as :func:`equivalence_testbench`."""
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     new = f"{top}_simnet"
@@ -751,7 +755,8 @@ def check_equivalence(original, transformed, manifest, *, workdir, cycles=5000, 
     (wd / "ref.v").write_text(original)
     (wd / "new.v").write_text(renamed)
     (wd / "tb.v").write_text(equivalence_testbench(manifest, ref=top, new=new, cycles=cycles,
-                                                   seed=seed, x_start=x_start))
+                                                   seed=seed, x_start=x_start,
+                                                   stop_on_mismatch=stop_on_mismatch))
     build = subprocess.run([iverilog, "-g2012", "-o", "eq.vvp", "-s", "simnet_eq_tb",
                             "tb.v", "ref.v", "new.v"], cwd=wd, capture_output=True,
                            text=True, check=False)

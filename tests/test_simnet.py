@@ -110,8 +110,9 @@ def test_a_mutation_is_caught(generated):
                                                   "^ 1'b1;", 1)
     for name, mutant in mutants.items():
         result = simnet.check_equivalence(text, mutant, manifest, workdir=folder / "eq_mut",
-                                          cycles=CYCLES, seed=7)
+                                          cycles=CYCLES, seed=7, stop_on_mismatch=True)
         assert result["mismatches"] > 0, f"the {name} mutation went unnoticed"
+        assert result["cycles"] < CYCLES, result       # it stopped at the first one
         assert result["first"][0].startswith("SIMNET_MISMATCH ")
 
 
