@@ -91,9 +91,10 @@ def quantize_multiplier(real):
 def srdhm(a, b):
     """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values (vectorized).
 
-    The high 32 bits of ``2 * a * b``, rounded half away from zero (nudge ``2^30`` when
-    ``a * b >= 0``, ``1 - 2^30`` otherwise, then C truncating division by ``2^31``);
-    ``srdhm(INT32_MIN, INT32_MIN) = INT32_MAX``.
+    The high 32 bits of ``2 * a * b``, rounded to nearest with ties toward +infinity (nudge
+    ``2^30`` when ``a * b >= 0``, ``1 - 2^30`` otherwise, then C truncating division by
+    ``2^31``: -1.5 -> -1, -0.5 -> 0, 0.5 -> 1, 1.5 -> 2; not half away from zero for negative
+    ties); ``srdhm(INT32_MIN, INT32_MIN) = INT32_MAX``.
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
