@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
     "ORT_OPSET", "ORT_IR_VERSION",
-    "make_onnx_model", "run_onnx",
+    "make_onnx_model", "ort_session", "run_onnx",
     "onnx_quantize_linear", "onnx_dequantize_linear", "onnx_qlinear_matmul",
     "onnx_qlinear_conv", "onnx_matmul_integer",
     "conv_output_size", "build_tflite_conv2d", "tflite_model", "run_tflite", "litert_conv2d",
@@ -87,18 +87,26 @@ def make_onnx_model(node, inputs, output, initializers=(), *, opset=ORT_OPSET):
     return model
 
 
+def ort_session(model, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, optimized_path=None):
+    """An ONNX Runtime session of ``model`` on the CPU provider, one thread, at optimization
+    ``level``; ``optimized_path``: where ORT writes the graph it optimized (to see which
+    kernels a QDQ pattern was fused into)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
 def run_onnx(model, feeds):
     """Run ``model`` on ONNX Runtime's CPU provider, graph optimizations disabled.
 
     Returns the first output as an ndarray.
     """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return ort_session(model, ort.GraphOptimizationLevel.ORT_DISABLE_ALL).run(None, feeds)[0]
 
 
 def _scalar_or_array(value, dtype):

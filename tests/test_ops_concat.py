@@ -15,7 +15,6 @@
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -26,6 +25,7 @@ from oracles import (
     _quant,
     _tensor,
     assert_bit_exact,
+    ort_session,
     run_onnx,
     tflite_model,
 )
@@ -188,17 +188,6 @@ def qlinear_concat_model(shapes, in_scales, in_zero_points, out_scale, out_zero_
     node = helper.make_node("QLinearConcat", names, ["y"], domain=MS_DOMAIN, axis=axis)
     return _model([node], shapes, _concat_shape(shapes, axis), inits,
                   [("", ORT_OPSET), (MS_DOMAIN, 1)])
-
-
-def ort_session(model, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, optimized_path=None):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    if optimized_path is not None:
-        options.optimized_model_filepath = str(optimized_path)
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
 
 
 def run_ort(model, xs):

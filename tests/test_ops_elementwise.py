@@ -24,6 +24,7 @@ from oracles import (
     _quant,
     _tensor,
     assert_bit_exact,
+    ort_session,
     run_tflite,
     tflite_model,
 )
@@ -163,15 +164,7 @@ def qdq_unary_model(shape, scale, zero_point, activation):
 
 
 def run_ort(model, feeds, *, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, save=None):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    if save is not None:
-        options.optimized_model_filepath = str(save)
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return ort_session(model, level, save).run(None, feeds)[0]
 
 
 def optimized_ops(model, feeds, tmp_path):

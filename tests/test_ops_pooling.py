@@ -17,7 +17,6 @@ node (opset 21) with explicit pads and ``ceil_mode``.
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
 from onnx import TensorProto, helper, numpy_helper
@@ -29,6 +28,7 @@ from oracles import (
     _tensor,
     assert_bit_exact,
     make_onnx_model,
+    ort_session,
     run_onnx,
     run_tflite,
     tflite_model,
@@ -211,15 +211,7 @@ def ort_qdq(op, attrs, x, s_in, zp_in, s_out, zp_out, *, extra=None, optimized=N
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ORT_OPSET)],
                               ir_version=ORT_IR_VERSION, producer_name="sparsemac-tests")
     onnx.checker.check_model(model, full_check=True)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    if optimized is not None:
-        options.optimized_model_filepath = str(optimized)
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    y = session.run(None, {"x": x})[0]
+    y = ort_session(model, optimized_path=optimized).run(None, {"x": x})[0]
     if optimized is None:
         return y
     return y, [(n.domain, n.op_type) for n in onnx.load(str(optimized)).graph.node]
