@@ -7,15 +7,24 @@ for the first pass of an m-block, its requantization parameters are loaded (in o
 the bank the block two before used, ``param_drain`` cycles after it ended). Streams are
 assumed always ready, as in ``sparsemac bench``; cycles count from the first input transfer
 to the last output transfer. ``tests/test_perf.py`` holds it to the RTL's cycle counts.
+
+:func:`graph_estimate` models a whole integer graph (``sparsemac perf``): every weighted layer
+as the GEMMs :func:`host.lowering.lower` cuts it into and the engine runs the runtime feeds
+them in (the same rules, so the figures are the RTL's), run one after the other; the ops left
+to the host are listed with the elements they produce, and not counted in the cycles.
 """
 
 import dataclasses
+import math
 
 from hdl.config import Config
 from hdl.engine import timing
-from host.packing import plan_layer
 
-__all__ = ["LayerEstimate", "layer_cycles", "network_cycles"]
+from .lowering import engine_sparse, gemm_shapes, layer_gemm, layer_name, rows_per_run, weighted
+from .packing import plan_layer
+
+__all__ = ["LayerEstimate", "layer_cycles", "network_cycles", "OpEstimate", "GraphEstimate",
+           "graph_estimate", "graph_report", "format_graph_report"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,3 +96,175 @@ def layer_cycles(config, m, k, n, *, sparse, m_block=None):
 def network_cycles(config, layers):
     """Estimates of a list of layers ``(m, k, n, sparse)``, run one after the other."""
     return [layer_cycles(config, m, k, n, sparse=sparse) for m, k, n, sparse in layers]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpEstimate:
+    """One layer of a graph on an array (:func:`graph_estimate`).
+
+    ``where`` is ``"engine"`` or ``"host"``. ``elements``: the values the layer produces per
+    batch. For an engine layer: ``gemm`` (the layer's own ``(m, k, n)`` over the batch, ``k``
+    one group's reduction length), ``mode`` (the array's N:M pattern or ``"dense"``) and
+    ``runs`` (a :class:`LayerEstimate` per engine run, over every GEMM of the layer).
+    """
+
+    name: str
+    kind: str
+    where: str
+    elements: int
+    gemm: tuple = None
+    mode: str = None
+    gemms: int = 0
+    runs: tuple = ()
+
+    @property
+    def cycles(self):
+        return sum(r.cycles for r in self.runs)
+
+    @property
+    def macs(self):
+        """The multiply-accumulates the layer needs (dense-equivalent, zeros included)."""
+        return 0 if self.gemm is None else math.prod(self.gemm)
+
+    @property
+    def utilization(self):
+        """:attr:`macs` over the array's peak in the layer's mode, for its cycles."""
+        if not self.runs:
+            return None
+        return self.macs / sum(r.cycles * r.peak_macs_per_cycle for r in self.runs)
+
+    def as_dict(self):
+        return {"name": self.name, "kind": self.kind, "where": self.where,
+                "elements": self.elements, "gemm": None if self.gemm is None else list(self.gemm),
+                "mode": self.mode, "gemms": self.gemms, "engine_runs": len(self.runs),
+                "cycles": self.cycles, "macs": self.macs, "utilization": self.utilization}
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphEstimate:
+    """A whole graph on an array, for a batch of ``batch`` inputs."""
+
+    config: Config
+    batch: int
+    layers: list
+
+    @property
+    def engine_layers(self):
+        return [ly for ly in self.layers if ly.where == "engine"]
+
+    @property
+    def host_layers(self):
+        return [ly for ly in self.layers if ly.where == "host"]
+
+    @property
+    def cycles(self):
+        return sum(ly.cycles for ly in self.layers)
+
+    @property
+    def cycles_per_inference(self):
+        return self.cycles / self.batch
+
+    @property
+    def macs(self):
+        return sum(ly.macs for ly in self.layers)
+
+    @property
+    def utilization(self):
+        peak = sum(r.cycles * r.peak_macs_per_cycle for ly in self.engine_layers
+                   for r in ly.runs)
+        return self.macs / peak
+
+    def inferences_per_s(self, freq_mhz):
+        """Inferences per second at ``freq_mhz``, the engine's cycles only."""
+        return freq_mhz * 1e6 / self.cycles_per_inference
+
+
+def graph_estimate(config, graph, *, batch=1, dense=False):
+    """Model ``graph`` (an :class:`~golden_model.graph.IntGraph`) on ``config`` for ``batch``
+    inputs (one engine run per GEMM over the whole batch, as the runtime feeds it).
+
+    ``dense=True`` models the graph's dense twin: every layer in the dense fallback (what
+    the N:M speed-up is measured against).
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a hdl.config.Config, not {config!r}")
+    shapes = graph.shapes()
+    out = []
+    for i, (layer, wire) in enumerate(zip(graph.layers, graph.wiring())):
+        name, kind = layer_name(layer, i), type(layer).__name__
+        elements = batch * math.prod(shapes[i + 1])
+        if not weighted(layer):
+            out.append(OpEstimate(name, kind, "host", elements))
+            continue
+        in_shape = shapes[wire[0]]
+        sparse = not dense and engine_sparse(config, layer)
+        m, k, n = layer_gemm(layer, in_shape)
+        parts = gemm_shapes(config, layer, in_shape)
+        runs = tuple(layer_cycles(config, r1 - r0, pk, pn, sparse=sparse)
+                     for pm, pk, pn in parts for r0, r1 in rows_per_run(pm * batch, None))
+        out.append(OpEstimate(name, kind, "engine", elements, (m * batch, k, n),
+                              config.sparsity if sparse else "dense", len(parts), runs))
+    return GraphEstimate(config, batch, out)
+
+
+def graph_report(config, graph, *, batch=1, freq_mhz=100.0):
+    """What ``sparsemac perf`` prints, as a JSON-ready dict: per layer the modelled cycles of
+    ``graph`` and of its dense twin on the same array, in total the cycles per inference,
+    inferences/s at ``freq_mhz`` and the N:M speed-up; the host ops with their elements."""
+    est = graph_estimate(config, graph, batch=batch)
+    twin = graph_estimate(config, graph, batch=batch, dense=True)
+    layers = []
+    for ly, dense in zip(est.layers, twin.layers):
+        row = ly.as_dict()
+        row["dense_cycles"] = dense.cycles
+        row["speedup"] = dense.cycles / ly.cycles if ly.cycles else None
+        layers.append(row)
+    host = {}
+    for ly in est.host_layers:
+        count, elements = host.get(ly.kind, (0, 0))
+        host[ly.kind] = (count + 1, elements + ly.elements)
+    return {
+        "config": config.as_dict(), "array": f"{config.rows}x{config.cols} {config.sparsity}",
+        "batch": batch, "freq_mhz": float(freq_mhz), "layers": layers,
+        "engine_layers": len(est.engine_layers), "host_layers": len(est.host_layers),
+        "cycles": est.cycles, "dense_cycles": twin.cycles,
+        "cycles_per_inference": est.cycles_per_inference,
+        "dense_cycles_per_inference": twin.cycles_per_inference,
+        "inferences_per_s": est.inferences_per_s(freq_mhz),
+        "dense_inferences_per_s": twin.inferences_per_s(freq_mhz),
+        "speedup": twin.cycles / est.cycles, "macs_per_inference": est.macs // batch,
+        "utilization": est.utilization, "dense_utilization": twin.utilization,
+        "host_ops": [{"kind": kind, "layers": count, "elements_per_inference": elements // batch}
+                     for kind, (count, elements) in host.items()],
+    }
+
+
+def format_graph_report(report):
+    """:func:`graph_report` as Markdown: one row per engine layer, the totals, the host ops."""
+    lines = [f"{report['array']} array, batch {report['batch']}, "
+             f"{report['engine_layers']} layers on the engine, {report['host_layers']} on the "
+             "host",
+             "| layer | GEMM m x k x n | GEMMs | mode | cycles | utilization | dense cycles | "
+             "speed-up |", "|---|---|---:|---|---:|---:|---:|---:|"]
+    for ly in report["layers"]:
+        if ly["where"] != "engine":
+            continue
+        m, k, n = ly["gemm"]
+        lines.append(f"| {ly['name']} | {m}x{k}x{n} | {ly['gemms']} | {ly['mode']} | "
+                     f"{ly['cycles']:,} | {ly['utilization']:.3f} | {ly['dense_cycles']:,} | "
+                     f"{ly['speedup']:.2f}x |")
+    lines.append(f"| total | {report['macs_per_inference']:,} MACs/inference | | | "
+                 f"{report['cycles']:,} | {report['utilization']:.3f} | "
+                 f"{report['dense_cycles']:,} | {report['speedup']:.2f}x |")
+    f = report["freq_mhz"]
+    lines += ["",
+              f"N:M graph: {report['cycles_per_inference']:,.0f} cycles/inference, "
+              f"{report['inferences_per_s']:,.1f} inferences/s at {f:g} MHz",
+              f"dense twin: {report['dense_cycles_per_inference']:,.0f} cycles/inference, "
+              f"{report['dense_inferences_per_s']:,.1f} inferences/s at {f:g} MHz",
+              f"speed-up of the N:M graph over the dense twin: {report['speedup']:.2f}x"]
+    if report["host_ops"]:
+        ops = ", ".join(f"{op['kind']} x{op['layers']} ({op['elements_per_inference']:,} "
+                        "elements)" for op in report["host_ops"])
+        lines.append(f"on the host (not in the cycles), per inference: {ops}")
+    return "\n".join(lines)

@@ -4,7 +4,8 @@
 the accelerator and everything else (pooling, flatten) on the host:
 
 * the input is quantized with the graph's input parameters (or given as int8 codes);
-* every weighted layer is lowered to one GEMM (:mod:`host.lowering`), packed into stream words
+* every weighted layer is lowered to its GEMMs (:mod:`host.lowering`: one, or one per batch of
+  groups of a grouped convolution), packed into stream words
   (:mod:`host.packing`), run on the *backend*, and its output unpacked back to NCHW; each
   layer's input is the previous layer's accelerator output (the network is chained on the
   engine, not fed the golden activations);
@@ -24,8 +25,10 @@ which runs a network job: a JSON file naming ``graph`` (a directory written by
 ``golden{i}`` the golden output of layer ``i - 1``), ``results`` and ``outputs`` (where to
 write the per-layer records, JSON, and every layer's output, ``.npz`` ``out{i}``),
 ``max_rows``, ``stalls`` and ``seed``. A record holds ``name`` and ``wall_s``, and for an
-engine layer ``sparse``, ``gemm`` ``[m, k, n]``, ``rows`` (one ``[r0, r1]`` per engine run)
-and ``cycles`` (one count per run).
+engine layer ``sparse``, ``gemm`` ``[m, k, n]`` (the layer's own GEMM: ``k`` one group's
+reduction length), ``parts`` (the GEMMs it was lowered to, :func:`host.lowering.lower`) and
+``runs``: per engine run ``gemm`` (its part's ``[m, k, n]``), ``rows`` ``[r0, r1]`` and
+``cycles``.
 """
 
 import dataclasses
@@ -95,11 +98,13 @@ class LayerResult:
     """One layer of a network run.
 
     ``where`` is ``"rtl"`` (a GEMM on the engine) or ``"host"`` (pooling, flatten). For an
-    engine layer: ``gemm`` ``(m, k, n)``, ``mode`` (``"2:4"``-like or ``"dense"``),
-    ``engine_runs``, ``cycles`` (RTL, summed over its runs, first input to last output of
-    each), ``model_cycles`` (:func:`host.perf.layer_cycles` of the same runs) and
-    ``peak_macs_per_cycle`` of the mode. ``checked``: output values compared bit-exact with
-    the golden model. ``wall_s``: wall-clock seconds of the layer in the simulation.
+    engine layer: ``gemm`` ``(m, k, n)`` (the layer's own GEMM over the batch; ``k`` one
+    group's reduction length), ``mode`` (``"2:4"``-like or ``"dense"``), ``gemms`` (the
+    GEMMs it was lowered to), ``engine_runs``, ``cycles`` (RTL, summed over its runs, first
+    input to last output of each), ``model_cycles`` (:func:`host.perf.layer_cycles` of the
+    same runs) and ``peak_macs_per_cycle`` of the mode. ``checked``: output values compared
+    bit-exact with the golden model. ``wall_s``: wall-clock seconds of the layer in the
+    simulation.
     """
 
     name: str
@@ -111,6 +116,7 @@ class LayerResult:
     gemm: tuple = None
     mode: str = None
     engine_runs: int = 0
+    gemms: int = 0
     cycles: int = 0
     model_cycles: int = 0
     peak_macs_per_cycle: int = 0
@@ -297,11 +303,13 @@ def _layer_result(config, name, layer, rec, output, checked):
     if not weighted(layer):
         return LayerResult(where="host", **common)
     sparse = rec["sparse"]
-    m, k, n = rec["gemm"]
-    model = sum(layer_cycles(config, r1 - r0, k, n, sparse=sparse).cycles
-                for r0, r1 in rec["rows"])
+    model = 0
+    for run in rec["runs"]:
+        (_, k, n), (r0, r1) = run["gemm"], run["rows"]
+        model += layer_cycles(config, r1 - r0, k, n, sparse=sparse).cycles
     return LayerResult(
-        where="rtl", gemm=(m, k, n), mode=config.sparsity if sparse else "dense",
-        engine_runs=len(rec["cycles"]), cycles=sum(rec["cycles"]), model_cycles=model,
+        where="rtl", gemm=tuple(rec["gemm"]), mode=config.sparsity if sparse else "dense",
+        engine_runs=len(rec["runs"]), gemms=rec["parts"],
+        cycles=sum(run["cycles"] for run in rec["runs"]), model_cycles=model,
         peak_macs_per_cycle=config.peak_macs_sparse if sparse else config.peak_macs_dense,
         **common)

@@ -46,23 +46,28 @@ async def network(dut):
         args = [outs[j] for j in wire]
         if isinstance(layer, (QDense, QConv2d)):
             (x,) = args
-            x_mat, w_mat, out_shape = lower(layer, x)
+            parts, out_shape = lower(tb.config, layer, x)
             want = golden_gemm(layer, golden[i + 1])
             sparse = engine_sparse(tb.config, layer)
-            m, k, n = x_mat.shape[0], x_mat.shape[1], w_mat.shape[0]
-            rows, cycles, parts = [], [], []
-            for (r0, r1), packets in engine_batches(tb.config, layer, x_mat, w_mat,
-                                                    max_rows=job["max_rows"]):
-                label = (f"layer {name} ({m}x{k}x{n} GEMM, {'N:M' if sparse else 'dense'}), "
-                         f"rows {r0}..{r1 - 1}")
-                run_cycles, words = await tb.run_layer(packets, want[r0:r1], label, seed)
-                cycles.append(run_cycles)
-                parts.append(unpack_output(packets.plan, words))
-                rows.append([r0, r1])
-            y = np.concatenate(parts)
+            m, k, n = want.shape[0], layer.gemm_weights().shape[1], want.shape[1]
+            runs, columns = [], []
+            for p, part in enumerate(parts):
+                pm, pk, pn = part.shape
+                rows = []
+                for (r0, r1), packets in engine_batches(tb.config, layer, part,
+                                                        max_rows=job["max_rows"]):
+                    label = (f"layer {name} ({pm}x{pk}x{pn} GEMM"
+                             f"{f' {p + 1} of {len(parts)}' if len(parts) > 1 else ''}, "
+                             f"{'N:M' if sparse else 'dense'}), rows {r0}..{r1 - 1}")
+                    run_cycles, words = await tb.run_layer(
+                        packets, want[r0:r1, part.lo:part.hi], label, seed)
+                    rows.append(unpack_output(packets.plan, words))
+                    runs.append({"gemm": [pm, pk, pn], "rows": [r0, r1], "cycles": run_cycles})
+                columns.append(np.concatenate(rows))
+            y = np.concatenate(columns, axis=1)
             y = y if out_shape is None else gemm_to_conv2d(y, out_shape)
-            records.append({"name": name, "sparse": sparse, "gemm": [m, k, n], "rows": rows,
-                            "cycles": cycles, "wall_s": time.perf_counter() - t0})
+            records.append({"name": name, "sparse": sparse, "gemm": [m, k, n], "parts": len(parts),
+                            "runs": runs, "wall_s": time.perf_counter() - t0})
         else:
             y = layer.run(*args)                # host ops: TFLite's arithmetic, the hardware's
             records.append({"name": name, "wall_s": time.perf_counter() - t0})

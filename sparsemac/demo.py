@@ -207,23 +207,9 @@ def _prebuild(sim, config, root):
     bulk_runner.build(sim, config, root, depths=PLAYER_DEPTHS, quiet=True, internal_clock=True)
 
 
-def _model_layers(graph, x, config):
-    """Per engine layer: ``(name, gemm, sparse)`` of ``graph`` run on ``x``."""
-    from host.lowering import engine_sparse, lower  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
-
-    acts = graph.forward(x, rounding=config.rounding, acc_bits=config.acc_width)
-    out = []
-    for layer, wire in zip(graph.layers, graph.wiring()):
-        if isinstance(layer, (QDense, QConv2d)):
-            x_mat, w_mat, _ = lower(layer, acts[wire[0]])
-            out.append((layer.name, (x_mat.shape[0], x_mat.shape[1], w_mat.shape[0]),
-                        engine_sparse(config, layer)))
-    return out
-
-
 def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, progress):
     """One graph on the RTL (or the model alone): a run record (see :func:`run_demo`)."""
-    from host.perf import layer_cycles  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
+    from host.perf import graph_estimate  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
     from host.runtime import NetworkMismatch  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
     from sim.network import run_network  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
 
@@ -242,12 +228,11 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
                   for r in result.engine_layers]
     else:
         layers = []
-        for name, (m, k, n), sparse in _model_layers(graph, x, config):
-            layers.append({"name": name, "gemm": (m, k, n),
-                           "mode": config.sparsity if sparse else "dense", "cycles": None,
-                           "model_cycles": layer_cycles(config, m, k, n, sparse=sparse).cycles,
-                           "peak": config.peak_macs_sparse if sparse else
-                           config.peak_macs_dense})
+        for ly in graph_estimate(config, graph, batch=images).engine_layers:
+            layers.append({"name": ly.name, "gemm": ly.gemm, "mode": ly.mode, "cycles": None,
+                           "model_cycles": ly.cycles,
+                           "peak": config.peak_macs_dense if ly.mode == "dense" else
+                           config.peak_macs_sparse})
     for ly in layers:
         m, k, n = ly["gemm"]
         ly["macs"] = m * k * n

@@ -3,8 +3,10 @@
 A 64-64-10 MLP (trained; fc0 2:4 pruned, so N:M on the engine; fc1 the dense fallback) and
 a small CNN (conv0 1->8, pool, conv1 8->8 2:4, pool, flatten, fc0; untrained weights) on
 digits test images, on a 4x4 2:4 array: Verilator on 32 images, Icarus on 8 with conv0 fed
-in several engine runs. One build per simulator and configuration, one simulation per
-network.
+in several engine runs. Then two branching networks of explore/zoo.py (a ShuffleNet stage:
+grouped convs, channel shuffle, Concat, Add; MobileNetV2 at width 0.25: depthwise convs,
+ReLU6, residual Add) compressed 2:4, on Verilator. One build per simulator and
+configuration, one simulation per network.
 """
 
 import numpy as np
@@ -16,6 +18,7 @@ from golden_model.graph import IntGraph, QDense
 from golden_model.networks import digits_cnn, digits_mlp
 from hdl.config import Config
 from host.lowering import engine_sparse
+from host.perf import graph_estimate
 from host.runtime import NetworkMismatch, check_layer, check_outputs
 from sim import runner, toolchain
 from sim.network import run_network
@@ -112,6 +115,35 @@ def test_network_mismatch_in_simulation(build_root, digits, graphs):
                        r"0\.\.1: model and golden_model disagree at \(1, 7\)"):
         run_network(bad, digits[2], sim="icarus", config=CONFIG, build_root=build_root,
                     images=2)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", ["shufflenet_unit", "mobilenet_v2"])
+def test_branching_network_on_rtl(name, build_root):
+    """Residual and branching graphs with grouped and depthwise convolutions: every layer
+    bit-exact on the RTL (the host runs Add, Concat, pooling, the reshapes), each engine
+    layer's cycles equal to the performance model's, and to ``graph_estimate``'s."""
+    from explore import zoo
+    from sparsemac.importer import compress
+
+    require_simulator("verilator")
+    kwargs = {"width": 0.25} if name == "mobilenet_v2" else {}
+    model = zoo.build(name, input_size=32, num_classes=10, seed=1, batch=None, **kwargs)
+    x = np.random.default_rng(3).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    graph = compress(model, sparsity="2:4", x_calib=x).graph
+    r = run_network(graph, x, sim="verilator", config=CONFIG, build_root=build_root, images=2)
+    golden = graph.forward(x[:2], rounding=CONFIG.rounding, acc_bits=CONFIG.acc_width)
+    assert r.checked == sum(g.size for g in golden[1:])
+    est = graph_estimate(CONFIG, graph, batch=2)
+    assert [lr.name for lr in r.engine_layers] == [ly.name for ly in est.engine_layers]
+    assert [lr.cycles for lr in r.engine_layers] == [lr.model_cycles for lr in r.engine_layers] \
+        == [ly.cycles for ly in est.engine_layers]
+    grouped = [lr for lr, layer in zip(r.layers, graph.layers) if getattr(layer, "groups", 1) > 1]
+    assert grouped and all(lr.gemms > 1 for lr in grouped)
+    assert {lr.mode for lr in r.engine_layers} == {"2:4", "dense"}
+    kinds = {lr.kind for lr in r.layers if lr.where == "host"}
+    assert kinds >= ({"QConcat", "QAdd", "Transpose"} if name == "shufflenet_unit" else
+                     {"QAdd", "QGlobalAvgPool"}), kinds
 
 
 def test_engine_mode():
