@@ -122,18 +122,114 @@ def _cmd_explore(args):
     return 0
 
 
-def _load_calibration(path):
+def _load_array(path, what="calibration data"):
     import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"cannot read calibration data {str(path)!r}: {exc}") from None
+        raise UserError(f"cannot read {what} {str(path)!r}: {exc}") from None
     if not isinstance(data, np.ndarray):
         data.close()
-        raise UserError(f"calibration data {str(path)!r} must be one array (.npy), not an "
-                       ".npz archive")
+        raise UserError(f"{what} {str(path)!r} must be one array (.npy), not an .npz archive")
     return data
+
+
+def _load_calibration(path):
+    return _load_array(path)
+
+
+def _load_graph(folder):
+    """The integer graph in ``folder`` (``sparsemac compress``'s output); a bad folder is the
+    user's input."""
+    from golden_model.graph import GraphError, IntGraph  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    try:
+        return IntGraph.load(folder)
+    except GraphError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _array_config(rows, cols, sparsity):
+    from hdl.config import Config  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    with user_input():
+        return Config.from_sparsity(rows, cols, sparsity)
+
+
+def _network_input(graph, path):
+    """The float batch of ``path`` for ``graph``: (N, *input) or flat samples, finite."""
+    import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    x = _load_array(path, "input")
+    where = f"input {str(path)!r}"
+    if x.dtype.kind != "f":
+        raise UserError(f"{where} must hold floats (the network's float input), not {x.dtype}")
+    shape = tuple(graph.input_shape)
+    if x.ndim == 2 and len(shape) > 1 and x.shape[1] == int(np.prod(shape)):
+        x = x.reshape(-1, *shape)
+    if x.shape[1:] != shape or x.shape[0] < 1:
+        raise UserError(f"{where} must have shape (N, {', '.join(map(str, shape))}) with N >= 1, "
+                        f"not {x.shape}")
+    if not np.isfinite(x).all():
+        raise UserError(f"{where} holds NaN or infinite values")
+    return x.astype(np.float32)
+
+
+def _cmd_run(args):
+    import io  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    from golden_model.quant import dequantize  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    graph = _load_graph(args.graph)
+    x = _network_input(graph, args.input)
+    if args.on == "rtl":
+        if args.requant != "tflite":
+            raise UserError("run: --on rtl runs the hardware's arithmetic (--requant tflite), "
+                            f"not --requant {args.requant}")
+        config = _array_config(args.rows or 8, args.cols or 8, args.sparsity or "2:4")
+    elif any(v is not None for v in (args.rows, args.cols, args.sparsity, args.sim)):
+        raise UserError("run: --rows, --cols, --sparsity and --sim go with --on rtl")
+    check_out_file(args.out)
+    if args.on == "rtl":
+        from common.paths import cache_dir  # noqa: PLC0415 (lazy: a command loads only what it runs)
+        from sim.network import run_network  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
+
+        result = run_network(graph, x, sim=args.sim or "verilator", config=config,
+                             build_root=cache_dir("run"),
+                             progress=lambda msg: print(f"[run] {msg}", file=sys.stderr,
+                                                        flush=True))
+        print(result.format_table())
+        print(f"every layer bit-exact with the golden model: {result.checked:,} values")
+    codes = graph.forward(x, requant=args.requant)[-1]   # (the RTL's, when it ran: checked)
+    scale, zp = graph.tensor_qparams()[-1]
+    y = dequantize(codes, scale, zp)
+    buf = io.BytesIO()
+    np.save(buf, y, allow_pickle=False)
+    write_atomic(args.out, buf.getvalue())
+    print(f"{len(x)} inputs through {len(graph.layers)} layers ({args.requant} arithmetic, "
+          f"on {'the RTL' if args.on == 'rtl' else 'the golden model'}): output "
+          f"{y.shape} float32, dequantized with scale {scale:.6g} and zero point {zp}")
+    print(args.out)
+    return 0
+
+
+def _cmd_perf(args):
+    from host.perf import format_graph_report, graph_report  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    graph = _load_graph(args.graph)
+    config = _array_config(args.rows, args.cols, args.sparsity)
+    if not args.freq > 0 or args.freq == float("inf"):
+        raise UserError(f"perf: --freq must be a positive number of MHz, not {args.freq:g}")
+    if args.json:
+        check_out_file(args.json)
+    report = graph_report(config, graph, batch=args.batch, freq_mhz=args.freq)
+    print(format_graph_report(report))
+    if args.json:
+        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 def _write_graph_folder(out, graph, extra):
@@ -208,6 +304,8 @@ def build_parser():
     _add_demo(sub)
     _add_generate(sub)
     _add_compress(sub)
+    _add_run(sub)
+    _add_perf(sub)
     _add_bench(sub)
     _add_explore(sub)
     _add_gemm_bench(sub)
@@ -269,6 +367,46 @@ def _add_compress(sub):
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: graph.json, graph.npz, summary.md")
     p.set_defaults(func=_cmd_compress)
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="run a compressed integer graph on a batch (golden model, "
+                                   "or its GEMM layers on the simulated RTL)")
+    p.add_argument("graph", type=Path, help="the graph folder (sparsemac compress --out)")
+    p.add_argument("input", type=Path, help="a .npy of float inputs, shape (N, *input)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the .npy to write: the final tensor, dequantized to float32")
+    p.add_argument("--requant", choices=["tflite", "onnx"], default="tflite",
+                   help="arithmetic: tflite (integer multiplier and shift, the hardware's; "
+                        "default) or onnx (ONNX Runtime's float requantization, what "
+                        "model.qdq.onnx gives)")
+    p.add_argument("--on", choices=["golden", "rtl"], default="golden",
+                   help="golden: the NumPy golden model (default); rtl: the GEMM layers on "
+                        "the simulated accelerator, the rest on the host, every layer checked")
+    p.add_argument("--rows", type=_positive_int, default=None,
+                   help="with --on rtl: PE rows (default 8)")
+    p.add_argument("--cols", type=_positive_int, default=None,
+                   help="with --on rtl: PE columns (default 8)")
+    p.add_argument("--sparsity", default=None, help="with --on rtl: the array's N:M or dense "
+                                                    "(default 2:4)")
+    p.add_argument("--sim", choices=["verilator", "icarus"], default=None,
+                   help="with --on rtl: the simulator (default verilator)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_perf(sub):
+    p = sub.add_parser("perf", help="cycles, utilization and inferences/s of a compressed "
+                                    "graph on an array (the cycle-exact performance model)")
+    p.add_argument("graph", type=Path, help="the graph folder (sparsemac compress --out)")
+    p.add_argument("--rows", type=_positive_int, required=True, help="PE rows")
+    p.add_argument("--cols", type=_positive_int, required=True, help="PE columns")
+    p.add_argument("--sparsity", required=True, help="the array's N:M (e.g. 2:4) or dense")
+    p.add_argument("--freq", type=float, default=100.0,
+                   help="clock for inferences/s, MHz (default 100)")
+    p.add_argument("--batch", type=_positive_int, default=1,
+                   help="inputs per engine run of each layer (default 1)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.set_defaults(func=_cmd_perf)
 
 
 def _add_bench(sub):

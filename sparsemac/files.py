@@ -13,13 +13,14 @@ __all__ = ["write_atomic", "write_folder", "check_out_folder", "check_out_file"]
 
 
 def write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file, so a failure leaves nothing."""
+    """Write ``text`` (str, or bytes) to ``path`` through a temporary file, so a failure
+    leaves nothing."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserError(f"output folder {str(path.parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
