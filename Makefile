@@ -29,7 +29,7 @@ export SIM WAVES SPARSEMAC_ENV
 
 BENCH_SIM ?= verilator
 
-.PHONY: setup test demo bench sim soak lint verilog explore clean lock lock-upgrade test-latest
+.PHONY: setup test demo bench sim soak lint verilog explore perf-tables clean lock lock-upgrade test-latest
 
 # The venv is rebuilt from scratch whenever the lock or pyproject.toml changes, so that it
 # holds exactly the locked set (pip install -r would leave packages the lock no longer has).
@@ -93,6 +93,22 @@ EXPLORE_ARGS ?= --rows 2 --cols 4 --sparsity dense,2:4,1:4 --device ecp5-45k --p
 	--mult lut --workload 256x256x64 --jobs 1
 explore: $(STAMP)
 	$(VENV)/bin/sparsemac explore $(EXPLORE_ARGS) --out build/explore
+
+# The README's network tables: ResNet-50 and MobileNetV2 at 224x224 (explore/zoo.py, random
+# weights: the cycles depend on the shapes and the N:M pattern only), compressed 2:4, on a
+# 16x16 2:4 array at 150 MHz (the performance model, exact to the RTL's cycles).
+PERF_MODELS ?= resnet50 mobilenet_v2
+PERF_ARGS ?= --rows 16 --cols 16 --sparsity 2:4 --freq 150
+perf-tables: $(STAMP)
+	mkdir -p build/perf docs/perf
+	for m in $(PERF_MODELS); do \
+	    $(VENV)/bin/sparsemac zoo $$m --out build/perf/$$m.onnx --calib build/perf/$$m.npy \
+	        --calib-samples 2 && \
+	    $(VENV)/bin/sparsemac compress build/perf/$$m.onnx --calib build/perf/$$m.npy \
+	        --sparsity 2:4 --out build/perf/$$m > /dev/null && \
+	    $(VENV)/bin/sparsemac perf build/perf/$$m $(PERF_ARGS) --json docs/perf/$$m.json \
+	        > docs/perf/$$m.md || exit 1; \
+	done
 
 # --- the lock ------------------------------------------------------------------------------
 

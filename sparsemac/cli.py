@@ -216,6 +216,35 @@ def _cmd_run(args):
     return 0
 
 
+def _cmd_zoo(args):
+    import io  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    from explore import zoo  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    if args.calib is not None and args.calib_samples < 1:
+        raise UserError(f"zoo: --calib-samples must be at least 1, not {args.calib_samples}")
+    with user_input():
+        model = zoo.build(args.name, input_size=args.input_size, num_classes=args.classes,
+                          seed=args.seed, batch=None, width=args.width)
+    check_out_file(args.out)
+    if args.calib is not None:
+        check_out_file(args.calib)
+    write_atomic(args.out, model.SerializeToString())
+    print(f"{args.name}: {zoo.parameter_count(model):,} parameters, input (N, 3, "
+          f"{args.input_size}, {args.input_size}), random weights (seed {args.seed})")
+    print(args.out)
+    if args.calib is not None:
+        rng = np.random.default_rng(args.seed)
+        x = rng.standard_normal((args.calib_samples, 3, args.input_size, args.input_size))
+        buf = io.BytesIO()
+        np.save(buf, x.astype(np.float32), allow_pickle=False)
+        write_atomic(args.calib, buf.getvalue())
+        print(args.calib)
+    return 0
+
+
 def _cmd_perf(args):
     from host.perf import format_graph_report, graph_report  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
@@ -306,6 +335,7 @@ def build_parser():
     _add_compress(sub)
     _add_run(sub)
     _add_perf(sub)
+    _add_zoo(sub)
     _add_bench(sub)
     _add_explore(sub)
     _add_gemm_bench(sub)
@@ -407,6 +437,25 @@ def _add_perf(sub):
                    help="inputs per engine run of each layer (default 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     p.set_defaults(func=_cmd_perf)
+
+
+def _add_zoo(sub):
+    p = sub.add_parser("zoo", help="write a well-known CNN (ResNet, MobileNetV2, ...) as the "
+                                   "ONNX file PyTorch's exporter would, random weights")
+    p.add_argument("name", help="resnet18, resnet50, mobilenet_v2, squeezenet1_1, vgg16, "
+                                "densenet_block or shufflenet_unit")
+    p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--input-size", type=_positive_int, default=224,
+                   help="input height and width (default 224; at least 32)")
+    p.add_argument("--classes", type=_positive_int, default=1000, help="default 1000")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel multiplier (torchvision's width_mult; default 1)")
+    p.add_argument("--seed", type=_natural_int, default=0, help="weights' seed (default 0)")
+    p.add_argument("--calib", type=Path, default=None,
+                   help="also write random normal calibration inputs to this .npy")
+    p.add_argument("--calib-samples", type=int, default=4,
+                   help="samples in --calib (default 4)")
+    p.set_defaults(func=_cmd_zoo)
 
 
 def _add_bench(sub):

@@ -172,3 +172,31 @@ def test_perf_errors(folder, args, pattern, capsys):
     code, stdout, err = _main(capsys, "perf", folder / "g", *flat)
     assert code == 2 and len(err) == 1 and pattern in err[0], err
     assert stdout == ""
+
+
+def test_zoo_writes_the_model_and_calibration(tmp_path, capsys):
+    out, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    code, stdout, err = _main(capsys, "zoo", "shufflenet_unit", "--out", out, "--input-size",
+                              40, "--classes", 7, "--seed", 3, "--calib", calib,
+                              "--calib-samples", 2)
+    assert code == 0 and err == []
+    want = zoo.build("shufflenet_unit", input_size=40, num_classes=7, seed=3, batch=None)
+    assert onnx.load(out).SerializeToString() == want.SerializeToString()
+    x = np.load(calib)
+    assert x.shape == (2, 3, 40, 40) and x.dtype == np.float32
+    assert stdout.splitlines()[0] == (f"shufflenet_unit: {zoo.parameter_count(want):,} "
+                                      "parameters, input (N, 3, 40, 40), random weights (seed 3)")
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["nope"], "unknown model 'nope': the zoo has resnet18, resnet50"),
+    (["resnet18", "--input-size", "16"], "input_size must be at least 32, not 16"),
+    (["resnet18", "--width", "-1"], "width must be a positive number, not -1.0"),
+    (["resnet18", "--calib", "c.npy", "--calib-samples", "0"],
+     "zoo: --calib-samples must be at least 1, not 0"),
+])
+def test_zoo_errors(args, pattern, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _main(capsys, "zoo", *args, "--out", "m.onnx")
+    assert code == 2 and len(err) == 1 and pattern in err[0], err
+    assert list(tmp_path.iterdir()) == []
