@@ -262,13 +262,17 @@ def _cmd_perf(args):
 
 
 def _write_graph_folder(out, graph, extra):
-    """``graph.save`` plus ``extra`` files (name: text) into ``out``, all or nothing."""
+    """``graph.save`` plus ``extra`` files (name: text or bytes) into ``out``, all or
+    nothing."""
     check_out_folder(out)
 
     def fill(tmp):
         graph.save(tmp)
-        for name, text in extra.items():
-            (tmp / name).write_text(text)
+        for name, data in extra.items():
+            if isinstance(data, bytes):
+                (tmp / name).write_bytes(data)
+            else:
+                (tmp / name).write_text(data)
 
     return write_folder(out, fill)
 
@@ -276,6 +280,7 @@ def _write_graph_folder(out, graph, extra):
 def _cmd_compress(args):
     from golden_model.graph import GraphError  # noqa: PLC0415 (lazy: a command loads only what it runs)
     from sparsemac import importer  # noqa: PLC0415 (lazy: a command loads only what it runs)
+    from sparsemac.importer.qdq_writer import to_qdq_model  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
     with user_input():
         sparsity = importer.parse_sparsity(args.sparsity)
@@ -290,7 +295,12 @@ def _cmd_compress(args):
         raise UserError(str(exc)) from None
     accuracy = importer.digits_accuracy(result)
     summary = importer.summary_markdown(result, args.model, accuracy)
-    paths = _write_graph_folder(args.out, result.graph, {"summary.md": summary})
+    files = {"summary.md": summary}
+    try:
+        files["model.qdq.onnx"] = to_qdq_model(result.graph).SerializeToString()
+    except GraphError as exc:               # the graph holds what ORT cannot run as we do
+        result.notes.append(f"model.qdq.onnx not written: {exc}")
+    paths = _write_graph_folder(args.out, result.graph, files)
     g = result.graph
     print(f"{args.model}: {result.imported.kind} model, input (N, "
           f"{', '.join(map(str, g.input_shape))}) quantized with scale {g.input_scale:.6g}, "
@@ -395,7 +405,7 @@ def _add_compress(sub):
     p.add_argument("--dense-first-last", action="store_true",
                    help="keep the first and the last weighted layers dense")
     p.add_argument("--out", type=Path, required=True,
-                   help="output folder: graph.json, graph.npz, summary.md")
+                   help="output folder: graph.json, graph.npz, summary.md, model.qdq.onnx")
     p.set_defaults(func=_cmd_compress)
 
 
