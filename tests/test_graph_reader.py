@@ -371,3 +371,41 @@ def test_refuses_two_inputs_and_int64():
     del model.graph.node[0].input[1:]
     with pytest.raises(GraphError, match=r"^input 'x' must be float32, not int64$"):
         read_float_graph(model)
+
+
+# --- Gemm transA ----------------------------------------------------------------------------
+
+def trans_a_model(*extra, a="xt"):
+    """x (N, 8) -> Transpose perm [1, 0] 'tr' -> Gemm 'fc' (transA=1, w (8, 4), b) -> y;
+    ``extra`` nodes added (before the Gemm), ``a`` the Gemm's A."""
+    rng = np.random.default_rng(10)
+    nodes = [node("Transpose", ["x"], "xt", name="tr", perm=[1, 0]), *extra,
+             node("Gemm", [a, "w", "b"], name="fc", transA=1)]
+    graph = helper.make_graph(
+        nodes, "trans_a", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        initializer=[_init(rng, "w", (8, 4)), _init(rng, "b", (4,))])
+    return make(graph)
+
+
+def test_gemm_trans_a_of_a_transpose():
+    """The two transposes cancel: one Dense of the (N, 8) input, as ONNX Runtime computes."""
+    model = trans_a_model()
+    onnx.checker.check_model(model, full_check=True)
+    fg = read_float_graph(model)
+    assert [type(ly) for ly in fg.layers] == [Dense] and fg.layers[0].w.shape == (4, 8)
+    assert "Transpose 'tr' and the transA=1 of the Gemm reading it cancel" in fg.notes
+    x = np.random.default_rng(11).standard_normal((5, 8), dtype=np.float32)
+    close(float_forward(fg.layers, x)[-1], run_ort(model, {"x": x})[0])
+
+
+@pytest.mark.parametrize("extra,a,pattern", [
+    ([], "x", r"^Gemm transA=1 is supported only when A is a Transpose perm \[1, 0\] of an "
+              r"\(N, features\) tensor \(the two transposes cancel\) \(node 'fc'\)$"),
+    ([node("Relu", ["xt"], "r", name="act")], "r",
+     r"^Transpose perm \[1, 0\] is not supported: it moves the batch axis \(perm\[0\] must be "
+     r"0\) \(node 'tr'\)$"),
+])
+def test_gemm_trans_a_refusals(extra, a, pattern):
+    with pytest.raises(GraphError, match=pattern):
+        read_float_graph(trans_a_model(*extra, a=a))

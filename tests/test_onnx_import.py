@@ -552,8 +552,8 @@ ERROR_CASES = {
                       "Conv dilations [2, 2] are not supported: only 1 (node 'c0')"),
     "gemm_transA": (lambda: _model([_node("Gemm", ["x", "w"], "y", "fc0", transA=1)],
                                    {"w": np.ones((8, 4), np.float32)}, (8,)),
-                    "Gemm transA=1 is not supported: the activation must be (N, features) "
-                    "(node 'fc0')"),
+                    "Gemm transA=1 is supported only when A is a Transpose perm [1, 0] of an "
+                    "(N, features) tensor (the two transposes cancel) (node 'fc0')"),
     "reshape_only": (lambda: _model([_node("Reshape", ["x", "s"], "y", "rs")],
                                     {"s": np.array([0, 4, -1], np.int64)}, (2, 8, 8),
                                     out_rank=3),
@@ -697,30 +697,29 @@ def test_parse_sparsity_is_the_common_notation():
 
 def test_readers_alone(net, qdq_models):
     """Each reader reads its own kind of model and refuses the other kind."""
-    from sparsemac.importer.chain import Chain, QConst
     from sparsemac.importer.graph_reader import read_float_graph
-    from sparsemac.importer.qdq_reader import QdqReader, State
+    from sparsemac.importer.qdq_reader import read_qdq_graph
 
     fg = read_float_graph(mlp_model(net, "extras"))   # weights from Constant nodes
     assert fg.input_shape == (64,) and [x.name for x in fg.layers] == ["fc0", "fc1"]
 
     qdq = qdq_models["mlp_gemm_per_channel"]
-    chain = Chain(qdq)
-    assert chain.qdq and any(isinstance(v, QConst) for v in chain.qconsts.values())
-    reader = QdqReader(chain)
-    imp = reader.read()
-    assert imp.kind == "qdq" and [type(x) for x in imp.graph.layers] == [QDense, QDense]
-    # The model's output is the last layer's DequantizeLinear; no layer is left open.
-    assert reader.state is State.DEQUANTIZED and reader.pending is None
+    qg = read_qdq_graph(qdq)
+    assert [type(x) for x in qg.graph.layers] == [QDense, QDense]
+    assert qg.graph.layers[0].w.dtype == np.int8 and qg.graph.layers[0].bias.dtype == np.int32
+    # The model's output is the last layer's DequantizeLinear of its QuantizeLinear's codes.
+    producer = {n.output[0]: n for n in qdq.graph.node}
+    dq = producer[qdq.graph.output[0].name]
+    assert dq.op_type == "DequantizeLinear" and qg.tensors[-1] == dq.input[0]
 
     with pytest.raises(GraphError,
                        match=r"^unsupported operator '(Dequantize|Quantize)Linear' \(node '.+'\)$"):
         read_float_graph(qdq)
     with pytest.raises(GraphError) as err:
-        QdqReader(Chain(mlp_model(net))).read()
-    assert str(err.value) == ("the input of Gemm node 'fc0' does not come from a "
-                              "DequantizeLinear; in a QDQ model every Gemm/MatMul/Conv input is "
-                              "quantized")
+        read_qdq_graph(mlp_model(net))
+    assert str(err.value) == ("the input of Gemm node 'fc0' ('x') is not quantized; in a QDQ "
+                              "model it must come from a DequantizeLinear (ONNX Runtime would "
+                              "run this Gemm in float)")
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -738,7 +737,8 @@ def test_cli_compress_float_cnn(cnn, digits, tmp_path, capsys):
     code, stdout, err = _cli(capsys, model_path, "--sparsity", "2:4", "--out", out,
                              "--method", "percentile")
     assert code == 0 and err == []
-    assert sorted(p.name for p in out.iterdir()) == ["graph.json", "graph.npz", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["graph.json", "graph.npz",
+                                                     "model.qdq.onnx", "summary.md"]
     lines = stdout.splitlines()
     assert lines[1].split() == ["layer", "kind", "weights", "output", "mode", "bytes"]
     assert lines[3].split() == ["conv0", "QConv2d", "8x1x3x3", "8x8x8", "dense", "144"]
@@ -767,7 +767,7 @@ def test_cli_compress_qdq_into_existing_folder(qdq_models, digits, tmp_path, cap
     code, stdout, err = _cli(capsys, model_path, "--sparsity", "dense", "--out", out)
     assert code == 0 and err == []
     assert sorted(p.name for p in out.iterdir()) == ["graph.json", "graph.npz", "keep.txt",
-                                                     "summary.md"]
+                                                     "model.qdq.onnx", "summary.md"]
     assert "qdq model" in stdout.splitlines()[0]
     accuracy = [ln for ln in stdout.splitlines() if ln.startswith("digits test accuracy")]
     assert accuracy and "float" not in accuracy[0]

@@ -14,7 +14,9 @@ Concat(-1) -> Reshape`` means "keep the batch, flatten the rest"), ``Gather``, `
 Operators into layers:
 
 * ``Conv`` -> :class:`Conv2d` (groups, asymmetric pads, ``auto_pad``, a stride pair);
-  ``Gemm`` (alpha, beta folded into w and b) and ``MatMul`` by a constant -> :class:`Dense`.
+  ``Gemm`` (alpha, beta folded into w and b) and ``MatMul`` by a constant -> :class:`Dense`;
+  ``transA=1`` when A is a ``Transpose`` perm [1, 0] of an (N, features) tensor, read by
+  such Gemms only (the two transposes cancel).
 * ``BatchNormalization`` and ``Add`` / ``Sub`` / ``Mul`` / ``Div`` of a per-channel constant:
   an affine ``x * scale + shift``, folded in float64 into the Conv / Dense before it when that
   layer's output feeds only this node (and has no ReLU), else a per-channel affine layer (a
@@ -62,7 +64,8 @@ from golden_model.graph import (
 
 from .nodes import attrs, auto_pad, constant_value, node_desc
 
-__all__ = ["FloatGraph", "read_float_graph", "HOST_TAIL_OPS", "POST_PROCESSING_OPS"]
+__all__ = ["FloatGraph", "GraphReader", "read_float_graph", "HOST_TAIL_OPS",
+           "POST_PROCESSING_OPS"]
 
 #: Operators left to the host when they end the graph.
 HOST_TAIL_OPS = ("Softmax", "LogSoftmax", "ArgMax")
@@ -122,7 +125,7 @@ def read_float_graph(model, *, output=None):
         rank 2 or 4 with fixed sizes after the batch, an unknown output, an unsupported
         operator or attribute (the message names the operator and the node).
     """
-    return _GraphReader(model, output).read()
+    return GraphReader(model, output).read()
 
 
 # --- small helpers ------------------------------------------------------------------------
@@ -310,7 +313,13 @@ FOLDERS = {
 
 # --- the reader ---------------------------------------------------------------------------
 
-class _GraphReader:
+class GraphReader:
+    """The walk of :func:`read_float_graph`: ``GraphReader(model, output).read()``.
+
+    Operators are mapped by the methods ``_op_<op_type>``; a subclass reads more operators
+    by adding methods (:mod:`.qdq_reader` reads QuantizeLinear / DequantizeLinear so).
+    """
+
     def __init__(self, model, output):
         self.model = model
         self.g = model.graph
@@ -324,6 +333,7 @@ class _GraphReader:
         self.node_of = {}           # layer name -> the ONNX node that made it
         self.notes, self.host_tail = [], []
         self.folded = collections.Counter()
+        self.transposed = {}        # Transpose perm [1, 0] output -> the _Val it transposes
         self.requested = output
 
     # -- setup -----------------------------------------------------------------------------
@@ -495,6 +505,8 @@ class _GraphReader:
 
     def _fold_shape(self, node):
         name = node.input[0]
+        if name in self.transposed:
+            _fail(node, f"of {name!r}, a transposed (features, N) tensor, is not supported")
         if name in self.consts:
             full = list(np.shape(self.consts[name]))
         else:
@@ -614,10 +626,15 @@ class _GraphReader:
         self._emit(node, layer, [x])
 
     def _op_Gemm(self, node):
-        x = self._dyn(node)
         found = attrs(node)
         if found.get("transA", 0):
-            _fail(node, "transA=1 is not supported: the activation must be (N, features)")
+            # Transpose(perm [1, 0]) then Gemm(transA=1): A transposed twice is A.
+            x = self.transposed.get(node.input[0])
+            if x is None:
+                _fail(node, "transA=1 is supported only when A is a Transpose perm [1, 0] of "
+                            "an (N, features) tensor (the two transposes cancel)")
+        else:
+            x = self._dyn(node)
         self._dense(node, x, self._float(node, 1, "weights"), bool(found.get("transB", 0)),
                     float(found.get("alpha", 1.0)))
         c = self._float(node, 2, "bias", required=False)
@@ -740,9 +757,13 @@ class _GraphReader:
         if axis == 0:
             _fail(node, "along the batch axis (axis=0) is not supported")
         if len(srcs) == 1:
-            self._alias(node, srcs[0], f"{self._label(node)} of one input dropped")
+            self._one_input_concat(node, srcs[0], axis)
             return
         self._emit(node, Concat(axis=axis), srcs)
+
+    def _one_input_concat(self, node, src, axis):
+        """A Concat of one tensor: its input (a QDQ model may requantize there instead)."""
+        self._alias(node, src, f"{self._label(node)} of one input dropped")
 
     # -- activations -----------------------------------------------------------------------
 
@@ -774,6 +795,11 @@ class _GraphReader:
 
     def _op_Clip(self, node):
         x = self._dyn(node)
+        self._emit(node, Clip(*self._clip_bounds(node)), [x])
+
+    def _clip_bounds(self, node):
+        """``(lo, hi)`` of a Clip (attributes before opset 11, inputs after); a bound beyond
+        float32's range is infinite."""
         found = attrs(node)
         if self.opset < 11:
             lo, hi = float(found.get("min", -math.inf)), float(found.get("max", math.inf))
@@ -783,8 +809,7 @@ class _GraphReader:
             lo = -math.inf if lo_c is None else float(np.asarray(lo_c).reshape(-1)[0])
             hi = math.inf if hi_c is None else float(np.asarray(hi_c).reshape(-1)[0])
         big = float(np.finfo(np.float32).max)
-        lo, hi = (-math.inf if lo <= -big else lo), (math.inf if hi >= big else hi)
-        self._emit(node, Clip(lo, hi), [x])
+        return (-math.inf if lo <= -big else lo), (math.inf if hi >= big else hi)
 
     # -- pooling and padding ---------------------------------------------------------------
 
@@ -937,6 +962,11 @@ class _GraphReader:
         perm = [int(p) for p in attrs(node).get("perm", list(range(rank))[::-1])]
         if len(perm) != rank or sorted(perm) != list(range(rank)):
             _fail(node, f"perm {perm} does not fit a rank-{rank} tensor")
+        if perm == [1, 0] and self._read_by_trans_a_only(node.output[0]):
+            self.transposed[node.output[0]] = x
+            self.notes.append(f"{self._label(node)} and the transA=1 of the Gemm reading it "
+                              "cancel")
+            return
         if perm[0] != 0:
             _fail(node, f"perm {perm} is not supported: it moves the batch axis (perm[0] must "
                         "be 0)")
@@ -944,6 +974,14 @@ class _GraphReader:
             self._alias(node, x, f"{self._label(node)} dropped (identity perm)")
             return
         self._emit(node, Transpose(tuple(p - 1 for p in perm[1:])), [x])
+
+    def _read_by_trans_a_only(self, name):
+        """Whether every node reading tensor ``name`` is a Gemm with transA=1 reading it as A
+        (and it is not the compiled output)."""
+        readers = self.consumers.get(name, [])
+        return name != self.net_output and bool(readers) and all(
+            n.op_type == "Gemm" and attrs(n).get("transA", 0) and list(n.input).index(name) == 0
+            and name not in n.input[1:] for n in readers)
 
     # -- dropped ---------------------------------------------------------------------------
 

@@ -1,17 +1,49 @@
 """An ONNX model in: read from a path or bytes, checked, and read by the reader that fits
-(:class:`~.qdq_reader.QdqReader` when it holds QuantizeLinear / DequantizeLinear nodes,
-:func:`~.graph_reader.read_float_graph` otherwise)."""
+(:func:`~.qdq_reader.read_qdq_graph` when it holds QuantizeLinear / DequantizeLinear nodes,
+:func:`~.graph_reader.read_float_graph` otherwise) into an :class:`OnnxImport`."""
 
+import dataclasses
 from pathlib import Path
 
-from golden_model.graph import Conv2d, Dense, GraphError
+from golden_model.graph import Conv2d, Dense, GraphError, IntGraph, QConv2d, QDense
 
-from .chain import QDQ_OPS, Chain
 from .graph_reader import read_float_graph
-from .qdq_reader import QdqReader
-from .reader import OnnxImport
+from .qdq_reader import QDQ_OPS, read_qdq_graph
 
-__all__ = ["read_model", "check_model", "import_model"]
+__all__ = ["OnnxImport", "read_model", "check_model", "import_model"]
+
+
+@dataclasses.dataclass
+class OnnxImport:
+    """What :func:`import_model` read.
+
+    Members
+    -------
+    kind : "float" or "qdq"
+    input_name : str
+    input_shape : tuple
+        One sample: ``(features,)`` or ``(C, H, W)``.
+    layers : list or None
+        The float graph (``kind == "float"``).
+    graph : IntGraph or None
+        The integer graph (``kind == "qdq"``).
+    tensors : list
+        For every output of :func:`~golden_model.graph.float_forward` (float) or
+        :meth:`~golden_model.graph.IntGraph.forward` (QDQ), input first: the name of the ONNX
+        tensor that holds the same values (QDQ: the same int8 codes, a QuantizeLinear's
+        output), or ``None`` when the model has no such tensor (e.g. a MaxPool run on
+        dequantized floats with no QuantizeLinear after it).
+    notes : list of str
+        What was dropped, folded or fused (trailing Softmax, ReLU fusion, ...).
+    """
+
+    kind: str
+    input_name: str
+    input_shape: tuple
+    layers: list = None
+    graph: IntGraph = None
+    tensors: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
 
 
 def read_model(source):
@@ -62,17 +94,24 @@ def _first_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
+def _check_weighted(layers):
+    if not any(isinstance(layer, (Dense, Conv2d, QDense, QConv2d)) for layer in layers):
+        raise GraphError("the model has no Gemm, MatMul or Conv layer")
+
+
 def import_model(model):
     """Read a float or QDQ ONNX model (a ``ModelProto``, a path or bytes) into an
-    :class:`~.reader.OnnxImport`; anything unsupported raises :class:`GraphError`."""
+    :class:`OnnxImport`; anything unsupported raises :class:`GraphError`."""
     if hasattr(model, "graph"):
         check_model(model)
     else:
         model = read_model(model)
     if any(node.op_type in QDQ_OPS for node in model.graph.node):
-        return QdqReader(Chain(model)).read()
+        qg = read_qdq_graph(model)
+        _check_weighted(qg.graph.layers)
+        return OnnxImport("qdq", qg.input_name, qg.input_shape, graph=qg.graph,
+                          tensors=qg.tensors, notes=list(qg.notes))
     fg = read_float_graph(model)
-    if not any(isinstance(layer, (Dense, Conv2d)) for layer in fg.layers):
-        raise GraphError("the model has no Gemm, MatMul or Conv layer")
+    _check_weighted(fg.layers)
     return OnnxImport("float", fg.input_name, fg.input_shape, layers=fg.layers,
                       tensors=[fg.input_name, *fg.tensors], notes=list(fg.notes))

@@ -25,8 +25,7 @@ from golden_model.graph import (
 from golden_model.prune import is_n_m, prune_n_m
 
 from .digits import DIGITS_SHAPES, digits_split
-from .model import import_model
-from .reader import OnnxImport
+from .model import OnnxImport, import_model
 
 __all__ = ["Compressed", "parse_sparsity", "check_options", "compress"]
 
