@@ -449,18 +449,25 @@ def quantize_graph(layers, input_shape, x_calib, *, method="minmax", weights="pe
     return graph.validate()
 
 
+def _fused_activation(layer):
+    """The activation a float Dense/Conv2d fuses: ``"relu6"``, ``"relu"`` or None."""
+    if getattr(layer, "relu6", False):
+        return "relu6"
+    return "relu" if layer.relu else None
+
+
 def _quantize_weighted(layer, in_scale, in_zp, out_scale, out_zp, weights, pot_bits, sparsity,
                        name, inputs):
     wq, w_scale = _quantize_weights(layer.w, weights, pot_bits)
     mult, shift = quantize_multiplier(
         requant_scale(np.float32(in_scale), w_scale, np.float32(out_scale)))
-    act_min, act_max = activation_bounds("relu" if layer.relu else None, out_scale, out_zp)
+    act_min, act_max = activation_bounds(_fused_activation(layer), out_scale, out_zp)
     kw = dict(w=wq, bias=quantize_bias(layer.b, np.float32(in_scale), w_scale),
               multiplier=np.asarray(mult, np.int64), shift=np.asarray(shift, np.int64),
               in_scale=float(in_scale), in_zp=int(in_zp), out_scale=float(out_scale),
               out_zp=int(out_zp), act_min=int(act_min), act_max=int(act_max),
-              w_scale=w_scale, relu=bool(layer.relu), sparsity=sparsity, name=name,
-              inputs=inputs)
+              w_scale=w_scale, relu=_fused_activation(layer) is not None, sparsity=sparsity,
+              name=name, inputs=inputs)
     q = QDense(**kw) if isinstance(layer, Dense) else QConv2d(
         **kw, stride=layer.stride, padding=layer.padding, groups=layer.groups)
     _check_qlayer(q)

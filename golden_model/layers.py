@@ -103,19 +103,28 @@ def _with_channels(layer, shape, channels):
 
 # --- weighted layers ----------------------------------------------------------------------------
 
+def _activated(layer, y):
+    """``y`` through the layer's fused activation: ReLU, or ReLU6 (``relu6``, a ReLU capped
+    at 6, as TFLite fuses ``RELU6`` into a convolution)."""
+    if getattr(layer, "relu6", False):
+        return np.clip(y, 0, 6)
+    return np.maximum(y, 0) if layer.relu else y
+
+
 @dataclasses.dataclass
 class Dense(_Layer):
-    """``y = x w^T + b`` (``w`` is (out, in)); ``relu`` fuses a ReLU after it."""
+    """``y = x w^T + b`` (``w`` is (out, in)); ``relu`` fuses a ReLU after it, ``relu6`` (with
+    ``relu``) a ReLU6."""
 
     w: np.ndarray
     b: np.ndarray
     relu: bool = False
     name: str = ""
     inputs: tuple = ()
+    relu6: bool = False
 
     def __call__(self, x):
-        y = x @ self.w.T + self.b
-        return np.maximum(y, 0) if self.relu else y
+        return _activated(self, x @ self.w.T + self.b)
 
     def out_shape(self, shape):
         if tuple(shape) != (self.w.shape[1],):
@@ -140,7 +149,7 @@ def _conv_out_shape(layer, shape, w, stride, padding, groups):
 class Conv2d(_Layer):
     """NCHW convolution, OIHW weights (``(out, in // groups, kh, kw)``); ``padding`` an int, a
     pair or ``(top, left, bottom, right)``; ``groups`` as ONNX (``groups == in == out``: a
-    depthwise convolution)."""
+    depthwise convolution); ``relu`` / ``relu6`` as :class:`Dense`."""
 
     w: np.ndarray
     b: np.ndarray
@@ -150,6 +159,7 @@ class Conv2d(_Layer):
     name: str = ""
     groups: int = 1
     inputs: tuple = ()
+    relu6: bool = False
 
     def __call__(self, x):
         g = self.groups
@@ -161,8 +171,7 @@ class Conv2d(_Layer):
             cols = cols.reshape(n, oh, ow, g, -1)
             wm = self.w.reshape(g, self.w.shape[0] // g, -1)
             y = np.einsum("nhwgk,gok->nhwgo", cols, wm).reshape(n, oh, ow, -1) + self.b
-        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-        return np.maximum(y, 0) if self.relu else y
+        return _activated(self, np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
 
     def out_shape(self, shape):
         return _conv_out_shape(self, shape, self.w, self.stride, self.padding, self.groups)

@@ -31,6 +31,7 @@ from golden_model.graph import (
     float_forward,
     quantize_graph,
 )
+from golden_model.requant import activation_bounds
 from sparsemac.importer.graph_reader import read_float_graph
 
 WIDTH = {"resnet18": 0.25, "resnet50": 0.25, "mobilenet_v2": 0.5, "squeezenet1_1": 0.5,
@@ -287,6 +288,33 @@ def test_operators_match_onnxruntime():
     graph = quantize_graph(fg.layers, fg.input_shape, x)
     for mode in ("tflite", "onnx"):
         assert graph.forward(x, requant=mode)[-1].shape == (3, 5)
+
+
+def test_relu6_fuses_into_the_conv_before_it():
+    """A Clip(0, 6) read alone from a Conv becomes the Conv's ReLU6 (TFLite's fused RELU6):
+    the float output is ORT's, and the integer conv clamps at activation_bounds("relu6");
+    a Clip(0, 6) of a tensor with two readers stays a Clip (QClip on the host)."""
+    six = [numpy_helper.from_array(np.float32(v), k) for k, v in (("lo", 0.0), ("hi", 6.0))]
+    extra = [node("Clip", ["c", "lo", "hi"], "r", name="act"),
+             node("Clip", ["c2", "lo", "hi"], "r2", name="act2"),
+             node("Add", ["r", "r2"], "s", name="add"),
+             node("Add", ["s", "c2"], "y", name="add2")]
+    model = conv_model(extra, second_conv=True)
+    model.graph.initializer.extend(six)
+    fg = read_float_graph(model)
+    by = {ly.name: ly for ly in fg.layers}
+    assert by["conv"].relu6 and by["conv"].relu and "act" not in by
+    assert not by["conv2"].relu6 and isinstance(by["act2"], Clip)
+    assert "Clip 'act' (ReLU6) fused into 'conv'" in fg.notes
+    x = 4 * np.random.default_rng(9).standard_normal((2, 3, 8, 8), dtype=np.float32)
+    outs = float_forward(fg.layers, x)
+    close(outs[-1], run_ort(model, {"x": x})[0])
+    conv_out = outs[[ly.name for ly in fg.layers].index("conv") + 1]
+    assert conv_out.max() == 6.0 and conv_out.min() == 0.0          # clamped at both ends
+    graph = quantize_graph(fg.layers, fg.input_shape, x)
+    q = {ly.name: ly for ly in graph.layers}["conv"]
+    assert q.relu and (q.act_min, q.act_max) == activation_bounds("relu6", q.out_scale,
+                                                                   q.out_zp)
 
 
 # --- refusals -----------------------------------------------------------------------------

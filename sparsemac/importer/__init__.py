@@ -8,7 +8,8 @@ Two kinds of model are read:
     of a ``Transpose`` perm [1, 0]), ``MatMul`` by a constant, ``BatchNormalization`` and
     per-channel ``Add`` / ``Mul`` of constants (folded in float64 into the Conv/Gemm before
     them, or a per-channel affine layer: a depthwise 1x1 conv), ``Relu`` (fused into the
-    Conv/Gemm/Add before it, also across MaxPool and reshapes), ``Clip`` (ReLU6), ``Add`` /
+    Conv/Gemm/Add before it, also across MaxPool and reshapes), ``Clip`` (ReLU6, fused into
+    the Conv/Gemm before it as TFLite fuses it, else a host op), ``Add`` /
     ``Sum`` of two tensors (residual connections), ``Concat``, ``MaxPool`` / ``AveragePool``
     (pads, ``ceil_mode``), ``GlobalAveragePool``, ``Pad``, ``Flatten`` / ``Reshape`` /
     ``Transpose`` (ShuffleNet's channel shuffle), ``Identity``, ``Dropout`` (inference),

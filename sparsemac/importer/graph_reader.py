@@ -795,7 +795,16 @@ class GraphReader:
 
     def _op_Clip(self, node):
         x = self._dyn(node)
-        self._emit(node, Clip(*self._clip_bounds(node)), [x])
+        lo, hi = self._clip_bounds(node)
+        target = self._sole_reader(x, node)
+        if (lo, hi) == (0.0, 6.0) and isinstance(target, (Conv2d, Dense)) and not target.relu:
+            # ReLU6 fused into the Conv/Gemm before it, as TFLite fuses RELU6: its clamp
+            # bounds, not a host op.
+            target.relu = target.relu6 = True
+            self._rebind(target, node)
+            self.notes.append(f"{self._label(node)} (ReLU6) fused into {target.name!r}")
+            return
+        self._emit(node, Clip(lo, hi), [x])
 
     def _clip_bounds(self, node):
         """``(lo, hi)`` of a Clip (attributes before opset 11, inputs after); a bound beyond
