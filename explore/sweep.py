@@ -1,13 +1,15 @@
 """``sparsemac explore``: sweep array configurations for throughput, area and clock.
 
 Every point (rows, cols, sparsity) is generated, synthesized for the device's family with
-Yosys, checked against the device's capacity, placed and routed with nextpnr for its Fmax,
-and run through the performance model (:mod:`host.perf`) on the workload, in N:M mode where
-the array has one and in the dense fallback. Points run in parallel on a local process pool
-or on Ray (``executor="ray"``); results are cached on disk, keyed by the point and the
-versions of every tool involved, so a repeated sweep only computes what changed. A point
-that fails (does not fit, a tool crash or time-out) becomes one line naming the point and
-the cause, and the sweep goes on.
+Yosys, checked against the device's capacity, placed and routed with nextpnr for its Fmax
+(or, with ``pnr=False``, given the target clock, marked as assumed: for arrays whose place
+and route takes too long), then run through the performance model on the workload
+(:mod:`.workload`: one GEMM layer or a whole network), in N:M mode where the array has one
+and in the dense fallback. Points run in parallel on a local process pool or on Ray
+(``executor="ray"``); the hardware results are cached on disk, keyed by the point and the
+versions of every tool involved, so a repeated sweep only computes what changed, on any
+workload. A point that fails (does not fit, a tool crash or time-out) becomes one line naming
+the point and the cause, and the sweep goes on.
 """
 
 import concurrent.futures
@@ -27,6 +29,8 @@ from common.checks import check_choice
 from common.paths import cache_dir
 from hdl.config import Config
 
+from .workload import Gemm, parse_gemm
+
 __all__ = ["Point", "evaluate", "run_sweep", "write_outputs", "parse_list", "parse_workload",
            "tool_versions", "default_cache"]
 
@@ -41,13 +45,13 @@ class Point:
     cols: int
     sparsity: str
     device: str
-    workload: tuple            # (m, k, n)
     freq_mhz: float = 150.0
     pipeline: bool = False
     acc_depth: int = 256
     mult: str = "dsp"
     speed: int = None          # ECP5 speed grade (None: the slowest, 6)
     router: str = "router1"    # nextpnr's router
+    pnr: bool = True           # False: synthesis only, the clock assumed (freq_mhz)
 
     def config(self):
         return Config.from_sparsity(self.rows, self.cols, self.sparsity,
@@ -59,7 +63,8 @@ class Point:
         return (f"{self.rows}x{self.cols} {self.sparsity}{' pipelined' if self.pipeline else ''}"
                 f"{' LUT-mult' if self.mult == 'lut' else ''}"
                 f" on {self.device}{f' speed {self.speed}' if self.speed else ''}"
-                f"{f' ({self.router})' if self.router != 'router1' else ''}")
+                f"{f' ({self.router})' if self.router != 'router1' else ''}"
+                f"{'' if self.pnr else ' (synthesis only)'}")
 
 
 def parse_list(text, convert, name):
@@ -78,21 +83,22 @@ def parse_list(text, convert, name):
 
 
 def parse_workload(text):
-    """``"256x128x64"`` -> ``(256, 128, 64)`` (m x k x n)."""
-    parts = str(text).lower().split("x")
-    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    """``"256x128x64"`` -> :class:`~.workload.Gemm` ``(256, 128, 64)`` (m x k x n)."""
+    gemm = parse_gemm(text)
+    if gemm is None:
         raise ValueError(f"Workload must be MxKxN with positive integers (e.g. 256x128x64), "
                          f"not {text!r}")
-    return tuple(int(p) for p in parts)
+    return gemm
 
 
 def _source_digest():
-    """A digest of the generator and of the code that measures it (``hdl/``, ``explore/synth.py``,
-    ``host/perf.py``): an edited design never reuses a cached result."""
+    """A digest of the generator and of the code that measures it (``hdl/``, ``common/``,
+    ``explore/synth.py``): an edited design never reuses a cached result. (The performance
+    model is not cached: the workload's figures are computed on every run.)"""
     root = Path(__file__).resolve().parent.parent
     files = sorted((root / "hdl").glob("*.py")) + sorted((root / "hdl").glob("*.vlt"))
     files += sorted((root / "common").glob("*.py"))
-    files += [root / "explore" / "synth.py", root / "host" / "perf.py"]
+    files += [root / "explore" / "synth.py"]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -130,10 +136,11 @@ def _pick(resources, keys):
 
 
 def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
-    """Compute (or read from the cache) one point's record. Never raises for tool failures:
-    the record's ``status`` is ``"ok"``, ``"no-fit"`` or ``"error"`` with ``error`` set."""
+    """Compute (or read from the cache) one point's hardware record: resources, fit, Fmax
+    (``clock_mhz`` the clock the workload's figures use: the Fmax, or the assumed target
+    without place and route, ``clock`` saying which). Never raises for tool failures: the
+    record's ``status`` is ``"ok"``, ``"no-fit"`` or ``"error"`` with ``error`` set."""
     from hdl.generate import generate  # noqa: PLC0415 (keeps worker start-up light)
-    from host import perf  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
     from . import synth  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
@@ -145,18 +152,11 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
             record = json.loads(cache_file.read_text())
             record["cached"] = True
             return record
-    record = {**dataclasses.asdict(point), "workload": list(point.workload), "status": "ok",
-              "error": None, "cached": False, "tools": versions}
+    record = {**dataclasses.asdict(point), "status": "ok", "error": None, "cached": False,
+              "tools": versions}
     try:
         config = point.config()
         device = synth.DEVICES[point.device]
-        m, k, n = point.workload
-        for mode, sparse in (("sparse", True), ("dense", False)):
-            if sparse and not config.sparse:
-                continue
-            est = perf.layer_cycles(config, m, k, n, sparse=sparse)
-            record[f"cycles_{mode}"] = est.cycles
-            record[f"utilization_{mode}"] = est.utilization
         record["peak_macs_per_cycle"] = config.peak_macs_sparse
         record["multipliers"] = config.multipliers
         with tempfile.TemporaryDirectory(prefix="sparsemac-explore-") as tmp:
@@ -171,6 +171,8 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
             problem = synth.fit(res, point.device)
             if problem is not None:
                 record.update(status="no-fit", error=problem)
+            elif not point.pnr:
+                record.update(clock_mhz=point.freq_mhz, clock="assumed")
             else:
                 pnr = synth.place_and_route(syn["netlist"], point.device, workdir=tmp,
                                             freq_mhz=point.freq_mhz, timeout=timeout,
@@ -179,10 +181,7 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
                 record["speed"] = pnr["speed"]
                 record["fmax_mhz"] = pnr["fmax_mhz"]
                 record["critical_path"] = pnr.get("critical_path")
-                for mode in ("sparse", "dense"):
-                    if f"cycles_{mode}" in record:
-                        record[f"gops_{mode}"] = (2 * m * k * n * pnr["fmax_mhz"] * 1e6
-                                                  / record[f"cycles_{mode}"] / 1e9)
+                record.update(clock_mhz=pnr["fmax_mhz"], clock="fmax")
     except (ValueError, TypeError, RuntimeError) as exc:
         record.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
     if cache_file is not None and record["status"] != "error":
@@ -198,11 +197,15 @@ def _evaluate_kwargs(args):
     return evaluate(point, **kwargs)
 
 
-def run_sweep(points, *, executor="local", address=None, jobs=None, cache_dir=None,
+def run_sweep(points, workload, *, executor="local", address=None, jobs=None, cache_dir=None,
               timeout=1800, progress=True):
-    """Evaluate every point; returns the records in the order of ``points``."""
+    """Evaluate every point's hardware, then ``workload`` (:mod:`.workload`) on it; returns
+    the records in the order of ``points``."""
     if executor not in ("local", "ray"):
         raise ValueError(f"Executor must be 'local' or 'ray', not {executor!r}")
+    if not isinstance(workload, Gemm) and getattr(workload, "kind", None) != "network":
+        raise TypeError(f"workload must be an explore.workload.Gemm or Network, not "
+                        f"{workload!r}")
     versions = tool_versions()
     kwargs = {"cache_dir": cache_dir, "timeout": timeout, "versions": versions}
     records = [None] * len(points)
@@ -220,38 +223,53 @@ def run_sweep(points, *, executor="local", address=None, jobs=None, cache_dir=No
         if record["status"] != "ok":
             print(f"sparsemac: {points[i].label}: {record['error']}", file=sys.stderr)
 
+    tasks = [(p, kwargs) for p in points]
     if executor == "local":
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs or os.cpu_count()) as pool:
-            futures = {pool.submit(_evaluate_kwargs, (p, kwargs)): i
-                       for i, p in enumerate(points)}
-            for fut in concurrent.futures.as_completed(futures):
-                done(futures[fut], fut.result())
+        _run_local(tasks, jobs, done)
     else:
-        import ray  # noqa: PLC0415 (optional: only for --executor ray)
-
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     **({} if address else {"num_cpus": jobs or os.cpu_count()}))
-        try:
-            remote = ray.remote(_evaluate_kwargs)
-            pending = {remote.remote((p, kwargs)): i for i, p in enumerate(points)}
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    done(pending.pop(ref), ray.get(ref))
-        finally:
-            if started:
-                ray.shutdown()
+        _run_ray(tasks, jobs, address, done)
     if bar is not None:
         bar.close()
+    for point, record in zip(points, records):
+        record.update(workload=workload.name, workload_kind=workload.kind)
+        if record["status"] != "error":
+            record.update(workload.figures(point.config(), record))
     return records
 
 
-COLUMNS = ["rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts", "dsps",
-           "fmax_mhz", "cycles_sparse", "cycles_dense", "utilization_sparse", "gops_sparse",
-           "gops_dense", "peak_macs_per_cycle", "multipliers", "luts_per_mac", "dsps_per_mac",
-           "error"]
+def _run_local(tasks, jobs, done):
+    """Evaluate ``tasks`` on a local process pool, calling ``done(index, record)``."""
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs or os.cpu_count()) as pool:
+        futures = {pool.submit(_evaluate_kwargs, task): i for i, task in enumerate(tasks)}
+        for fut in concurrent.futures.as_completed(futures):
+            done(futures[fut], fut.result())
+
+
+def _run_ray(tasks, jobs, address, done):
+    """Evaluate ``tasks`` on Ray (a cluster at ``address``, else a local instance)."""
+    import ray  # noqa: PLC0415 (optional: only for --executor ray)
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({} if address else {"num_cpus": jobs or os.cpu_count()}))
+    try:
+        remote = ray.remote(_evaluate_kwargs)
+        pending = {remote.remote(task): i for i, task in enumerate(tasks)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                done(pending.pop(ref), ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+COLUMNS = ["workload", "rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts",
+           "dsps", "fmax_mhz", "clock", "cycles_sparse", "cycles_dense", "utilization_sparse",
+           "gops_sparse", "gops_dense", "inferences_s", "inferences_s_dense",
+           "inferences_s_per_klut", "inferences_s_per_dsp", "peak_macs_per_cycle",
+           "multipliers", "luts_per_mac", "dsps_per_mac", "error"]
 
 
 def _derived(record):
@@ -314,17 +332,24 @@ def _plots(records, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
-    ok = [r for r in records if r["status"] == "ok" and r.get("fmax_mhz")]
+    ok = [r for r in records if r["status"] == "ok" and r.get("clock_mhz")]
+    placed = [r for r in ok if r.get("fmax_mhz")]
     paths = []
+    network = any(r.get("workload_kind") == "network" for r in ok)
+    unit = "inferences/s" if network else "dense-equivalent GOPS"
+    assumed = " (assumed clock: hollow)" if any(r.get("clock") == "assumed" for r in ok) else ""
 
     def gops(r):
+        """The throughput plotted: inferences/s of a network, GOPS of a GEMM."""
+        if network:
+            return r.get("inferences_s") or 0.0
         return r.get("gops_sparse") or r.get("gops_dense") or 0.0
 
     def series(r):
         return f"{r['sparsity']}{' (LUT mult)' if r.get('mult') == 'lut' else ''}"
 
-    def legend(ax):
-        if ok:
+    def legend(ax, shown):
+        if shown:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no point was placed and routed", ha="center",
@@ -334,8 +359,11 @@ def _plots(records, out):
     for ax, key, name in ((axes[0], "luts", "LUTs"), (axes[1], "dsps", "DSP blocks")):
         pts = [(r[key] or 0, gops(r)) for r in ok]
         for sp in sorted({series(r) for r in ok}):
-            sel = [(c, t) for (c, t), r in zip(pts, ok) if series(r) == sp]
-            ax.scatter([c for c, _ in sel], [t for _, t in sel], label=sp)
+            sel = [(c, t, r.get("clock") == "assumed") for (c, t), r in zip(pts, ok)
+                   if series(r) == sp]
+            dots = ax.scatter([c for c, _, _ in sel], [t for _, t, _ in sel], label=sp)
+            dots.set_facecolors(["none" if hollow else dots.get_facecolors()[0]
+                                 for _, _, hollow in sel])
         front = sorted(pts[i] for i in _pareto(pts))
         if front:
             ax.step([c for c, _ in front], [t for _, t in front], where="post", color="gray",
@@ -344,9 +372,9 @@ def _plots(records, out):
             ax.annotate(f"{r['rows']}x{r['cols']}", (c, t), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
         ax.set_xlabel(name)
-        ax.set_ylabel("dense-equivalent GOPS at Fmax")
+        ax.set_ylabel(f"{unit} at Fmax{assumed}")
         ax.grid(alpha=0.3)
-        legend(ax)
+        legend(ax, ok)
     fig.suptitle("Throughput against area")
     fig.tight_layout()
     fig.savefig(out / "pareto.png", dpi=110)
@@ -357,17 +385,17 @@ def _plots(records, out):
     labels = [f"{r['rows']}x{r['cols']}\n{r['sparsity']}" for r in ok]
     axes[0].bar(range(len(ok)), [gops(r) / max(r["luts"] or 1, 1) * 1000 for r in ok])
     axes[0].set_xticks(range(len(ok)), labels, fontsize=7)
-    axes[0].set_ylabel("GOPS per 1000 LUTs")
+    axes[0].set_ylabel(f"{unit} per 1000 LUTs")
     axes[0].set_title("Efficiency")
-    for sp in sorted({series(r) for r in ok}):
-        sel = [r for r in ok if series(r) == sp]
+    for sp in sorted({series(r) for r in placed}):
+        sel = [r for r in placed if series(r) == sp]
         axes[1].plot([r["rows"] * r["cols"] for r in sel], [r["fmax_mhz"] for r in sel], "o-",
                      label=sp)
     axes[1].set_xlabel("PEs (rows x cols)")
     axes[1].set_ylabel("Fmax after place and route (MHz)")
     axes[1].set_title("Clock against array size")
     axes[1].grid(alpha=0.3)
-    legend(axes[1])
+    legend(axes[1], placed)
     fig.tight_layout()
     fig.savefig(out / "efficiency_fmax.png", dpi=110)
     plt.close(fig)
@@ -375,8 +403,8 @@ def _plots(records, out):
     return paths
 
 
-def build_points(rows, cols, sparsities, device, workload, *, freq_mhz=150.0, pipeline=False,
-                 mults=("dsp",), speed=None, router="router1"):
+def build_points(rows, cols, sparsities, device, *, freq_mhz=150.0, pipeline=False,
+                 mults=("dsp",), speed=None, router="router1", pnr=True):
     from . import synth  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
     check_choice(device, "device", tuple(synth.DEVICES))
@@ -384,6 +412,6 @@ def build_points(rows, cols, sparsities, device, workload, *, freq_mhz=150.0, pi
     check_choice(router, "router", synth.ROUTERS)
     for s in sparsities:
         Sparsity.parse(s)
-    return [Point(r, c, s, device, tuple(workload), freq_mhz, pipeline, mult=mu, speed=speed,
-                  router=router)
+    return [Point(r, c, s, device, freq_mhz, pipeline, mult=mu, speed=speed, router=router,
+                  pnr=pnr)
             for r in rows for c in cols for s in sparsities for mu in mults]

@@ -97,29 +97,70 @@ def _cmd_bench(args):
 def _cmd_explore(args):
     from explore import sweep  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
+    if not args.freq > 0 or args.freq == float("inf"):
+        raise UserError(f"explore: --freq must be a positive number of MHz, not {args.freq:g}")
     with user_input():
         rows = sweep.parse_list(args.rows, int, "Rows")
         cols = sweep.parse_list(args.cols, int, "Cols")
         sparsities = sweep.parse_list(args.sparsity, str, "Sparsity")
-        workload = sweep.parse_workload(args.workload)
-        points = sweep.build_points(rows, cols, sparsities, args.device, workload,
+        points = sweep.build_points(rows, cols, sparsities, args.device,
                                     freq_mhz=args.freq, pipeline=args.pipeline,
                                     mults=sweep.parse_list(args.mult, str, "Mult"),
-                                    speed=args.speed, router=args.router)
+                                    speed=args.speed, router=args.router, pnr=not args.no_pnr)
         for p in points:                  # every configuration is valid before any work starts
             p.config()
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"output {str(args.out)!r} exists and is not a folder")
+    workload = _explore_workload(args.workload, [p.config().sparsity for p in points])
     cache = None if args.no_cache else (args.cache or sweep.default_cache())
-    records = sweep.run_sweep(points, executor=args.executor, address=args.address,
-                                jobs=args.jobs, cache_dir=cache, timeout=args.timeout)
+    records = sweep.run_sweep(points, workload, executor=args.executor, address=args.address,
+                              jobs=args.jobs, cache_dir=cache, timeout=args.timeout)
     for path in sweep.write_outputs(records, args.out):
         print(path)
     failed = [r for r in records if r["status"] != "ok"]
     for r in failed:
         print(f"failed: {r['rows']}x{r['cols']} {r['sparsity']} on {r['device']}: {r['error']}",
               file=sys.stderr)
+    if len(failed) == len(records):
+        print(f"sparsemac: error: explore: every point failed ({len(records)})",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _explore_workload(text, sparsities):
+    """``--workload``: ``MxKxN`` (one GEMM), a graph folder (``sparsemac compress --out``: one
+    graph for every array) or an ONNX model (compressed once per N:M pattern of the sweep,
+    calibrated on random inputs: the cycles depend on the shapes and the pattern only)."""
+    import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    from explore.workload import Network, parse_gemm  # noqa: PLC0415 (lazy: a command loads only what it runs)
+    from golden_model.graph import GraphError  # noqa: PLC0415 (lazy: a command loads only what it runs)
+    from sparsemac import importer  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
+    with user_input():
+        gemm = parse_gemm(text)
+    if gemm is not None:
+        return gemm
+    path = Path(text)
+    if path.is_dir():
+        return Network(path.name, {"*": _load_graph(path)})
+    if not path.is_file():
+        raise UserError(f"Workload must be MxKxN with positive integers (e.g. 256x128x64), an "
+                        f"ONNX model or a graph folder, not {text!r} (no such file or folder)")
+    graphs = {}
+    try:
+        imported = importer.import_model(path)
+        x = None
+        if imported.kind == "float":
+            x = np.random.default_rng(0).standard_normal((2, *imported.input_shape))
+        for sparsity in dict.fromkeys(sparsities):
+            graphs[sparsity] = importer.compress(path, sparsity=sparsity,
+                                                 x_calib=None if x is None else
+                                                 x.astype(np.float32)).graph
+    except GraphError as exc:               # the model file is the user's input
+        raise UserError(str(exc)) from None
+    return Network(path.name, graphs)
 
 
 def _load_array(path, what="calibration data"):
@@ -500,7 +541,13 @@ def _add_explore(sub):
     p.add_argument("--sparsity", required=True, help="comma-separated, e.g. dense,2:4,1:4")
     p.add_argument("--device", required=True,
                    help="ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k or ice40-hx8k")
-    p.add_argument("--workload", default="256x256x64", help="layer MxKxN (default 256x256x64)")
+    p.add_argument("--workload", default="256x256x64",
+                   help="what each array runs: a layer MxKxN (default 256x256x64), an ONNX "
+                        "model (compressed with each array's N:M) or a graph folder "
+                        "(sparsemac compress --out)")
+    p.add_argument("--no-pnr", action="store_true",
+                   help="synthesis only: resources and fit, throughput at --freq (marked as "
+                        "an assumed clock), for arrays whose place and route takes too long")
     p.add_argument("--freq", type=float, default=150.0, help="target clock for P&R (MHz)")
     p.add_argument("--speed", type=int, default=None,
                    help="ECP5 speed grade: 6 (default, slowest), 7 or 8 (fastest)")

@@ -8,13 +8,15 @@ import sys
 import pytest
 
 from explore import sweep as explore
+from explore.workload import Gemm, Network
 
 pytestmark = pytest.mark.filterwarnings(
     # Ray's own modules warn on import under newer Python packaging; not our code.
     "ignore::DeprecationWarning:ray.*", "ignore::DeprecationWarning:pkg_resources.*")
 
-POINTS = [explore.Point(2, 2, "2:4", "ecp5-25k", (64, 32, 16)),
-          explore.Point(2, 2, "2:4", "ice40-up5k", (64, 32, 16))]   # 16 DSPs > 8: no fit
+POINTS = [explore.Point(2, 2, "2:4", "ecp5-25k"),
+          explore.Point(2, 2, "2:4", "ice40-up5k")]   # 16 DSPs > 8: no fit
+GEMM = Gemm(64, 32, 16)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sweep(cache):
-    return explore.run_sweep(POINTS, jobs=2, cache_dir=cache, progress=False)
+    return explore.run_sweep(POINTS, GEMM, jobs=2, cache_dir=cache, progress=False)
 
 
 def test_sweep_records(sweep):
@@ -34,19 +36,29 @@ def test_sweep_records(sweep):
     assert ok["cycles_sparse"] > 0 and ok["cycles_dense"] > ok["cycles_sparse"]
     assert ok["gops_sparse"] == pytest.approx(2 * 64 * 32 * 16 * ok["fmax_mhz"] * 1e6
                                               / ok["cycles_sparse"] / 1e9)
+    assert ok["clock"] == "fmax" and ok["clock_mhz"] == ok["fmax_mhz"]
+    assert ok["workload"] == "64x32x16" and ok["workload_kind"] == "gemm"
     assert nofit["status"] == "no-fit"
     assert nofit["error"].startswith("does not fit ice40-up5k: needs ")
     assert "fmax_mhz" not in nofit
 
 
 def test_cache_is_keyed_by_point_and_tools(sweep, cache):
-    again = explore.run_sweep(POINTS, jobs=1, cache_dir=cache, progress=False)
+    again = explore.run_sweep(POINTS, GEMM, jobs=1, cache_dir=cache, progress=False)
     assert [r["cached"] for r in again] == [True, True]
     assert again[0]["fmax_mhz"] == sweep[0]["fmax_mhz"]
     assert len(list(cache.glob("*.json"))) == 2
-    other = explore.Point(2, 2, "2:4", "ecp5-25k", (64, 32, 32))
     versions = explore.tool_versions()
-    assert explore._key(other, versions) != explore._key(POINTS[0], versions)
+    for other in (explore.Point(2, 2, "2:4", "ecp5-25k", router="router2"),
+                  explore.Point(2, 2, "2:4", "ecp5-25k", pnr=False),
+                  explore.Point(2, 4, "2:4", "ecp5-25k")):
+        assert explore._key(other, versions) != explore._key(POINTS[0], versions)
+    # The hardware does not depend on the workload: another one reuses the cached point,
+    # its figures computed anew.
+    other = explore.run_sweep(POINTS[:1], Gemm(64, 32, 32), jobs=1, cache_dir=cache,
+                              progress=False)[0]
+    assert other["cached"] and other["workload"] == "64x32x32"
+    assert other["cycles_sparse"] > again[0]["cycles_sparse"]
     # An edited generator (its sources' digest) never reuses a cached result.
     assert versions["sources"] == explore.tool_versions()["sources"]
     edited = {**versions, "sources": "0" * 16}
@@ -59,7 +71,7 @@ def test_outputs(sweep, tmp_path):
                                        "efficiency_fmax.png"}
     assert json.loads((tmp_path / "sweep.json").read_text())[0]["device"] == "ecp5-25k"
     csv_lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("rows,cols,sparsity,mult,device,speed,status")
+    assert csv_lines[0].startswith("workload,rows,cols,sparsity,mult,device,speed,status")
     assert len(csv_lines) == 3
     row = dict(zip(csv_lines[0].split(","), csv_lines[1].split(",")))
     assert row["speed"] == "6"
@@ -82,12 +94,87 @@ def test_outputs_when_every_point_failed(sweep, tmp_path):
 def test_ray_executor_on_a_local_instance(sweep, cache):
     """The same sweep on Ray: the cached point comes back from a Ray worker, and a point whose
     tools time out is reported in one line while the sweep goes on."""
-    slow = explore.Point(3, 3, "1:4", "ecp5-25k", (64, 32, 16))
-    records = explore.run_sweep([POINTS[0], slow], executor="ray", jobs=2, cache_dir=cache,
+    slow = explore.Point(3, 3, "1:4", "ecp5-25k")
+    records = explore.run_sweep([POINTS[0], slow], GEMM, executor="ray", jobs=2, cache_dir=cache,
                                 timeout=1, progress=False)
     assert records[0]["cached"] and records[0]["fmax_mhz"] == sweep[0]["fmax_mhz"]
     assert records[1]["status"] == "error"
     assert "timed out" in records[1]["error"] and "\n" not in records[1]["error"]
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    """A ShuffleNet stage (grouped convs, Concat, Add) as an ONNX file and compressed 2:4."""
+    import numpy as np
+    import onnx
+
+    from explore import zoo
+    from sparsemac.importer import compress
+
+    tmp = tmp_path_factory.mktemp("workload")
+    model = zoo.build("shufflenet_unit", input_size=32, num_classes=10, seed=1, batch=None)
+    onnx.save(model, tmp / "shufflenet.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    graph = compress(model, sparsity="2:4", x_calib=x).graph
+    graph.save(tmp / "graph")
+    return tmp, graph
+
+
+def test_network_workload(sweep, cache, network):
+    """A network on the cached point: per-inference cycles of the graph and of its dense
+    twin (graph_estimate), inferences/s at Fmax, per 1,000 LUTs and per DSP block."""
+    from host.perf import graph_estimate
+
+    _, graph = network
+    rec = explore.run_sweep(POINTS[:1], Network("shufflenet", {"*": graph}), jobs=1,
+                            cache_dir=cache, progress=False)[0]
+    assert rec["cached"] and rec["workload"] == "shufflenet" and rec["workload_kind"] == "network"
+    config = POINTS[0].config()
+    est, twin = graph_estimate(config, graph), graph_estimate(config, graph, dense=True)
+    assert (rec["cycles_sparse"], rec["cycles_dense"]) == (est.cycles, twin.cycles)
+    fmax = sweep[0]["fmax_mhz"]
+    assert rec["inferences_s"] == pytest.approx(fmax * 1e6 / est.cycles)
+    assert rec["inferences_s_dense"] == pytest.approx(fmax * 1e6 / twin.cycles)
+    assert rec["inferences_s_per_klut"] == pytest.approx(rec["inferences_s"] / rec["luts"] * 1e3)
+    assert rec["inferences_s_per_dsp"] == pytest.approx(rec["inferences_s"] / rec["dsps"])
+    assert rec["gops_sparse"] == pytest.approx(2 * est.macs * fmax * 1e6 / est.cycles / 1e9)
+
+
+def test_synthesis_only_point(cache):
+    """Without place and route the clock is the target, marked as assumed; no Fmax."""
+    point = explore.Point(2, 2, "2:4", "ecp5-25k", freq_mhz=120.0, pnr=False)
+    rec = explore.run_sweep([point], GEMM, jobs=1, cache_dir=cache, progress=False)[0]
+    assert rec["status"] == "ok" and rec["luts"] > 0 and "fmax_mhz" not in rec
+    assert (rec["clock"], rec["clock_mhz"]) == ("assumed", 120.0)
+    assert rec["gops_sparse"] == pytest.approx(2 * 64 * 32 * 16 * 120e6 / rec["cycles_sparse"]
+                                               / 1e9)
+    assert point.label.endswith("(synthesis only)")
+
+
+@pytest.mark.parametrize("kind", ["onnx", "folder"])
+def test_cli_network_workload(kind, cache, sweep, network, tmp_path):
+    """``--workload MODEL.onnx`` (compressed for the array's 2:4) and ``--workload FOLDER``
+    on the cached 2x2 point: outputs with the network's figures, exit 0."""
+    folder, graph = network
+    target = folder / ("shufflenet.onnx" if kind == "onnx" else "graph")
+    r = run_cli("--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
+                "--workload", str(target), "--cache", str(cache), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    (rec,) = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    assert rec["cached"] and rec["workload"] == target.name and rec["inferences_s"] > 0
+    if kind == "folder":
+        from host.perf import graph_estimate
+
+        assert rec["cycles_sparse"] == graph_estimate(POINTS[0].config(), graph).cycles
+    assert "inferences_s_per_klut" in (tmp_path / "o" / "sweep.csv").read_text()
+
+
+def test_cli_every_point_failed(cache, sweep, tmp_path):
+    r = run_cli("--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ice40-up5k",
+                "--cache", str(cache), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == "sparsemac: error: explore: every point " \
+                                               "failed (1)"
 
 
 def run_cli(*args):
@@ -105,7 +192,13 @@ def run_cli(*args):
      "M must be a power of two in {1, 2, 4, 8, 16}, not 5"),
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
       "--workload", "64x32"],
-     "Workload must be MxKxN with positive integers (e.g. 256x128x64), not '64x32'"),
+     "Workload must be MxKxN with positive integers (e.g. 256x128x64), an ONNX model or a "
+     "graph folder, not '64x32' (no such file or folder)"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
+      "--workload", "0x32x16"],
+     "Workload must be MxKxN with positive integers (e.g. 256x128x64), not '0x32x16'"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
+      "--freq", "-5"], "explore: --freq must be a positive number of MHz, not -5"),
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
       "--speed", "9"],
      "Speed grade must be one of 6, 7, 8, not 9"),
