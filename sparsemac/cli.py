@@ -331,7 +331,7 @@ def _cmd_compress(args):
     try:
         result = importer.compress(args.model, sparsity=sparsity, x_calib=x_calib,
                                    method=args.method, weights=args.weights,
-                                   dense_first_last=args.dense_first_last)
+                                   dense_first_last=args.dense_first_last, output=args.output)
     except GraphError as exc:               # the model file is the user's input
         raise UserError(str(exc)) from None
     accuracy = importer.digits_accuracy(result)
@@ -445,6 +445,9 @@ def _add_compress(sub):
                         "(default: the digits training split, for digits-shaped inputs)")
     p.add_argument("--dense-first-last", action="store_true",
                    help="keep the first and the last weighted layers dense")
+    p.add_argument("--output", default=None, metavar="NAME",
+                   help="the model output to compile, for models with several (default: "
+                        "the one the network computes, not a post-processing op's)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: graph.json, graph.npz, summary.md, model.qdq.onnx")
     p.set_defaults(func=_cmd_compress)

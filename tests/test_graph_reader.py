@@ -27,6 +27,7 @@ from golden_model.graph import (
     Conv2d,
     Dense,
     GraphError,
+    IntGraph,
     Pad,
     float_forward,
     quantize_graph,
@@ -212,6 +213,33 @@ def test_several_outputs_label_and_unknown():
         read_float_graph(model, output="scores")
     fg = read_float_graph(model, output="logits")
     assert fg.host_tail == [] and fg.tensors == ["logits"]
+
+
+def test_cli_compress_output_option(tmp_path, capsys):
+    """``compress --output``: the default compiles the network's output and says what was
+    left to the host; naming the Softmax's output is the same graph; a post-processing
+    output or an unknown name is one line, exit 2, no folder."""
+    from sparsemac import cli
+
+    path = tmp_path / "clf.onnx"
+    onnx.save(classifier(), path)
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal((8, 8))
+            .astype(np.float32))
+    base = ["compress", str(path), "--sparsity", "dense", "--calib", str(tmp_path / "x.npy")]
+    assert cli.main([*base, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "host tail: Softmax" in out and "'probabilities' compiled" in out
+    assert cli.main([*base, "--output", "probabilities", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    a, b = (IntGraph.load(tmp_path / d) for d in "ab")
+    assert len(a.layers) == len(b.layers) == 1
+    assert np.array_equal(a.layers[0].w, b.layers[0].w)
+    for name, message in (("label", "output 'label' is computed by ArgMax -> Cast"),
+                          ("scores", "unknown output 'scores': the model's outputs are")):
+        assert cli.main([*base, "--output", name, "--out", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / name).exists()
 
 
 # --- operators one by one -----------------------------------------------------------------

@@ -99,19 +99,21 @@ def _check_weighted(layers):
         raise GraphError("the model has no Gemm, MatMul or Conv layer")
 
 
-def import_model(model):
+def import_model(model, *, output=None):
     """Read a float or QDQ ONNX model (a ``ModelProto``, a path or bytes) into an
-    :class:`OnnxImport`; anything unsupported raises :class:`GraphError`."""
+    :class:`OnnxImport`; anything unsupported raises :class:`GraphError`. ``output`` names
+    the graph output to compile (default: the one the network computes, not a
+    post-processing op's; see :func:`~.graph_reader.read_float_graph`)."""
     if hasattr(model, "graph"):
         check_model(model)
     else:
         model = read_model(model)
     if any(node.op_type in QDQ_OPS for node in model.graph.node):
-        qg = read_qdq_graph(model)
+        qg = read_qdq_graph(model, output=output)
         _check_weighted(qg.graph.layers)
         return OnnxImport("qdq", qg.input_name, qg.input_shape, graph=qg.graph,
                           tensors=qg.tensors, notes=list(qg.notes))
-    fg = read_float_graph(model)
+    fg = read_float_graph(model, output=output)
     _check_weighted(fg.layers)
     return OnnxImport("float", fg.input_name, fg.input_shape, layers=fg.layers,
                       tensors=[fg.input_name, *fg.tensors], notes=list(fg.notes))

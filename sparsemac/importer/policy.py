@@ -78,7 +78,7 @@ def check_options(*, method=None, weights=None):
 
 
 def compress(model, *, sparsity=None, x_calib=None, method=None, weights=None,
-             dense_first_last=False, pot_bits=4):
+             dense_first_last=False, pot_bits=4, output=None):
     """Import an ONNX model and make the integer graph the accelerator loads.
 
     Parameters
@@ -99,6 +99,9 @@ def compress(model, *, sparsity=None, x_calib=None, method=None, weights=None,
         Keep the first and the last weighted layers dense.
     pot_bits : int
         Exponent bits of ``weights="pot"``.
+    output : str, optional
+        The graph output to compile (a model with several, e.g. skl2onnx's ``label`` and
+        ``probabilities``); default: the one the network computes.
 
     Returns
     -------
@@ -113,7 +116,7 @@ def compress(model, *, sparsity=None, x_calib=None, method=None, weights=None,
     """
     if sparsity is None or isinstance(sparsity, (str, Sparsity)):
         sparsity = parse_sparsity(sparsity)
-    imported = import_model(model)
+    imported = import_model(model, output=output)
     if imported.kind == "qdq":
         return _compress_qdq(imported, sparsity, dense_first_last,
                              method=method, weights=weights, x_calib=x_calib)
