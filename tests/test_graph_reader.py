@@ -345,6 +345,54 @@ def test_relu6_fuses_into_the_conv_before_it():
                                                                    q.out_zp)
 
 
+def opset9_model():
+    """What an opset 9 exporter writes (ONNX model zoo files of the ResNet-50 era):
+    BatchNormalization with its four parameter tensors, Clip / Pad / Unsqueeze / Squeeze
+    with attributes instead of inputs, Dropout with ``ratio``, Sum, Flatten, Gemm."""
+    rng = np.random.default_rng(11)
+    inits = [_init(rng, "w1", (6, 3, 3, 3)), _init(rng, "w2", (6, 6, 3, 3)),
+             _init(rng, "wf", (5, 6)), _init(rng, "bf", (5,))]
+    for name, lo in (("g", 0.5), ("bb", -0.2), ("mu", -0.1), ("var", 0.5)):
+        inits.append(numpy_helper.from_array(
+            (lo + np.abs(rng.standard_normal(6))).astype(np.float32), f"{name}1"))
+    n = helper.make_node
+    nodes = [
+        n("Pad", ["x"], ["xp"], name="pad", pads=[0, 0, 1, 1, 0, 0, 1, 1], mode="constant",
+          value=0.0),
+        n("Conv", ["xp", "w1"], ["c1"], name="conv1"),
+        n("BatchNormalization", ["c1", "g1", "bb1", "mu1", "var1"], ["b1"], name="bn1",
+          epsilon=1e-5),
+        n("Clip", ["b1"], ["r1"], name="relu6", min=0.0, max=6.0),
+        n("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Conv", ["p1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        n("Relu", ["c2"], ["r2"], name="relu2"),
+        n("Sum", ["r2", "p1"], ["s"], name="sum"),
+        n("Dropout", ["s"], ["d"], name="drop", ratio=0.5),
+        n("GlobalAveragePool", ["d"], ["gap"], name="gap"),
+        n("Squeeze", ["gap"], ["sq"], name="squeeze", axes=[2, 3]),
+        n("Unsqueeze", ["sq"], ["us"], name="unsqueeze", axes=[2]),
+        n("Flatten", ["us"], ["flat"], name="flatten", axis=1),
+        n("Gemm", ["flat", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "opset9", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], initializer=inits)
+    return make(graph, opset=9)
+
+
+def test_opset9_forms_match_onnxruntime():
+    model = opset9_model()
+    onnx.checker.check_model(model, full_check=True)
+    fg = read_float_graph(model)
+    by = {ly.name: ly for ly in fg.layers}
+    assert by["conv1"].relu6 and "bn1" not in by and "relu6" not in by   # BN folded, ReLU6 fused
+    assert by["conv2"].relu
+    x = np.random.default_rng(12).standard_normal((3, 3, 8, 8), dtype=np.float32)
+    close(float_forward(fg.layers, x)[-1], run_ort(model, {"x": x})[0])
+    graph = quantize_graph(fg.layers, fg.input_shape, x)
+    assert graph.forward(x)[-1].shape == (3, 5)
+
+
 # --- refusals -----------------------------------------------------------------------------
 
 def conv_model(extra, *, opset=13, inputs=None, sort=True, second_conv=False, out_rank=4):
