@@ -164,16 +164,40 @@ def _explore_workload(text, sparsities):
 
 
 def _load_array(path, what="calibration data"):
+    """The array of the ``.npy`` file ``path``, its header checked before any data is read:
+    another format, pickled objects or a shape larger than the file are one-line errors."""
+    import math  # noqa: PLC0415 (lazy: a command loads only what it runs)
+
     import numpy as np  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
+    where = f"{what} {str(path)!r}"
     try:
-        data = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            head = f.read(6)
+            if head[:2] == b"PK":
+                raise UserError(f"{where} must be one array (.npy), not an .npz archive")
+            if head != b"\x93NUMPY":
+                raise UserError(f"{where} is not a .npy file (NumPy's format, np.save)")
+            f.seek(0)
+            major, _ = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if major == 1 else
+                    np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+            held = Path(path).stat().st_size - f.tell()
+    except OSError as exc:
+        raise UserError(f"cannot read {where}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(f"cannot read {where}: {exc}") from None
+    if dtype.hasobject:
+        raise UserError(f"{where} holds Python objects (pickled data), which are not read")
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > held:
+        raise UserError(f"{where} is truncated: its header says shape {tuple(shape)} of "
+                        f"{dtype} ({needed:,} bytes), the file holds {held:,}")
+    try:
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"cannot read {what} {str(path)!r}: {exc}") from None
-    if not isinstance(data, np.ndarray):
-        data.close()
-        raise UserError(f"{what} {str(path)!r} must be one array (.npy), not an .npz archive")
-    return data
+        raise UserError(f"cannot read {where}: {exc}") from None
 
 
 def _load_calibration(path):

@@ -810,7 +810,8 @@ def test_cli_compress_errors_leave_nothing(net, qdq_models, tmp_path, capsys, mo
     elif case == "calib":
         (tmp_path / "calib.npy").write_text("nope")
         args += ["--calib", tmp_path / "calib.npy"]
-        expected = f"cannot read calibration data {str(tmp_path / 'calib.npy')!r}: "
+        expected = (f"calibration data {str(tmp_path / 'calib.npy')!r} is not a .npy file "
+                    "(NumPy's format, np.save)")
     elif case == "method":
         args += ["--method", "median"]
         expected = ("method must be one of 'minmax', 'percentile', 'mse', 'kl', not "

@@ -62,7 +62,7 @@ from golden_model.graph import (
     tensor_shapes,
 )
 
-from .nodes import attrs, auto_pad, constant_value, node_desc
+from .nodes import attrs, auto_pad, check_wiring, constant_value, node_desc, tensor_value
 
 __all__ = ["FloatGraph", "GraphReader", "read_float_graph", "HOST_TAIL_OPS",
            "POST_PROCESSING_OPS"]
@@ -159,8 +159,10 @@ def _same_pads(size, kernel, stride, mode):
 def _window(node, found, hw, kernel):
     """``(strides, (top, left, bottom, right))`` of a Conv / pool ``node`` over ``hw``."""
     strides = tuple(int(s) for s in found.get("strides", [1, 1]))
-    if len(strides) != 2 or min(strides) < 1:
+    if len(strides) != 2:
         _fail(node, f"strides {list(strides)} are not supported: only 2-d strides")
+    if min(strides) < 1:
+        _fail(node, f"strides {list(strides)} must be positive")
     if any(int(d) != 1 for d in found.get("dilations", [1, 1])):
         _fail(node, f"dilations {list(found['dilations'])} are not supported: only 1")
     mode = auto_pad(found)
@@ -271,15 +273,17 @@ def _fold_cast(node, found, ins, opset):
 
     if ins[0].dtype == object:
         return ins[0]
-    return ins[0].astype(helper.tensor_dtype_to_np_dtype(found["to"]))
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(found["to"])
+    except (KeyError, ValueError, TypeError):
+        _fail(node, f"to data type {found['to']} cannot be folded")
+    return ins[0].astype(dtype)
 
 
 def _fold_constant_of_shape(node, found, ins, opset):
-    from onnx import numpy_helper  # noqa: PLC0415 (import cost only where a model is read)
-
     if _has_batch(ins[0]):
         _fail(node, "cannot be folded: its shape holds the symbolic batch size")
-    value = numpy_helper.to_array(found["value"]) if "value" in found \
+    value = tensor_value(found["value"], f"the value of {node_desc(node)}") if "value" in found \
         else np.zeros(1, np.float32)
     return np.full(tuple(int(v) for v in ins[0]), value.reshape(-1)[0], value.dtype)
 
@@ -339,11 +343,9 @@ class GraphReader:
     # -- setup -----------------------------------------------------------------------------
 
     def read(self):
-        from onnx import numpy_helper  # noqa: PLC0415 (import cost only where a model is read)
-
         self._check_sorted()
         self._check_model()
-        self.consts = {t.name: numpy_helper.to_array(t) for t in self.g.initializer}
+        self.consts = {t.name: tensor_value(t) for t in self.g.initializer}
         self._read_input()
         self.producer = {o: n for n in self.g.node for o in n.output if o}
         self.output = self._pick_output()
@@ -360,19 +362,7 @@ class GraphReader:
         return self._result(out)
 
     def _check_sorted(self):
-        known = {t.name for t in self.g.initializer} | {i.name for i in self.g.input}
-        made = {o: n for n in self.g.node for o in n.output}
-        for node in self.g.node:
-            for name in node.input:
-                if name and name not in known:
-                    if name in made:
-                        raise GraphError(
-                            f"the node list is not topologically sorted: {node.op_type} "
-                            f"{node_desc(node)} reads {name!r} before "
-                            f"{node_desc(made[name])} produces it")
-                    raise GraphError(f"{node.op_type} {node_desc(node)} reads {name!r}, "
-                                     "which no node, initializer or input provides")
-            known.update(o for o in node.output if o)
+        check_wiring(self.g)
 
     def _check_model(self):
         import onnx  # noqa: PLC0415 (import cost only where a model is read)
@@ -559,6 +549,9 @@ class GraphReader:
         except GraphError as exc:
             detail = str(exc).removeprefix(f"{layer.label()}: ")
             raise GraphError(f"{node.op_type} {node_desc(node)}: {detail}") from None
+        if 0 in shape:
+            raise GraphError(f"{node.op_type} {node_desc(node)}: its output would have shape "
+                             f"(N, {', '.join(map(str, shape))}), with no values")
         self.index[layer.name] = len(self.layers)
         self.node_of[layer.name] = node
         self.layers.append(layer)

@@ -8,6 +8,7 @@ from pathlib import Path
 from golden_model.graph import Conv2d, Dense, GraphError, IntGraph, QConv2d, QDense
 
 from .graph_reader import read_float_graph
+from .nodes import check_wiring
 from .qdq_reader import QDQ_OPS, read_qdq_graph
 
 __all__ = ["OnnxImport", "read_model", "check_model", "import_model"]
@@ -60,11 +61,15 @@ def read_model(source):
 
     in_memory = isinstance(source, (bytes, bytearray))
     what = "the model" if in_memory else repr(str(source))
+    if not in_memory and Path(source).is_dir():
+        raise GraphError(f"cannot read {what}: it is a folder, not an ONNX file")
     if not in_memory and not Path(source).is_file():
         raise GraphError(f"cannot read {what}: no such file")
     try:
         model = (onnx.load_model_from_string(bytes(source)) if in_memory
                  else onnx.load_model(str(source)))
+    except onnx.checker.ValidationError as exc:       # its external data: missing, or outside
+        raise GraphError(f"cannot read {what}: {_first_line(exc)}") from None
     except (DecodeError, ValueError, TypeError) as exc:
         detail = _first_line(exc).replace("Error parsing message with type 'onnx.ModelProto': ",
                                           "")
@@ -83,6 +88,7 @@ def check_model(model, what="the model"):
     if not model.HasField("graph") or model.ir_version <= 0 or not model.graph.node:
         raise GraphError(f"{what} is not an ONNX model (no graph, IR version or nodes; is the "
                          "file truncated?)")
+    check_wiring(model.graph)             # before the checker, whose message names no node
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:
