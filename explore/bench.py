@@ -141,7 +141,8 @@ def layer_config(array, sparsity, workload):
     parts = str(array).lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise ValueError(f"Array must be RxC (e.g. 16x16), not {array!r}")
-    m, k, n = parse_workload(workload)
+    gemm = parse_workload(workload)
+    m, k, n = gemm.m, gemm.k, gemm.n
     config = Config.from_sparsity(int(parts[0]), int(parts[1]), sparsity, acc_depth=256)
     plan_layer(config, m, k, n, sparse=config.sparse)      # the layer fits the array
     return config, (m, k, n, config.sparse)

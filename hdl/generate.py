@@ -5,14 +5,14 @@ no paths, dates or host names, so the same command gives byte-identical files an
 """
 
 import json
-import os
 import re
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
+
+from common.outputs import check_out_folder, write_folder
 
 from .config import Config
 from .layout import packet_formats, word_bits
@@ -26,11 +26,18 @@ WAIVER = Path(__file__).with_name("sparsemac.vlt")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+#: The longest module name: it names the files too (``NAME.core`` within a file system's 255).
+NAME_MAX = 128
+
+
 def check_name(name):
-    """A module name must be a plain Verilog identifier (it names the files too)."""
+    """A module name must be a plain Verilog identifier of at most :data:`NAME_MAX`
+    characters (it names the files too)."""
     if not isinstance(name, str) or not _IDENT.match(name):
         raise ValueError(f"Name must be a Verilog identifier (letters, digits, _), "
                          f"not {name!r}")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"Name must be at most {NAME_MAX} characters, not {len(name)}")
     return name
 
 
@@ -135,15 +142,15 @@ def core_file(config, name):
 def generate(config, out_dir, name="sparsemac"):
     """Write ``NAME.v``, ``NAME.json``, ``NAME.core`` and ``NAME.vlt`` into ``out_dir``.
 
-    Everything is produced in a temporary folder first: on any error nothing is written.
+    All or nothing (:func:`common.outputs.write_folder`): on any error nothing is written and
+    an existing folder stays as it was (an :class:`common.outputs.OutputError` says why).
     Returns the list of written paths.
     """
     if not isinstance(config, Config):
         raise TypeError(f"Config must be a hdl.config.Config, not {config!r}")
     check_name(name)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output {str(out_dir)!r} exists and is not a folder")
+    check_out_folder(out_dir)
     top = Top(config)
     text = verilog.convert(top, name=name, emit_src=False)
     files = {
@@ -152,15 +159,9 @@ def generate(config, out_dir, name="sparsemac"):
         f"{name}.core": core_file(config, name),
         f"{name}.vlt": WAIVER.read_text(),
     }
-    parent = out_dir.parent if out_dir.parent != Path("") else Path(".")
-    if not parent.exists():
-        raise ValueError(f"output folder's parent {str(parent)!r} does not exist")
-    with tempfile.TemporaryDirectory(dir=parent, prefix=".sparsemac-gen-") as tmp:
+
+    def fill(tmp):
         for fname, content in files.items():
-            (Path(tmp) / fname).write_text(content)
-        out_dir.mkdir(exist_ok=True)
-        written = []
-        for fname in files:
-            os.replace(Path(tmp) / fname, out_dir / fname)
-            written.append(out_dir / fname)
-    return written
+            (tmp / fname).write_text(content)
+
+    return write_folder(out_dir, fill)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from common.checks import check_int
+from common.outputs import OutputError
 
 from .errors import UserError, user_input
 from .files import check_out_file, check_out_folder, write_atomic, write_folder
@@ -613,7 +614,7 @@ def main(argv=None):
         return exc.code
     try:
         return args.func(args)
-    except UserError as exc:
+    except (UserError, OutputError) as exc:    # the user's input, or where they asked to write
         print(f"sparsemac: error: {exc}", file=sys.stderr)
         return 2
 
