@@ -148,9 +148,8 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
     cache_file = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"{_key(point, versions)}.json"
-        if cache_file.exists():
-            record = json.loads(cache_file.read_text())
-            record["cached"] = True
+        record = _read_cached(cache_file)
+        if record is not None:
             return record
     record = {**dataclasses.asdict(point), "status": "ok", "error": None, "cached": False,
               "tools": versions}
@@ -189,6 +188,24 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
         tmp_file = cache_file.with_suffix(".tmp")
         tmp_file.write_text(json.dumps(record, indent=1))
         os.replace(tmp_file, cache_file)
+    return record
+
+
+def _read_cached(path):
+    """The cached record in ``path``, or None when there is none; an unreadable or malformed
+    entry (empty, truncated, edited) is ignored with a line on stderr naming it, and the point
+    is computed again (and the entry rewritten)."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or "status" not in record:
+            raise ValueError("not a sweep record")
+    except (OSError, ValueError) as exc:
+        print(f"sparsemac: explore: ignoring the cache entry {str(path)!r} ({exc}); "
+              "computing it again", file=sys.stderr)
+        return None
+    record["cached"] = True
     return record
 
 

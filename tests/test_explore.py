@@ -65,6 +65,26 @@ def test_cache_is_keyed_by_point_and_tools(sweep, cache):
     assert explore._key(POINTS[0], edited) != explore._key(POINTS[0], versions)
 
 
+def test_a_malformed_cache_entry_is_computed_again(sweep, cache, tmp_path, capfd):
+    """An empty, truncated or edited cache entry does not stop the sweep: it is named on
+    stderr and ignored; a sweep then computes the point again (the no-fit point: synthesis
+    only) and rewrites the entry."""
+    import shutil
+
+    for content in ("", "{", "[1, 2]", '{"rows": 2}'):
+        (tmp_path / "entry.json").write_text(content)
+        assert explore._read_cached(tmp_path / "entry.json") is None
+        assert "ignoring the cache entry" in capfd.readouterr().err
+    mine = tmp_path / "cache"
+    shutil.copytree(cache, mine)
+    entry = mine / f"{explore._key(POINTS[1], explore.tool_versions())}.json"
+    entry.write_text("{")
+    rec = explore.run_sweep(POINTS[1:], GEMM, jobs=1, cache_dir=mine, progress=False)[0]
+    assert not rec["cached"] and rec["status"] == "no-fit"
+    assert f"ignoring the cache entry {str(entry)!r}" in capfd.readouterr().err
+    assert json.loads(entry.read_text())["status"] == "no-fit"
+
+
 def test_outputs(sweep, tmp_path):
     paths = explore.write_outputs(sweep, tmp_path)
     assert {p.name for p in paths} == {"sweep.json", "sweep.csv", "sweep.md", "pareto.png",
