@@ -42,6 +42,8 @@ _natural_int = _int_arg(0)
 def _cmd_gemm_bench(args):
     from explore.gemm_bench import format_gemm_bench, run_gemm_bench  # noqa: PLC0415 (lazy: a command loads only what it runs)
 
+    if args.json:
+        check_out_file(args.json)           # before the run, not after
     result = run_gemm_bench(size=args.size, repeat=args.repeat, seed=args.seed)
     print(format_gemm_bench(result))
     if not (result["exact_vs_onnxruntime"] and result["exact_vs_int64_reference"]):

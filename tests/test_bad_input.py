@@ -145,3 +145,36 @@ def test_compress_bad_calibration(case, tmp_path, capsys):
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("sparsemac: error: ") and message in err[0], err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["bench", "--quick"], ["gemm-bench", "--size", "8"],
+                                     ["perf", "{g}", "--rows", "2", "--cols", "2",
+                                      "--sparsity", "2:4"]])
+@pytest.mark.parametrize("where, message", [("missing/out.json", "does not exist"),
+                                            (".", "is a folder, not a file")])
+def test_json_outputs_are_checked_before_the_run(command, where, message, tmp_path, capsys):
+    """issue 16, row 13: a --json that cannot be written fails at once (in well under a
+    second here; the bench would run for minutes first), one line, exit 2."""
+    import time
+
+    g = tmp_path / "g"
+    if "{g}" in command:
+        onnx.save(_conv(), tmp_path / "m.onnx")
+        np.save(tmp_path / "c.npy", np.zeros((2, 1, 8, 8), np.float32))
+        assert cli.main(["compress", str(tmp_path / "m.onnx"), "--sparsity", "dense",
+                         "--calib", str(tmp_path / "c.npy"), "--out", str(g)]) == 0
+        capsys.readouterr()
+    t0 = time.perf_counter()
+    code = cli.main([a.format(g=g) for a in command] + ["--json", str(tmp_path / where)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert time.perf_counter() - t0 < 60            # not after the run (bench: minutes)
+
+
+def test_digits_shaped_model_that_is_not_a_classifier(tmp_path, capsys):
+    """A 1x8x8 input whose output is not 10 scores compresses without a digits accuracy
+    (it used to crash comparing feature maps with the labels)."""
+    onnx.save(_conv(), tmp_path / "m.onnx")
+    assert cli.main(["compress", str(tmp_path / "m.onnx"), "--sparsity", "dense",
+                     "--out", str(tmp_path / "g")]) == 0
+    assert "digits test accuracy" not in capsys.readouterr().out

@@ -14,10 +14,11 @@ __all__ = ["digits_accuracy", "layer_rows", "format_table", "summary_markdown"]
 
 def digits_accuracy(result):
     """``(float_accuracy or None, int8_accuracy)`` on the digits test split, or ``None`` when
-    the model's input is not digits-shaped. The int8 figure is the integer graph as the
-    hardware runs it (``requant="tflite"``, double rounding)."""
+    the model is not a digits classifier (its input not digits-shaped, or its output not 10
+    scores). The int8 figure is the integer graph as the hardware runs it
+    (``requant="tflite"``, double rounding)."""
     shape = tuple(result.graph.input_shape)
-    if shape not in DIGITS_SHAPES:
+    if shape not in DIGITS_SHAPES or tuple(result.graph.shapes()[-1]) != (10,):
         return None
     _, _, x_test, y_test = digits_split()
     x = x_test.reshape(-1, *shape)
