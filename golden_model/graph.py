@@ -323,6 +323,9 @@ def _check_qlayer(layer):
         raise GraphError(f"{layer.name}: weights must be int8 "
                          f"{'2-d' if isinstance(layer, QDense) else '4-d'}, not {w.dtype} "
                          f"{w.shape}")
+    if not int(layer.act_min) <= int(layer.out_zp) <= int(layer.act_max):
+        raise GraphError(f"{layer.name}: the output zero point {int(layer.out_zp)} must lie "
+                         f"within the clamp [{int(layer.act_min)}, {int(layer.act_max)}]")
     out = w.shape[0]
     for key in ("bias", "multiplier", "shift"):
         v = np.asarray(getattr(layer, key))

@@ -59,7 +59,8 @@ def _code(v):
 def _scale(v):
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise _Bad(f"must be a number, not {v!r}")
-    s = np.float32(v)
+    with np.errstate(over="ignore", under="ignore"):
+        s = np.float32(v)
     if not (math.isfinite(float(v)) and np.isfinite(s) and s > 0):
         raise _Bad(f"must be a positive finite float32 number, not {v!r}")
     return float(v)
@@ -291,7 +292,7 @@ def _entry_fields(e, version, where):
     if not isinstance(e, dict):
         raise L.GraphError(f"{where} must be an object, not {e!r}")
     kind = e.get("kind")
-    if kind not in _FIELDS:
+    if not isinstance(kind, str) or kind not in _FIELDS:
         raise L.GraphError(f"{where} has unknown kind {kind!r}")
     spec = _FIELDS[kind]
     weighted = ("sha256",) if kind in ("QDense", "QConv2d") else ()

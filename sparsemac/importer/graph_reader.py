@@ -481,8 +481,11 @@ class GraphReader:
         if ins and all(i in self.consts for i in ins) and op in FOLDERS:
             found = attrs(node)
             vals = [self.consts[i] if i else None for i in node.input]
-            self.consts[node.output[0]] = np.asarray(FOLDERS[op](node, found, vals,
-                                                                 self.opset))
+            try:
+                value = FOLDERS[op](node, found, vals, self.opset)
+            except (ValueError, IndexError, TypeError, KeyError) as exc:   # NumPy's verdict
+                _fail(node, f"cannot be folded: its constant inputs do not fit ({exc})")
+            self.consts[node.output[0]] = np.asarray(value)
             self.folded[op] += 1
             return
         for extra in node.output[1:]:
@@ -529,6 +532,8 @@ class GraphReader:
         v = self._const(node, i, what, required=required)
         if v is not None and np.asarray(v).dtype.kind != "f":
             _fail(node, f"{what} must be a float constant, not {np.asarray(v).dtype}")
+        if v is not None and not np.isfinite(v).all():
+            _fail(node, f"{what} hold NaN or infinite values")
         return v
 
     def _unique(self, node):
@@ -665,7 +670,10 @@ class GraphReader:
                                                   (4, "variance")))
         if any(v.shape != (x.shape[0],) for v in (gamma, beta, mean, var)):
             _fail(node, f"parameters must hold {x.shape[0]} values (one per channel)")
-        scale = gamma / np.sqrt(var + float(found.get("epsilon", 1e-5)))
+        eps = float(found.get("epsilon", 1e-5))
+        if not (var + eps > 0).all():
+            _fail(node, f"variance + epsilon must be positive, not {float((var + eps).min()):g}")
+        scale = gamma / np.sqrt(var + eps)
         self._affine(node, x, scale, beta - mean * scale)
 
     def _arithmetic(self, node):
@@ -826,6 +834,8 @@ class GraphReader:
         kernel = tuple(int(k) for k in found.get("kernel_shape", []))
         if len(kernel) != 2:
             _fail(node, f"kernel_shape {list(kernel)} is not supported: only 2-d kernels")
+        if min(kernel) < 1:
+            _fail(node, f"kernel_shape {list(kernel)} must be positive")
         strides, pads = _window(node, found, x.shape[1:], kernel)
         return found, kernel, strides, pads
 
@@ -1006,6 +1016,13 @@ class GraphReader:
         if val is None or val.ref == INPUT:
             raise GraphError(f"the output {out!r} is the model's input; the graph has no layers")
         self._drop_dead(val.ref)
+        for layer in self.layers:
+            if isinstance(layer, (Conv2d, Dense)) and not (np.isfinite(layer.w).all() and
+                                                           np.isfinite(layer.b).all()):
+                node = self.node_of[layer.name]
+                raise GraphError(f"{node.op_type} {node_desc(node)}: its weights or bias are not "
+                                 "finite once the constants, batch norms and scales before and "
+                                 "after it are folded in (a division by zero, an overflow?)")
         if self.folded:
             self.notes.insert(0, "constants folded: " + ", ".join(
                 f"{n} {op}" for op, n in sorted(self.folded.items())))
