@@ -30,5 +30,6 @@ async def measure(dut):
         wall = time.perf_counter() - t0
         results.append({**wl, "cycles": cycles, "sim_cycles": tb.now_cycles() - c0,
                         "wall_s": wall, "beats": len(p.act)})
+    await tb.finish()
     with open(os.environ["SPARSEMAC_BENCH_OUT"], "w") as f:
         json.dump(results, f)

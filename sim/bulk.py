@@ -25,7 +25,18 @@ from hdl.top import tdata_width
 from host.packing import unpack_output
 from sim import player
 from sim.model import EngineModel
-from sim.tb import CLOCK_NS, STALLS, TB, LayerRegisters, Mismatch, compare_words, config_from_env
+from sim.tb import (
+    CLOCK_NS,
+    STALLS,
+    TB,
+    TIMEOUT_FACTOR,
+    TIMEOUT_SLACK,
+    LayerRegisters,
+    Mismatch,
+    Timeout,
+    compare_words,
+    config_from_env,
+)
 
 __all__ = ["BulkTB", "STALL_SETTINGS", "Timeout", "testbench"]
 
@@ -33,10 +44,6 @@ __all__ = ["BulkTB", "STALL_SETTINGS", "Timeout", "testbench"]
 #: As in :func:`sim.tb.stall_generator`: one idle cycle in 4, or about 30 % idle cycles.
 STALL_SETTINGS = {"none": ("none", 0, 0), "periodic": ("periodic", 4, 0),
                   "random": ("random", 0, 77)}
-
-
-class Timeout(Mismatch):
-    """A layer did not complete; the message names the streams that stalled."""
 
 
 def testbench(dut):
@@ -96,7 +103,7 @@ class BulkTB(LayerRegisters):
         self.width = {name: tdata_width(bits[name]) for name in player.STREAMS}
         self.out_width = tdata_width(bits["out"])
         self.checked = 0
-        self.timeout_factor = 4.0
+        self.timeout_factor = TIMEOUT_FACTOR
         self.regs = {}
         self.last = {}
         self._stalls = ("none", "none", 1)
@@ -220,7 +227,7 @@ class BulkTB(LayerRegisters):
     def _timeout_cycles(self, counts):
         idle, bp, _ = self._stalls
         rate = (1 - _idle_fraction(idle)) * (1 - _idle_fraction(bp))
-        return int(self.timeout_factor * sum(counts.values()) / rate) + 20_000
+        return int(self.timeout_factor * sum(counts.values()) / rate) + TIMEOUT_SLACK
 
     def _stalled(self, counts, label, seed, limit):
         """A :class:`Timeout` naming, per stream, where it stopped and its handshake."""
@@ -328,6 +335,13 @@ class BulkTB(LayerRegisters):
         """Whether an output word arrived since the last reset or layer."""
         seen = int(self.dut.out_count.value)
         return seen != (self._after_reset if self._expect_out is None else self._expect_out)
+
+    async def finish(self, cycles=200):
+        """The end of a test: ``cycles`` more, then no output word may have arrived after the
+        last layer's."""
+        await ClockCycles(self.dut.aclk, cycles)
+        if self.outputs_pending():
+            raise Mismatch("output words arrived after the test's last layer")
 
     async def run_layer(self, packets, want, label, seed):
         """Play one layer, check it against the model (in order) and its unpacked result

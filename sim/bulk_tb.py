@@ -48,6 +48,7 @@ async def stalls_take_effect(dut):
         assert words == base_words, f"{key}: other words than without stalls"
         assert key == ("none", "none") or cycles > base_cycles, (
             f"{key}: {cycles} cycles, not more than {base_cycles} without stalls")
+    await tb.finish()
 
 
 @cocotb.test()
@@ -76,6 +77,7 @@ async def a_stall_names_its_stream(dut):
     await tb.reset()
     p, want = make_layer(cfg, rng, m, k, n, sparse=sparse)
     await tb.run_layer(p, want, "after the reset", SEED + 7)
+    await tb.finish()
 
 
 @cocotb.test(skip="SPARSEMAC_WORKLOADS" not in os.environ)
@@ -117,5 +119,6 @@ async def measure(dut):
         results.append({**wl, "cycles": cycles, "sim_cycles": sim_cycles, "wall_s": wall,
                         "prepare_s": prepare, "phases_s": phases, "beats": len(p.act),
                         "runs": 1 + wl.get("repeat", 0)})
+    await tb.finish()
     with open(os.environ["SPARSEMAC_BENCH_OUT"], "w") as f:
         json.dump(results, f)

@@ -73,5 +73,6 @@ async def network(dut):
             records.append({"name": name, "wall_s": time.perf_counter() - t0})
         outputs[f"out{i}"] = y
         outs.append(y)
+    await tb.finish()
     np.savez(job["outputs"], **outputs)
     Path(job["results"]).write_text(json.dumps(records))

@@ -42,5 +42,6 @@ async def record_layers(dut):
         label = f"layer {i} ({m}x{k}x{n}, {'N:M' if sparse else 'dense'})"
         cycles, words = await tb.run_layer(p, want, label, SEED)
         layers.append({"label": label, "cycles": cycles, "words": [f"{w:x}" for w in words]})
+    await tb.finish()
     with open(os.environ["SPARSEMAC_RECORD"], "w") as f:
         json.dump({"path": path, "checked": tb.checked, "layers": layers}, f)

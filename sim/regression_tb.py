@@ -21,7 +21,7 @@ import golden_model as gm
 from host.packing import conv2d_as_gemm, gemm_to_conv2d, pack_layer, unpack_output
 from sim.bulk import testbench
 from sim.layers import make_layer, shapes
-from sim.tb import REG, STALLS
+from sim.tb import REG, STALLS, TIMEOUT_FACTOR, Timeout
 
 SEED = int(os.environ.get("SPARSEMAC_SEED", "1"))
 SCALE = max(1, int(os.environ.get("SPARSEMAC_SCALE", "1")))
@@ -56,6 +56,7 @@ async def layers_under_stalls(dut, idle, backpressure):
         await tb.run_layer(p, want, f"layer {i} ({m}x{k}x{n}, "
                             f"{'N:M' if sparse else 'dense'}, idle={idle}, "
                             f"backpressure={backpressure})", seed)
+    await tb.finish()
     _summary(tb, f"stalls_{idle}_{backpressure}")
 
 
@@ -92,6 +93,7 @@ async def corners_and_conv2d(dut):
     _, words = await tb.run_layer(p, rows, "conv2d via im2col", SEED)
     got = gemm_to_conv2d(unpack_output(p.plan, words), shape)
     assert np.array_equal(got, want), "conv2d: model and golden_model.qconv2d disagree"
+    await tb.finish()
     _summary(tb, "corners_conv2d")
 
 
@@ -117,4 +119,37 @@ async def reset_in_the_middle_of_a_stream(dut):
         m, k, n, sparse = shapes(cfg, 1, rng)[0]
         p, want = make_layer(cfg, rng, m, k, n, sparse=sparse)
         await tb.run_layer(p, want, f"layer {i} after reset", SEED + 5)
+    await tb.finish()
     _summary(tb, "reset")
+
+
+@cocotb.test()
+async def a_stall_names_its_stream(dut):
+    """A layer whose registers ask for one row more than its streams carry never completes:
+    the testbench gives up after its deadline (it cannot hang) with a message naming the
+    stream the accelerator waits on; after a reset the next layer passes."""
+    driver, tb = testbench(dut)
+    await tb.start_clock()
+    await tb.reset()
+    cfg = tb.config
+    rng = np.random.default_rng(SEED + 9)
+    m, k, n, sparse = shapes(cfg, 1, rng)[0]
+    p, want = make_layer(cfg, rng, m, k, n, sparse=sparse)
+    p.layer = {**p.layer, "m_rows": p.layer["m_rows"] + 1}
+    tb.timeout_factor = 1.0
+    try:
+        await tb.run_layer(p, want, "short act stream", SEED + 9)
+    except Timeout as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a layer with too few act words completed")
+    dut._log.info("as expected: %s", message)
+    assert "short act stream: no completion within" in message, message
+    stalled = ("act stream stalled at word" if driver == "axi" else "act: all")
+    assert stalled in message, message
+    tb.timeout_factor = TIMEOUT_FACTOR
+    await tb.reset()
+    p, want = make_layer(cfg, rng, m, k, n, sparse=sparse)
+    await tb.run_layer(p, want, "after the reset", SEED + 9)
+    await tb.finish()
+    _summary(tb, "stall")

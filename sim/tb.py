@@ -12,9 +12,10 @@ import json
 import os
 import random
 
+import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, Timer, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiLiteBus,
@@ -56,6 +57,26 @@ def config_from_env():
 
 class Mismatch(AssertionError):
     pass
+
+
+class Timeout(Mismatch):
+    """A layer did not complete; the message names the streams that stalled."""
+
+
+#: A layer times out after this many times the cycles its words take (at the stalls' rates),
+#: plus :data:`TIMEOUT_SLACK` cycles for the pipeline and the register writes.
+TIMEOUT_FACTOR = 4.0
+TIMEOUT_SLACK = 20_000
+
+
+#: The fraction of cycles :func:`stall_generator` holds a stream, per mode.
+_IDLE = {None: 0.0, "none": 0.0, "periodic": 0.25, "random": 0.3}
+
+
+def stall_rate(idle, backpressure):
+    """The fraction of cycles a stream moves under the ``idle`` and ``backpressure`` modes
+    of :func:`stall_generator`."""
+    return (1 - _IDLE[idle]) * (1 - _IDLE[backpressure])
 
 
 def compare_words(config, regs, want, got, label, seed):
@@ -106,8 +127,12 @@ class TB(LayerRegisters):
         self.out_bytes = len(dut.m_axis_out_tdata) // 8
         self.checked = 0                  # output values compared so far
         self.regs = {}
+        self._stalls = (None, None)       # the idle and backpressure modes (set_stalls)
+        self.timeout_factor = TIMEOUT_FACTOR
+        self._progress = {}               # input words seen so far in the current layer
 
     def set_stalls(self, idle, backpressure, seed):
+        self._stalls = (idle, backpressure)
         for i, src in enumerate(self.src.values()):
             src.set_pause_generator(stall_generator(idle, seed + i))
         self.sink.set_pause_generator(stall_generator(backpressure, seed + 7))
@@ -143,13 +168,42 @@ class TB(LayerRegisters):
     async def _monitored_words(self, name, count):
         words, first = [], None
         width = self.width[name]
+        self._progress[name] = 0
         while len(words) < count:
             frame = await self.mon[name].recv()
             first = frame.sim_time_start if first is None else first
             data = bytes(frame.tdata)
             words += [int.from_bytes(data[i:i + width], "little")
                       for i in range(0, len(data), width)]
+            self._progress[name] = len(words)
         return words, first
+
+    def _stalled(self, counts, label, seed, limit):
+        """A :class:`Timeout` naming, per input stream, the word it stopped at and its
+        handshake, or the output frame that never ended."""
+        dut = self.dut
+        parts = []
+        for name, count in counts.items():
+            got = self._progress.get(name, 0)
+            valid = getattr(dut, f"s_axis_{name}_tvalid").value
+            ready = getattr(dut, f"s_axis_{name}_tready").value
+            if got < count:
+                parts.append(f"{name} stream stalled at word {got} of {count} "
+                             f"(tvalid={valid}, tready={ready})")
+        if not parts:
+            parts.append("every input word was taken but the output frame did not end "
+                         f"(tvalid={dut.m_axis_out_tvalid.value}, "
+                         f"tready={dut.m_axis_out_tready.value})")
+        return Timeout(f"{label}: no completion within {limit} cycles: {'; '.join(parts)} "
+                       f"(seed {seed})")
+
+    async def _within(self, coro, deadline, counts, label, seed, limit):
+        """``await coro`` until the simulated time ``deadline`` (ns), else :meth:`_stalled`."""
+        left = max(round(deadline - get_sim_time("ns")), CLOCK_NS)   # whole ns: exact steps
+        try:
+            return await with_timeout(coro, left, "ns")
+        except SimTimeoutError:
+            raise self._stalled(counts, label, seed, limit) from None
 
     async def check_layer(self, label, seed):
         """Expected results from the monitored inputs; the output frame compared in order.
@@ -161,12 +215,24 @@ class TB(LayerRegisters):
         counts = {"act": regs["n_tiles"] * regs["k_tiles"] * regs["m_rows"],
                   "wgt": regs["n_tiles"] * blocks * regs["k_tiles"] * self.config.rows,
                   "qp": regs["n_tiles"] * blocks * self.config.cols}
+        limit = int(self.timeout_factor * (sum(counts.values()) + regs["n_tiles"] * regs["m_rows"])
+                    / stall_rate(*self._stalls)) + TIMEOUT_SLACK
+        deadline = get_sim_time("ns") + limit * CLOCK_NS
+        # The three input streams are monitored at once, so that a stall report gives each
+        # one's progress.
+        tasks = {name: cocotb.start_soon(self._monitored_words(name, count))
+                 for name, count in counts.items()}
         seen, starts = {}, []
-        for name, count in counts.items():
-            seen[name], t0 = await self._monitored_words(name, count)
-            starts.append(t0)
+        try:
+            for name, task in tasks.items():
+                seen[name], t0 = await self._within(task, deadline, counts, label, seed, limit)
+                starts.append(t0)
+        finally:
+            for task in tasks.values():
+                if not task.done():
+                    task.cancel()
         want, _ = self.model.expected(regs, seen["act"], seen["wgt"], seen["qp"])
-        frame = await self.sink.recv()
+        frame = await self._within(self.sink.recv(), deadline, counts, label, seed, limit)
         data = bytes(frame.tdata)
         got = [int.from_bytes(data[i:i + self.out_bytes], "little")
                for i in range(0, len(data), self.out_bytes)]
@@ -212,6 +278,13 @@ class TB(LayerRegisters):
     def outputs_pending(self):
         """Whether an output word arrived that no layer check has taken."""
         return not self.sink.empty()
+
+    async def finish(self, cycles=200):
+        """The end of a test: ``cycles`` more, then no output frame may be left unchecked."""
+        await ClockCycles(self.dut.aclk, cycles)
+        if self.outputs_pending():
+            raise Mismatch(f"{self.sink.count()} output frame(s) arrived after the test's last "
+                           "layer")
 
     def now_cycles(self):
         return get_sim_time("ns") / CLOCK_NS

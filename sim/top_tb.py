@@ -6,7 +6,6 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from sim.layers import make_layer
 from sim.tb import REG, TB
@@ -33,4 +32,4 @@ async def layers_through_axi_ports(dut):
         assert status & 0b1110 == 0b0010, f"{label}: STATUS {status:#x}: expected DONE only"
         assert int(dut.irq.value) == 1
         assert cycles >= len(p.act)
-    await RisingEdge(dut.aclk)
+    await tb.finish()
