@@ -11,8 +11,9 @@ Add, Clip, pooling, Pad, Concat, each as LiteRT and as ONNX Runtime computes it)
 (pruning), :mod:`.compress` (sparse formats and byte accounting), :mod:`.layers` and
 :mod:`.graph` (a network as float and integer layer graphs; :mod:`.graph_file` its files),
 :mod:`.train` (small float models and their training-side techniques); their public names are
-all importable from ``golden_model`` directly. Beside them, the data (:mod:`.datasets`) and
-the reference networks of the regressions (:mod:`.networks`).
+all importable from ``golden_model`` directly. Beside them, the data (:mod:`.datasets`: the
+8x8 digits and 5,000 MNIST digits, both bundled in wheels), the reference networks of the
+regressions (:mod:`.networks`) and the residual CNN trained on MNIST (:mod:`.resnet`).
 """
 
 from . import (
