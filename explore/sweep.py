@@ -375,12 +375,12 @@ def _plots(records, out):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, name in ((axes[0], "luts", "LUTs"), (axes[1], "dsps", "DSP blocks")):
         pts = [(r[key] or 0, gops(r)) for r in ok]
-        for sp in sorted({series(r) for r in ok}):
+        for i, sp in enumerate(sorted({series(r) for r in ok})):
             sel = [(c, t, r.get("clock") == "assumed") for (c, t), r in zip(pts, ok)
                    if series(r) == sp]
-            dots = ax.scatter([c for c, _, _ in sel], [t for _, t, _ in sel], label=sp)
-            dots.set_facecolors(["none" if hollow else dots.get_facecolors()[0]
-                                 for _, _, hollow in sel])
+            ax.scatter([c for c, _, _ in sel], [t for _, t, _ in sel], label=sp,
+                       edgecolors=f"C{i}", linewidths=1.5,
+                       facecolors=["none" if hollow else f"C{i}" for _, _, hollow in sel])
         front = sorted(pts[i] for i in _pareto(pts))
         if front:
             ax.step([c for c, _ in front], [t for _, t in front], where="post", color="gray",
