@@ -63,7 +63,7 @@ from golden_model.train import (
     train,
 )
 
-__all__ = ["MODELS", "FLOWS", "QUICK_FLOWS", "Recipe", "FULL", "QUICK", "flow_plan",
+__all__ = ["MODELS", "FLOWS", "QUICK_FLOWS", "Recipe", "FULL", "QUICK", "flow_plan", "check_run",
            "run_flows", "n_m_layers", "evaluate_graph", "format_rows"]
 
 MODELS = ("mlp", "cnn")
@@ -328,6 +328,23 @@ def flow_plan(*, quick=False, models=MODELS, flows=None):
     return [(model, key) for model in models for key in FLOWS if key in flows]
 
 
+def check_run(quick, recipe, seed, progress, *, quick_recipe, full_recipe):
+    """The common arguments of a flow runner (this module's, :mod:`.resnet_flows`'):
+    ``(recipe, seed)``, the recipe ``quick`` picks unless one of ``full_recipe``'s type is
+    given; a bad flag, recipe, seed or progress raises TypeError / ValueError."""
+    if not isinstance(quick, (bool, np.bool_)):
+        raise TypeError(f"quick must be a bool, not {quick!r}")
+    kind = type(full_recipe)
+    if recipe is None:
+        recipe = quick_recipe if quick else full_recipe
+    elif not isinstance(recipe, kind):
+        raise TypeError(f"recipe must be a {kind.__name__}, not {type(recipe).__name__}")
+    seed = check_int(seed, "seed", lo=0)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+    return recipe, seed
+
+
 def run_flows(*, quick=False, models=MODELS, flows=None, seed=0, progress=None, recipe=None):
     """Run the flows; returns one row dict per ``(model, flow)`` (module docstring).
 
@@ -351,15 +368,8 @@ def run_flows(*, quick=False, models=MODELS, flows=None, seed=0, progress=None, 
     TypeError, ValueError
         An unknown model or flow, a bad seed or a non-callable progress.
     """
-    if not isinstance(quick, (bool, np.bool_)):
-        raise TypeError(f"quick must be a bool, not {quick!r}")
-    if recipe is None:
-        recipe = QUICK if quick else FULL
-    elif not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a Recipe, not {type(recipe).__name__}")
-    seed = check_int(seed, "seed", lo=0)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+    recipe, seed = check_run(quick, recipe, seed, progress, quick_recipe=QUICK,
+                             full_recipe=FULL)
     models = _check_selection(models, "models", MODELS)
     flows = recipe.flows if flows is None else _check_selection(flows, "flows", tuple(FLOWS))
     plan = [(model, key) for model in models for key in FLOWS if key in flows]

@@ -61,7 +61,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from common.checks import check_choice, check_int
+from common.checks import check_choice
 from golden_model import resnet
 from golden_model.calibration import METHODS
 from golden_model.datasets import load_mnist_split
@@ -69,7 +69,7 @@ from golden_model.graph import quantize_graph
 from golden_model.layers import WEIGHTED
 from golden_model.train import accuracy
 
-from .flows import evaluate_graph
+from .flows import check_run, evaluate_graph
 
 __all__ = ["MODEL", "FLOWS", "DEFAULT_FLOWS", "Recipe", "FULL", "QUICK", "run_resnet_flows",
            "summarize"]
@@ -217,15 +217,8 @@ def run_resnet_flows(*, quick=False, seed=0, flows=None, recipe=None, progress=N
     TypeError, ValueError
         A bad flag, seed, flow key, recipe or progress.
     """
-    if not isinstance(quick, (bool, np.bool_)):
-        raise TypeError(f"quick must be a bool, not {quick!r}")
-    if recipe is None:
-        recipe = QUICK if quick else FULL
-    elif not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a Recipe, not {type(recipe).__name__}")
-    seed = check_int(seed, "seed", lo=0)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+    recipe, seed = check_run(quick, recipe, seed, progress, quick_recipe=QUICK,
+                             full_recipe=FULL)
     flows = recipe.flows if flows is None else flows
     if isinstance(flows, str) or not isinstance(flows, (list, tuple)):
         raise TypeError(f"flows must be a list of flow keys, not {flows!r}")
