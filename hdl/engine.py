@@ -43,7 +43,7 @@ bubble, assigned)::
   and its credits.
 
 The loaders and the scheduler each walk the layer loop (:mod:`hdl.loop`); the engine holds
-the layer registers, ``start``/``busy``, the cycle counter and the sticky framing error.
+the layer registers, ``start``/``busy`` and the cycle counter.
 
 Streams (valid/ready, payload held until transferred):
 
@@ -55,8 +55,10 @@ Streams (valid/ready, payload held until transferred):
   on column ``cols - 1``;
 - ``out``: one beat per output row of a block: ``cols`` int8, ``last`` on the layer's last.
 
-An input ``last`` that disagrees with the engine's own count sets ``framing_error`` (sticky
-until the next start); the data are used as counted.
+An input ``last`` that disagrees with the engine's own count, and a beat past the layer's
+last on a stream (taken while the layer runs, and discarded), pulse that stream's bit of
+``stream_error``; the engine itself goes on with the data as counted. What to do about it is
+the top level's (:class:`~hdl.faults.Faults` resets the engine and drains the inputs).
 
 The dense fallback needs no mode: the host sends a non-N:M layer with ``n`` inputs per group
 (lanes ``0 .. n-1``, indices ``0 .. n-1``), so a pass covers ``rows * n`` inputs.
@@ -70,7 +72,7 @@ from .accumulator import Accumulator, side_layout
 from .array import Array
 from .config import Config
 from .delay import Delay
-from .layout import LayerConfig, act_layout, out_layout, qp_layout, wgt_layout
+from .layout import LayerConfig, StreamFlags, act_layout, out_layout, qp_layout, wgt_layout
 from .loader import Loader
 from .loop import Constants
 from .output import Output
@@ -127,10 +129,13 @@ class Engine(wiring.Component):
         A one-cycle pulse starts a layer (ignored while busy).
     busy : Out(1)
         From ``start`` until the last result has been transferred.
-    error : Out(1)
-        The last ``start`` was refused: a zero count or ``m_block`` above ``acc_depth``.
-    framing_error : Out(1)
-        An input ``last`` flag disagreed with the layer's geometry since the last start.
+    refused : Out(1)
+        ``start`` is refused this cycle (not busy, and a zero count or ``m_block`` above
+        ``acc_depth``).
+    stream_error : Out(StreamFlags)
+        One cycle per faulty beat, per input stream: its ``last`` flag disagrees with the
+        layer's geometry (a packet short, long or misplaced), or it came after the layer's
+        last beat on that stream.
     cycles : Out(32)
         Cycles spent busy in the last (or current) layer.
 
@@ -165,8 +170,8 @@ class Engine(wiring.Component):
             "layer": In(LayerConfig),
             "start": In(1),
             "busy": Out(1),
-            "error": Out(1),
-            "framing_error": Out(1),
+            "refused": Out(1),
+            "stream_error": Out(StreamFlags),
             "cycles": Out(CYCLES_WIDTH),
         })
 
@@ -209,12 +214,15 @@ class Engine(wiring.Component):
         m.submodules.requant = rq = self._requant
         m.submodules.output = output = self._output
 
-        start, busy, layer, consts = self._control(
-            m, framing=wload.framing_error | qload.framing_error | sched.framing_error)
+        start, busy, layer, consts = self._control(m)
         for block in (wload, qload, sched):
             m.d.comb += [block.start.eq(start), block.layer.eq(self.layer),
-                         block.consts.eq(consts)]
-        m.d.comb += [wload.busy.eq(busy), qload.busy.eq(busy)]
+                         block.consts.eq(consts), block.busy.eq(busy)]
+        m.d.comb += [
+            self.stream_error.act.eq(sched.framing_error | sched.overrun),
+            self.stream_error.wgt.eq(wload.framing_error | wload.overrun),
+            self.stream_error.qp.eq(qload.framing_error | qload.overrun),
+        ]
 
         # Streams.
         wiring.connect(m, wiring.flipped(self.wgt), wload.i)
@@ -241,10 +249,10 @@ class Engine(wiring.Component):
         ]
         return m
 
-    def _control(self, m, *, framing):
-        """``start``/``busy``, ``error``, ``cycles``, the sticky ``framing_error`` (set by the
-        pulse ``framing``) and the layer registers. Returns ``(start, busy, layer, consts)``:
-        the accepted start pulse, busy, the layer register and its loop constants."""
+    def _control(self, m):
+        """``start``/``busy``, ``refused``, ``cycles`` and the layer registers. Returns
+        ``(start, busy, layer, consts)``: the accepted start pulse, busy, the layer register
+        and its loop constants."""
         cfg = self._config
         layer = Signal(LayerConfig)
         consts = Signal(Constants, name="layer_consts")
@@ -255,16 +263,11 @@ class Engine(wiring.Component):
                (self.layer.n_tiles == 0))
         start = Signal()
         m.d.comb += start.eq(self.start & ~busy & ~bad)
-        with m.If(self.start & ~busy):
-            m.d.sync += self.error.eq(bad)
+        m.d.comb += self.refused.eq(self.start & ~busy & bad)
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        sticky = Signal(name="framing")
-        m.d.comb += self.framing_error.eq(sticky)
-        with m.If(framing):
-            m.d.sync += sticky.eq(1)
         with m.If(start):
-            m.d.sync += [layer.eq(self.layer), busy.eq(1), self.cycles.eq(0), sticky.eq(0),
+            m.d.sync += [layer.eq(self.layer), busy.eq(1), self.cycles.eq(0),
                          *consts.load(self.layer)]
         with m.If(self.out.valid & self.out.ready & self.out.payload.last):
             m.d.sync += busy.eq(0)

@@ -23,7 +23,7 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
 __all__ = ["M_ROWS_WIDTH", "M_BLOCK_WIDTH", "TILES_WIDTH", "M_ROWS_MAX", "QP_FIELDS", "QP_BITS",
-           "LayerConfig", "qparam_layout", "act_layout", "wgt_layout", "out_layout",
+           "LayerConfig", "StreamFlags", "qparam_layout", "act_layout", "wgt_layout", "out_layout",
            "payload_layouts", "word_bits", "fields", "index_bits", "packet_formats"]
 
 #: Width of the layer's row count ``m`` (rows of the im2col matrix for a convolution).
@@ -50,6 +50,14 @@ class LayerConfig(data.Struct):
     out_zp: signed(8)             # output zero point
     act_min: signed(8)            # clamp bounds (fused ReLU / ReLU6)
     act_max: signed(8)
+
+
+class StreamFlags(data.Struct):
+    """One bit per input stream."""
+
+    act: 1
+    wgt: 1
+    qp: 1
 
 
 def qparam_layout():

@@ -90,8 +90,9 @@ class Loader(wiring.Component):
     Members
     -------
     i : In(stream.Signature(payload))
-        The packets. Ready while the layer is running, its last packet was not taken yet,
-        and the bank of the next beat is FREE (or LOADING).
+        The packets. Ready while the layer is running and either its last packet was not taken
+        yet and the bank of the next beat is FREE (or LOADING), or every packet was taken: a
+        beat past the layer's last packet is discarded (``overrun``).
     w : Out(data.StructLayout)
         The write of the beat being transferred, in the same cycle: ``valid``, ``bank``,
         ``index`` (the beat's position in its packet) and the data fields of ``payload``.
@@ -106,6 +107,8 @@ class Loader(wiring.Component):
     framing_error : Out(1)
         The beat being transferred has a ``last`` flag that disagrees with its position; the
         beat is used as counted.
+    overrun : Out(1)
+        A beat past the layer's last packet is being transferred (and discarded).
 
     Raises
     ------
@@ -138,6 +141,7 @@ class Loader(wiring.Component):
             "layer": In(LayerConfig),
             "consts": In(Constants),
             "framing_error": Out(1),
+            "overrun": Out(1),
         })
 
     @property
@@ -173,9 +177,9 @@ class Loader(wiring.Component):
         active = Signal()           # a packet is being loaded
         done = Signal()             # every packet of the layer was loaded
         load_state = Mux(load_bank, state[1], state[0])
-        m.d.comb += self.i.ready.eq(self.busy & ~done &
-                                    ((load_state == BankState.FREE) | active))
-        fire = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(self.busy & (done | (load_state == BankState.FREE) | active))
+        fire = self.i.valid & self.i.ready & ~done
+        m.d.comb += self.overrun.eq(self.i.valid & self.busy & done)
         last_index = index == self._beats - 1
         m.d.comb += [self.w.valid.eq(fire), self.w.bank.eq(load_bank), self.w.index.eq(index),
                      self.framing_error.eq(fire & (self.i.payload.last != last_index))]

@@ -50,9 +50,14 @@ class Scheduler(wiring.Component):
         Reservations of output words.
     start, layer, consts : In
         Restart for ``layer`` (see :class:`~hdl.loop.Nest`).
+    busy : In(1)
+        A layer is running. Once its last beat was admitted, ``act`` stays ready while
+        ``busy``, and a beat is discarded (``overrun``).
     framing_error : Out(1)
         The beat being admitted has a ``last`` flag that disagrees with its position in the
         pass; the beat is used as counted.
+    overrun : Out(1)
+        A beat past the layer's last is being transferred (and discarded).
 
     Raises
     ------
@@ -75,7 +80,9 @@ class Scheduler(wiring.Component):
             "start": In(1),
             "layer": In(LayerConfig),
             "consts": In(Constants),
+            "busy": In(1),
             "framing_error": Out(1),
+            "overrun": Out(1),
         })
 
     @property
@@ -94,8 +101,12 @@ class Scheduler(wiring.Component):
         weights_ready = in_pass | self.weights.usable
         params_ready = ~loop.first_kt | in_pass | self.params.usable
         room = ~loop.last_kt | self.credit.room
-        m.d.comb += self.act.ready.eq(running & weights_ready & params_ready & room)
-        fire = self.act.valid & self.act.ready
+        m.d.comb += [
+            self.act.ready.eq((running & weights_ready & params_ready & room)
+                              | (self.busy & ~running)),
+            self.overrun.eq(self.act.valid & self.busy & ~running),
+        ]
+        fire = self.act.valid & self.act.ready & running
         last_beat = beat == loop.block_len_m1
         m.d.comb += [
             self.framing_error.eq(fire & (self.act.payload.last != last_beat)),

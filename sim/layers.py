@@ -1,12 +1,14 @@
 """The one generator of random layers for the testbenches: quantized GEMM layers on an array,
 packed into stream words, with their golden results."""
 
+import dataclasses
+
 import numpy as np
 
 import golden_model as gm
 from host.packing import pack_layer
 
-__all__ = ["random_operands", "make_layer", "shapes", "CORNERS"]
+__all__ = ["random_operands", "make_layer", "shapes", "without_last_pass", "CORNERS"]
 
 #: Corner cases of :func:`random_operands`: every operand -128, or every operand 127.
 CORNERS = ("min", "max")
@@ -71,3 +73,14 @@ def shapes(cfg, count, rng, *, m_blocks=1):
         n = int(rng.integers(1, 3)) * cfg.cols + int(rng.integers(1, cfg.cols + 1))
         out.append((m, k, n, sparse))
     return out
+
+
+def without_last_pass(packets):
+    """``packets`` with the activation words of its last pass left out (a layer whose act
+    stream ends one whole, well-framed pass early: the accelerator waits for it, with no
+    framing error). The layer needs at least two passes."""
+    ends = [i for i, last in enumerate(packets.act_last) if last]
+    if len(ends) < 2:
+        raise ValueError(f"the layer has {len(ends)} pass(es); at least 2 are needed")
+    cut = ends[-2] + 1
+    return dataclasses.replace(packets, act=packets.act[:cut], act_last=packets.act_last[:cut])

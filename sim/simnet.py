@@ -614,6 +614,9 @@ def simulation_netlist(verilog_text, top="sparsemac", *, workdir, simulator="ica
 
 #: Layer registers that size a layer: written with small values (1 .. 8) so that layers end.
 _SMALL_REGS = ("m_rows", "m_block", "k_tiles", "n_tiles")
+#: Registers the equivalence stimulus leaves at their reset values (the watchdog off, irq on
+#: DONE and errors), so that ``irq`` tells it where layers begin.
+_KEPT_REGS = ("watchdog", "irq_enable")
 
 
 def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", cycles=5000,
@@ -626,10 +629,19 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
     the first 8 cycles and for 1 to 4 cycles with probability 1/1024 afterwards; every
     AXI4-Stream and AXI4-Lite channel holds its valid and payload and changes them with
     probability 1/4 (valid high 3/4 of the time on streams, 1/2 on AXI4-Lite writes, 1/4
-    on reads); stream data random, ``tlast`` 1/8; ``tready``/``bready``/``rready`` random;
-    AXI4-Lite writes go to a register of the manifest's map (START a sixth of them), the
-    geometry registers with 1 to 8, the others random. With ``x_start`` the data inputs
-    are X during the first reset.
+    on reads); stream data random; ``tready``/``bready``/``rready`` random; AXI4-Lite writes
+    go to a register of the manifest's map (CTRL thrice as often, with START 7/8 and ABORT
+    1/64 of the time), the geometry registers with 1 to 8 (``m_block`` with 1), the others
+    random, except ``watchdog`` and ``irq_enable``, which keep their reset values. With
+    ``x_start`` the data inputs are X during the first reset.
+
+    ``tlast`` frames packets as the accelerator counts them (``act`` every beat, as
+    ``m_block`` is 1; ``wgt`` every ``rows`` beats; ``qp`` every ``cols``), counting from
+    the first transfer after ``irq`` falls (``irq`` is high from a layer's end or fault to
+    the next START), and is wrong with probability 1/1024 per word: layers both finish and
+    fault, so that results come out and the guard's paths are compared too. No stream is
+    valid while ``irq`` is high or ``ref`` drains (its ``guard.draining``, read inside it:
+    a random write to CTRL may ABORT), so that a drain ends.
 
     Prints ``SIMNET_MISMATCH cycle port ref new`` (at most 20) and at the end
     ``SIMNET_EQ cycles=.. mismatches=.. out_words=.. in_words=.. axil_writes=.. irqs=..``.
@@ -639,7 +651,9 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
     ports = [(p["name"], p["direction"], int(p["width"])) for p in manifest["ports"]]
     regs = {r["name"]: r["offset"] for r in manifest["axi_lite"]["registers"]}
     writable = [r["name"] for r in manifest["axi_lite"]["registers"]
-                if r["access"] in ("rw", "w1p")]
+                if r["access"] in ("rw", "w1p") and r["name"] not in _KEPT_REGS]
+    params = manifest["parameters"]
+    packet = {"act": 1, "wgt": params["rows"], "qp": params["cols"]}
     ins = [(n, w) for n, d, w in ports if d == "input" and n != "aclk"]
     outs = [(n, w) for n, d, w in ports if d == "output"]
     rng = lambda w: f"[{w - 1}:0] " if w > 1 else ""  # noqa: E731
@@ -647,6 +661,9 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
              "`timescale 1ns/1ps", f"module {name};", "  reg aclk = 1'b0;",
              "  always #5 aclk = !aclk;", "  integer seed, cycle, mismatches, i;",
              "  integer out_words, in_words, axil_writes, irqs;", "  reg irq_q;",
+             "  integer beats_act, beats_wgt, beats_qp;", "  reg flip_act, flip_wgt, flip_qp;",
+             "  reg fire_out, fire_in, fire_aw, fire_act, fire_wgt, fire_qp;",
+             "  reg [31:0] wrand;",
              "  reg [1023:0] r;"]
     lines += [f"  reg {rng(w)}{n};" for n, w in ins]
     for tag in ("ref", "new"):
@@ -673,7 +690,10 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
                  "      else aresetn = !(($random(seed) & 1023) == 0);")
     for s in streams:
         lines.append(f"      if (chance(4)) begin s_axis_{s}_tvalid = chance(12); "
-                     f"s_axis_{s}_tdata = rnd(0); s_axis_{s}_tlast = chance(2); end")
+                     f"s_axis_{s}_tdata = rnd(0); flip_{s} = ($random(seed) & 1023) == 0; end")
+        lines.append(f"      s_axis_{s}_tlast = ((beats_{s} % {packet[s]}) == {packet[s] - 1})"
+                     f" ^ flip_{s};")
+        lines.append(f"      if (ref_irq || u_ref.guard.draining) s_axis_{s}_tvalid = 1'b0;")
     lines.append("      if (chance(4)) m_axis_out_tready = chance(13);")
     pick = " : ".join(f"(i == {k}) ? {addr_w}'d{off}" for k, off in enumerate(offsets))
     lines.append(f"      if (chance(4)) begin s_axil_awvalid = chance(8); "
@@ -681,11 +701,16 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
                  f"s_axil_awaddr = {pick} : {addr_w}'d{ctrl}; "
                  "s_axil_awprot = rnd(0); end")
     small_test = " || ".join(f"s_axil_awaddr == {addr_w}'d{o}" for o in small) or "1'b0"
+    one = regs["m_block"]
+    # The write data follow the write address every cycle (from one random word per write),
+    # so that a value meant for one register rarely lands in another.
     lines.append("      if (chance(4)) begin s_axil_wvalid = chance(8); "
-                 f"s_axil_wstrb = chance(14) ? 4'hf : rnd(0); "
-                 f"if (s_axil_awaddr == {addr_w}'d{ctrl}) s_axil_wdata = {{31'd0, chance(14)}}; "
-                 f"else if ({small_test}) s_axil_wdata = 1 + ($unsigned($random(seed)) % 8); "
-                 "else s_axil_wdata = rnd(0); end")
+                 "s_axil_wstrb = chance(14) ? 4'hf : rnd(0); wrand = $random(seed); end")
+    lines.append(f"      if (s_axil_awaddr == {addr_w}'d{ctrl}) "
+                 "s_axil_wdata = {30'd0, wrand[9:4] == 6'd0, wrand[3:0] < 4'd14}; "
+                 f"else if (s_axil_awaddr == {addr_w}'d{one}) s_axil_wdata = 1; "
+                 f"else if ({small_test}) s_axil_wdata = 1 + wrand[2:0]; "
+                 "else s_axil_wdata = wrand;")
     lines.append("      if (chance(4)) s_axil_bready = chance(12);")
     lines.append("      if (chance(4)) begin s_axil_arvalid = chance(4); "
                  "s_axil_araddr = rnd(0); s_axil_arprot = rnd(0); end")
@@ -702,6 +727,7 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
     lines.append("  initial begin")
     lines.append(f"    seed = {int(seed)}; cycle = 0; mismatches = 0; out_words = 0; "
                  "in_words = 0; axil_writes = 0; irqs = 0; irq_q = 1'b0;")
+    lines.append("    " + " ".join(f"beats_{s} = 0; flip_{s} = 1'b0;" for s in streams))
     for n, w in ins:
         if n.endswith(("_tdata", "_wdata", "_awaddr", "_araddr", "_wstrb", "_awprot",
                        "_arprot")) and x_start:
@@ -713,16 +739,24 @@ def equivalence_testbench(manifest, *, ref="sparsemac", new="sparsemac_simnet", 
     in_fire = " | ".join(f"(s_axis_{s}_tvalid & ref_s_axis_{s}_tready)" for s in streams) \
         or "1'b0"
     stop = "mismatches == 0" if stop_on_mismatch else "1'b1"
+    # Transfers are taken from the handshake before the edge (inputs settled after drive).
+    fires = " ".join(f"fire_{s} = s_axis_{s}_tvalid & ref_s_axis_{s}_tready;" for s in streams)
+    beats = "\n".join(f"      if (ref_irq || !aresetn) beats_{s} = 0;\n"
+                      f"      else if (fire_{s}) beats_{s} = beats_{s} + 1;" for s in streams)
     lines.append(f"""    while (cycle < {int(cycles)} && {stop}) begin
       @(negedge aclk);
       compare;
       if (cycle >= 8 || !{int(bool(x_start))}) drive;
       else aresetn = 1'b0;
+      #1;
+      fire_out = {out_fire}; fire_in = {in_fire};
+      fire_aw = s_axil_awvalid & ref_s_axil_awready; {fires}
       @(posedge aclk);
       #1;
-      if ({out_fire}) out_words = out_words + 1;
-      if ({in_fire}) in_words = in_words + 1;
-      if (s_axil_awvalid & ref_s_axil_awready) axil_writes = axil_writes + 1;
+      if (fire_out) out_words = out_words + 1;
+      if (fire_in) in_words = in_words + 1;
+{beats}
+      if (fire_aw) axil_writes = axil_writes + 1;
       if (ref_irq & !irq_q) irqs = irqs + 1;
       irq_q = ref_irq;
       cycle = cycle + 1;

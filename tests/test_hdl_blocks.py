@@ -122,7 +122,8 @@ def states(ctx, dut):
 @pytest.mark.parametrize("load_to_use", [0, 1, 2, 5])
 def test_loader_bank_cycle(load_to_use):
     """FREE -> LOADING -> LOADED -> (usable after load_to_use) -> INUSE -> DRAINING -> FREE
-    after drain, banks in turn, no beat accepted past the layer's last packet."""
+    after drain, banks in turn; a beat past the layer's last packet is taken and discarded
+    (``overrun``) while the layer runs, and none is taken while idle."""
     drain = 4
     dut = qp_loader(load_to_use, drain)
     F, LOADING, LOADED, INUSE, DRAINING = (BankState.FREE, BankState.LOADING, BankState.LOADED,
@@ -167,10 +168,16 @@ def test_loader_bank_cycle(load_to_use):
         ctx.set(dut.banks.release, 0)
         assert states(ctx, dut) == [LOADED, DRAINING]
         ctx.set(dut.i.valid, 1)
-        for _ in range(drain + 4):
-            assert not ctx.get(dut.i.ready), "accepted a beat past the last packet"
+        for _ in range(drain + 4):                        # past the last packet: discarded
+            assert ctx.get(dut.i.ready) and ctx.get(dut.overrun)
+            assert not ctx.get(dut.w.valid) and not ctx.get(dut.framing_error)
             await ctx.tick()
-        assert states(ctx, dut) == [LOADED, F]
+        ctx.set(dut.i.valid, 0)
+        assert states(ctx, dut) == [LOADED, F] and not ctx.get(dut.overrun)
+        ctx.set(dut.busy, 0)
+        ctx.set(dut.i.valid, 1)
+        assert not ctx.get(dut.i.ready) and not ctx.get(dut.overrun), "taken while idle"
+        ctx.set(dut.busy, 1)
         await start(ctx, dut, (1, 1))                     # a new layer: all FREE
         assert states(ctx, dut) == [F, F] and ctx.get(dut.banks.bank) == 0
 

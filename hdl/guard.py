@@ -1,0 +1,185 @@
+"""The guard between the top level's ports and the engine: fault bits, the watchdog, ABORT.
+
+A START the engine refuses sets the ``config`` error bit and nothing else. A *fault* is
+
+- a stream error (:attr:`hdl.engine.Engine.stream_error`): an input packet short, long or
+  with a misplaced ``last``, or a word past the layer's last on that stream;
+- the watchdog: ``watchdog`` cycles in a row (0: never) with a layer running and no
+  transfer on any stream.
+
+A fault, or the ABORT command, *aborts* the layer. Its bit is set in ``errors`` (sticky until
+the next START the engine sees while idle); the cycle after, ``reset`` is high for one cycle
+(the top level resets the engine with it: the loaders' banks, the pipeline's valid flags, the
+output FIFO), and the guard *drains*: every input word is taken and discarded until no input
+has been valid for :data:`DRAIN_QUIET` cycles in a row, so that what is left of a malformed
+layer cannot feed the next one. If the layer's output packet had started, the guard also
+closes it with one word of zeros and ``last``, presented from the cycle of ``reset`` on (the
+receiver sees a short packet, not one that runs on into the next layer's results).
+``draining`` is high until both are done; the top level starts no layer meanwhile, and no
+input reaches the engine.
+
+Otherwise every stream passes through unchanged, in the same cycle (no latency).
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import Config
+from .layout import StreamFlags, act_layout, out_layout, qp_layout, wgt_layout
+
+__all__ = ["Guard", "Errors", "DRAIN_QUIET", "WATCHDOG_WIDTH"]
+
+#: Cycles in a row with no input valid that end a drain.
+DRAIN_QUIET = 256
+#: Width of the watchdog's limit (cycles).
+WATCHDOG_WIDTH = 32
+
+#: The sticky error bits: a refused START, a stream error on each input, the watchdog.
+Errors = data.StructLayout({"config": 1, "act": 1, "wgt": 1, "qp": 1, "watchdog": 1})
+
+_INPUTS = ("act", "wgt", "qp")
+
+
+class Guard(wiring.Component):
+    """Passes the streams through, and aborts and drains on a fault or ABORT.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    act, wgt, qp : In(stream.Signature(...))
+        The input streams from the ports.
+    act_o, wgt_o, qp_o : Out(stream.Signature(...))
+        To the engine; no beat while ``draining``.
+    out_i : In(stream.Signature(out_layout(config)))
+        The engine's results.
+    out : Out(stream.Signature(out_layout(config)))
+        To the port; the closing word of an aborted packet.
+    busy : In(1)
+        The engine is running a layer (the watchdog counts only then).
+    stream_error : In(StreamFlags)
+        The engine's stream errors (pulses).
+    start : In(1)
+        A START the engine sees while idle: clears ``errors``.
+    refused : In(1)
+        The engine refuses that START (sets ``errors.config``).
+    abort : In(1)
+        The ABORT command (a pulse).
+    watchdog : In(WATCHDOG_WIDTH)
+        Cycles without a transfer that make a fault, 0 for none.
+    errors : Out(Errors)
+        Sticky.
+    reset : Out(1)
+        One cycle, the cycle after a fault or ABORT: reset the engine.
+    draining : Out(1)
+        From ``reset`` until the drain and the closing word are done.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`~hdl.config.Config`.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, Config):
+            raise TypeError(f"Config must be a hdl.config.Config, not {config!r}")
+        self._config = config
+        layouts = {"act": act_layout(config), "wgt": wgt_layout(config), "qp": qp_layout()}
+        members = {}
+        for name in _INPUTS:
+            members[name] = In(stream.Signature(layouts[name]))
+            members[f"{name}_o"] = Out(stream.Signature(layouts[name]))
+        members.update({
+            "out_i": In(stream.Signature(out_layout(config))),
+            "out": Out(stream.Signature(out_layout(config))),
+            "busy": In(1),
+            "stream_error": In(StreamFlags),
+            "start": In(1),
+            "refused": In(1),
+            "abort": In(1),
+            "watchdog": In(WATCHDOG_WIDTH),
+            "errors": Out(Errors),
+            "reset": Out(1),
+            "draining": Out(1),
+        })
+        super().__init__(members)
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def latency(self):
+        """Cycles the guard adds to every stream: none."""
+        return 0
+
+    def elaborate(self, platform):
+        m = Module()
+        drain = Signal()            # inputs taken and discarded
+        close = Signal()            # the closing word of an aborted output packet is pending
+        m.d.comb += self.draining.eq(drain | close)
+
+        # Inputs: through to the engine, or taken and discarded while draining.
+        moved = []
+        for name in _INPUTS:
+            i, o = getattr(self, name), getattr(self, f"{name}_o")
+            m.d.comb += [o.payload.eq(i.payload), o.valid.eq(i.valid & ~self.draining),
+                         i.ready.eq(o.ready | drain)]
+            moved.append(o.valid & o.ready)
+        any_valid = self.act.valid | self.wgt.valid | self.qp.valid
+
+        # Output: the engine's words, or the closing word.
+        m.d.comb += [
+            self.out.valid.eq(close | (self.out_i.valid & ~drain)),
+            self.out.payload.eq(self.out_i.payload),
+            self.out_i.ready.eq(self.out.ready & ~drain & ~close),
+        ]
+        with m.If(close):
+            m.d.comb += [self.out.payload.data.eq(0), self.out.payload.last.eq(1)]
+        out_fire = self.out.valid & self.out.ready
+        opened = Signal()           # a word of the output packet went out, not its last
+        opened_now = Mux(out_fire, ~self.out.payload.last, opened)     # ... after this cycle
+        m.d.sync += opened.eq(opened_now)
+        with m.If(close & self.out.ready):
+            m.d.sync += close.eq(0)
+
+        # The watchdog: cycles busy without a transfer.
+        idle_cycles = Signal(WATCHDOG_WIDTH)
+        progress = moved[0] | moved[1] | moved[2] | out_fire
+        with m.If(~self.busy | progress | self.reset):
+            m.d.sync += idle_cycles.eq(0)
+        with m.Else():
+            m.d.sync += idle_cycles.eq(idle_cycles + 1)
+        expired = (self.busy & ~progress & (self.watchdog != 0)
+                   & (idle_cycles == self.watchdog - 1))
+
+        # Faults: sticky bits, then the reset and the drain.
+        errors = Signal(Errors)
+        m.d.comb += self.errors.eq(errors)
+        with m.If(self.start):
+            m.d.sync += [errors.eq(0), errors.config.eq(self.refused)]
+        with m.If(self.busy):
+            for name in _INPUTS:
+                with m.If(self.stream_error[name]):
+                    m.d.sync += errors[name].eq(1)
+        with m.If(expired):
+            m.d.sync += errors.watchdog.eq(1)
+        abort = self.abort | expired | (self.busy & self.stream_error.as_value().any())
+        m.d.sync += self.reset.eq(abort)
+
+        quiet = Signal(range(DRAIN_QUIET))
+        with m.If(drain):
+            with m.If(any_valid):
+                m.d.sync += quiet.eq(0)
+            with m.Elif(quiet == DRAIN_QUIET - 1):
+                m.d.sync += drain.eq(0)
+            with m.Else():
+                m.d.sync += quiet.eq(quiet + 1)
+        with m.If(abort):
+            m.d.sync += [drain.eq(1), quiet.eq(0)]
+            with m.If(opened_now):
+                m.d.sync += close.eq(1)
+        return m
