@@ -1,4 +1,5 @@
-"""The generated top level on Icarus and Verilator, driven only through its AXI ports."""
+"""The generated top level on Icarus and Verilator, driven only through its AXI ports: whole
+layers (sim/top_tb.py), and faults with their recovery (sim/fault_tb.py)."""
 
 import pytest
 from conftest import require_simulator
@@ -18,3 +19,12 @@ TOP_CONFIGS = [Config(rows=2, cols=3, n=2, m=4, acc_depth=32),
 def test_top_through_axi(sim, cfg, sim_build_root):
     require_simulator(sim)
     runner.run(runner.build(sim, cfg, sim_build_root, quiet=True), "top_tb", quiet=True)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("cfg", TOP_CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}_{c.sparsity}")
+@pytest.mark.parametrize("sim", toolchain.SIMULATORS)
+def test_faults_are_reported_and_recovered(sim, cfg, sim_build_root):
+    """sim/fault_tb.py: each malformed stream, the watchdog, ABORT and a refused START."""
+    require_simulator(sim)
+    runner.run(runner.build(sim, cfg, sim_build_root, quiet=True), "fault_tb", quiet=True)

@@ -1,0 +1,230 @@
+"""cocotb tests of fault reporting and recovery, through the AXI ports only.
+
+Each test sends a layer with one fault injected into its streams (a packet short or long, a
+misplaced ``tlast``, a word or packet past the layer's last, a missing weight tile, ABORT in
+the middle, or registers START refuses), then checks, as a driver would:
+
+- STATUS once the accelerator is idle again: exactly the error bits of that fault, no DONE,
+  ``irq`` high (errors raise it by default);
+- the drain: every word of the faulty layer was taken (the sources are idle);
+- the output packet: what came out before the abort is a prefix of the layer's expected
+  results, closed by one zero word with ``tlast``;
+- the recovery: the next, well-formed layer is bit-exact (TB scoreboard and golden model),
+  and its STATUS is DONE only, without a reset in between.
+"""
+
+import os
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi import AxiStreamFrame
+
+from hdl.top import STATUS
+from sim.layers import make_layer
+from sim.tb import REG, TB, Mismatch
+
+SEED = int(os.environ.get("SPARSEMAC_SEED", "1"))
+#: The watchdog of these tests: far above any gap of a well-formed layer under the stalls.
+WATCHDOG = 3000
+#: STATUS bit masks by name.
+BIT = {name: 1 << i for i, name in enumerate(STATUS)}
+
+
+def _status_names(value):
+    return [name for name, bit in BIT.items() if value & bit] or ["none"]
+
+
+class FaultTB(TB):
+    """:class:`sim.tb.TB` with streams sent word by word as a test edits them."""
+
+    def streams(self, packets):
+        """``{stream: [(word, last), ...]}`` of a well-formed layer, to edit."""
+        return {name: list(zip(getattr(packets, name), getattr(packets, f"{name}_last")))
+                for name in ("act", "wgt", "qp")}
+
+    def send_words(self, streams):
+        """Queue each stream's words, a frame ending at every ``last`` (and at the end)."""
+        for name, words in streams.items():
+            frame, width = bytearray(), self.width[name]
+            for i, (word, last) in enumerate(words):
+                frame += int(word).to_bytes(width, "little")
+                if last or i == len(words) - 1:
+                    self.src[name].send_nowait(AxiStreamFrame(bytes(frame)))
+                    frame = bytearray()
+
+    async def status(self):
+        return await self.axil.read_dword(REG["status"])
+
+    async def wait_idle(self, label, cycles=40_000):
+        """Poll STATUS until BUSY falls; return it."""
+        t0 = self.now_cycles()
+        while True:
+            status = await self.status()
+            if not status & BIT["busy"]:
+                return status
+            if self.now_cycles() - t0 > cycles:
+                raise Mismatch(f"{label}: still busy after {cycles} cycles, STATUS "
+                               f"{status:#x} ({', '.join(_status_names(status))})")
+
+    def forget_inputs(self):
+        """Drop what the input monitors saw (the faulty layer's words)."""
+        for mon in self.mon.values():
+            while not mon.empty():
+                mon.recv_nowait()
+
+    async def faulty_layer(self, packets, streams, label, *, expect, abort_after=None):
+        """Run a layer with ``streams`` (edited), wait until idle, and check STATUS against
+        the names ``expect``, the drain and the closed output packet. ``abort_after``: write
+        ABORT once that many output words went out."""
+        await self.configure(packets.layer)
+        await self.start()
+        self.send_words(streams)
+        if abort_after is not None:
+            taken = 0
+            while taken < abort_after:
+                await RisingEdge(self.dut.aclk)
+                taken += int(self.dut.m_axis_out_tvalid.value) & int(
+                    self.dut.m_axis_out_tready.value)
+            await self.axil.write_dword(REG["ctrl"], 2)
+        status = await self.wait_idle(label)
+        want = sum(BIT[name] for name in expect)
+        if status != want:
+            raise Mismatch(f"{label}: STATUS {status:#x} ({', '.join(_status_names(status))})"
+                           f", expected {want:#x} ({', '.join(expect) or 'none'})")
+        assert int(self.dut.irq.value) == (1 if expect else 0), f"{label}: irq"
+        for name, src in self.src.items():
+            assert src.empty() and src.idle(), f"{label}: {name} words left after the drain"
+        self.forget_inputs()
+        return await self.check_closed_output(packets, label)
+
+    async def check_closed_output(self, packets, label):
+        """No output, or a prefix of the expected words and one zero word with tlast.
+        Returns the number of words before the closing one (``None``: no output)."""
+        if self.sink.empty():
+            return None
+        frame = self.sink.recv_nowait()
+        data = bytes(frame.tdata)
+        got = [int.from_bytes(data[i:i + self.out_bytes], "little")
+               for i in range(0, len(data), self.out_bytes)]
+        want, _ = self.model.expected(packets.layer, packets.act, packets.wgt, packets.qp)
+        assert got[-1] == 0, f"{label}: the closing word is {got[-1]:#x}, not 0"
+        assert len(got) - 1 < len(want), f"{label}: {len(got)} words in an aborted packet"
+        assert got[:-1] == want[:len(got) - 1], f"{label}: the words before the abort differ"
+        assert self.sink.empty(), f"{label}: more than one output packet"
+        return len(got) - 1
+
+    async def good_layer(self, rng, shape, label):
+        """A well-formed layer: bit-exact, and STATUS DONE only."""
+        p, want = make_layer(self.config, rng, *shape[:3], sparse=shape[3])
+        await self.run_layer(p, want, label, SEED)
+        status = await self.status()
+        assert status == BIT["done"], f"{label}: STATUS {status:#x}, expected DONE only"
+
+
+def _shape(cfg):
+    """Two m-blocks, two K tiles, two N tiles (N:M on a sparse array)."""
+    k_tile = cfg.k_tile_sparse if cfg.sparse else cfg.k_tile_dense
+    return (cfg.acc_depth + 3, 2 * k_tile, 2 * cfg.cols, cfg.sparse)
+
+
+def _faults(cfg, rng):
+    """``(name, edit, expected STATUS names)``: each edit changes the streams in place."""
+    rows, cols = cfg.rows, cfg.cols
+    word = lambda name: int(rng.integers(0, 1 << 31))   # noqa: E731
+
+    def short_wgt(s):                      # the first tile's last word dropped
+        del s["wgt"][rows - 1]
+        s["wgt"][rows - 2] = (s["wgt"][rows - 2][0], True)
+
+    def long_qp(s):                        # a word more in the first parameter packet
+        s["qp"].insert(cols - 1, (word("qp"), False))
+
+    def misplaced_act(s):                  # tlast on the first beat of the first pass
+        end = next(i for i, (_, last) in enumerate(s["act"]) if last)
+        s["act"][0] = (s["act"][0][0], True)
+        s["act"][end] = (s["act"][end][0], False)
+
+    def extra_qp_packet(s):                # a well-framed packet past the layer's last
+        s["qp"] += [(word("qp"), i == cols - 1) for i in range(cols)]
+
+    def extra_act_word(s):
+        s["act"].append((word("act"), True))
+
+    def missing_wgt_tile(s):               # the layer's last tile never comes
+        del s["wgt"][-rows:]
+
+    return [("a short wgt packet", short_wgt, ["error", "wgt_error"]),
+            ("a long qp packet", long_qp, ["error", "qp_error"]),
+            ("a misplaced act tlast", misplaced_act, ["error", "act_error"]),
+            ("an extra qp packet", extra_qp_packet, ["error", "qp_error"]),
+            ("an extra act word", extra_act_word, ["error", "act_error"]),
+            ("a missing wgt tile", missing_wgt_tile, ["error", "watchdog"])]
+
+
+async def _setup(dut, seed):
+    tb = FaultTB(dut)
+    await tb.start_clock()
+    await tb.reset()
+    tb.set_stalls("random", "random", seed)
+    await tb.axil.write_dword(REG["watchdog"], WATCHDOG)
+    return tb, np.random.default_rng(seed)
+
+
+@cocotb.test()
+async def each_stream_fault_is_reported_and_recovered(dut):
+    """Every malformed-stream fault: its error bit, irq, the drain, the closed output packet,
+    then a well-formed layer bit-exact without a reset."""
+    tb, rng = await _setup(dut, SEED + 11)
+    shape = _shape(tb.config)
+    for name, edit, expect in _faults(tb.config, rng):
+        p, _ = make_layer(tb.config, rng, *shape[:3], sparse=shape[3])
+        streams = tb.streams(p)
+        edit(streams)
+        words = await tb.faulty_layer(p, streams, name, expect=expect)
+        dut._log.info("%s: STATUS %s; %s; recovered", name, ", ".join(expect),
+                      "no output" if words is None else
+                      f"the output packet closed after {words} words")
+        await tb.good_layer(rng, shape, f"the layer after {name}")
+    await tb.finish()
+
+
+@cocotb.test()
+async def abort_in_the_middle_of_a_layer(dut):
+    """ABORT once results are coming out: no error bit, no DONE, irq low; the output packet
+    closed after a correct prefix; the rest of the inputs drained; the next layer bit-exact."""
+    tb, rng = await _setup(dut, SEED + 12)
+    shape = _shape(tb.config)
+    p, _ = make_layer(tb.config, rng, *shape[:3], sparse=shape[3])
+    words = await tb.faulty_layer(p, tb.streams(p), "ABORT", expect=[], abort_after=3)
+    assert words is not None and words >= 3, f"ABORT: output packet closed after {words}"
+    await tb.good_layer(rng, shape, "the layer after ABORT")
+    await tb.finish()
+
+
+@cocotb.test()
+async def refused_start_and_irq_enable(dut):
+    """A START with M_BLOCK above acc_depth is refused (CONFIG_ERROR, irq); with the error
+    interrupt disabled irq stays low; the next START clears it and the layer is bit-exact.
+    An idle ABORT only drains."""
+    tb, rng = await _setup(dut, SEED + 13)
+    cfg = tb.config
+    shape = _shape(cfg)
+    p, _ = make_layer(cfg, rng, *shape[:3], sparse=shape[3])
+    await tb.configure({**p.layer, "m_block": cfg.acc_depth + 1})
+    await tb.start()
+    status = await tb.wait_idle("refused START")
+    assert status == BIT["config_error"] | BIT["error"], f"STATUS {status:#x}"
+    await ClockCycles(dut.aclk, 2)
+    assert int(dut.irq.value) == 1
+    await tb.axil.write_dword(REG["irq_enable"], 0b01)
+    await ClockCycles(dut.aclk, 2)
+    assert int(dut.irq.value) == 0, "irq with the error interrupt disabled"
+    await tb.axil.write_dword(REG["irq_enable"], 0b11)
+    await tb.axil.write_dword(REG["ctrl"], 2)               # ABORT while idle
+    assert await tb.status() & BIT["draining"], "ABORT did not drain"
+    status = await tb.wait_idle("idle ABORT")
+    assert status == BIT["config_error"] | BIT["error"], f"STATUS {status:#x} after ABORT"
+    await tb.good_layer(rng, shape, "the layer after a refused START")
+    assert int(dut.irq.value) == 1, "irq on DONE"
+    await tb.finish()
