@@ -126,3 +126,25 @@ def test_weights_that_are_not_n_m_are_refused_in_sparse_mode():
         pack_layer(cfg, x, w, np.zeros(2, np.int32), *q, sparse=True)
     # The same weights run in the dense fallback.
     assert pack_layer(cfg, x, w, np.zeros(2, np.int32), *q, sparse=False).plan.k_tiles == 2
+
+
+def test_the_readme_register_map_is_the_generated_one():
+    """Every register of hdl.top.REGISTERS is in the README's table at its offset, and the
+    table has no other; STATUS names its bits in hdl.top.STATUS's order."""
+    from pathlib import Path
+
+    from hdl.top import REGISTERS, STATUS
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    table = text[text.index("### Registers"):text.index("### Faults")]
+    documented = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) > 2 and cells[0].startswith("0x"):
+            offsets, names = cells[0].split(", "), cells[1].split(", ")
+            documented.update({n.lower(): int(o, 16) for o, n in zip(offsets, names, strict=True)})
+    assert documented == {r.name: r.offset for r in REGISTERS}
+    status_row = next(r for r in table.splitlines() if "| STATUS |" in r)
+    bits = [f"bit {i} {name.upper()}" for i, name in enumerate(STATUS)]
+    positions = [status_row.index(b) for b in bits]
+    assert positions == sorted(positions), status_row
