@@ -1,8 +1,9 @@
 """cocotb tests of fault reporting and recovery, through the AXI ports only.
 
-Each test sends a layer with one fault injected into its streams (a packet short or long, a
-misplaced ``tlast``, a word or packet past the layer's last, a missing weight tile, ABORT in
-the middle, or registers START refuses), then checks, as a driver would:
+Each test sends a layer with one fault injected into its streams (on each input stream: a
+packet short or long, a misplaced ``tlast``, a packet past the layer's last; a missing weight
+tile or parameter packet; ABORT in the middle; registers START refuses), then checks, as a
+driver would:
 
 - STATUS once the accelerator is idle again: exactly the error bits of that fault, no DONE,
   ``irq`` high (errors raise it by default);
@@ -128,38 +129,58 @@ def _shape(cfg):
     return (cfg.acc_depth + 3, 2 * k_tile, 2 * cfg.cols, cfg.sparse)
 
 
+def _first_end(words):
+    """Index of the first packet's last word."""
+    return next(i for i, (_, last) in enumerate(words) if last)
+
+
 def _faults(cfg, rng):
-    """``(name, edit, expected STATUS names)``: each edit changes the streams in place."""
-    rows, cols = cfg.rows, cfg.cols
-    word = lambda name: int(rng.integers(0, 1 << 31))   # noqa: E731
+    """``(name, edit, expected STATUS names)`` for every input stream and kind of framing
+    fault, and the missing packets the watchdog finds; each edit changes the streams in
+    place (the first packet of a stream is a pass of ``act``, a tile of ``wgt``, a parameter
+    packet of ``qp``)."""
+    word = lambda: int(rng.integers(0, 256))          # noqa: E731 (fits every stream)
 
-    def short_wgt(s):                      # the first tile's last word dropped
-        del s["wgt"][rows - 1]
-        s["wgt"][rows - 2] = (s["wgt"][rows - 2][0], True)
+    def short(name):                       # its last word dropped, tlast one word early
+        def edit(s):
+            end = _first_end(s[name])
+            del s[name][end]
+            s[name][end - 1] = (s[name][end - 1][0], True)
+        return edit
 
-    def long_qp(s):                        # a word more in the first parameter packet
-        s["qp"].insert(cols - 1, (word("qp"), False))
+    def long(name):                        # one word more before its tlast
+        def edit(s):
+            s[name].insert(_first_end(s[name]), (word(), False))
+        return edit
 
-    def misplaced_act(s):                  # tlast on the first beat of the first pass
-        end = next(i for i, (_, last) in enumerate(s["act"]) if last)
-        s["act"][0] = (s["act"][0][0], True)
-        s["act"][end] = (s["act"][end][0], False)
+    def misplaced(name):                   # tlast on its first word instead of its last
+        def edit(s):
+            end = _first_end(s[name])
+            s[name][0] = (s[name][0][0], True)
+            s[name][end] = (s[name][end][0], False)
+        return edit
 
-    def extra_qp_packet(s):                # a well-framed packet past the layer's last
-        s["qp"] += [(word("qp"), i == cols - 1) for i in range(cols)]
+    def extra_packet(name):                # a well-framed packet past the layer's last
+        def edit(s):
+            length = _first_end(s[name]) + 1
+            s[name] += [(word(), i == length - 1) for i in range(length)]
+        return edit
 
-    def extra_act_word(s):
-        s["act"].append((word("act"), True))
+    def missing_last(name, length):        # the layer's last packet never comes
+        def edit(s):
+            del s[name][-length:]
+        return edit
 
-    def missing_wgt_tile(s):               # the layer's last tile never comes
-        del s["wgt"][-rows:]
-
-    return [("a short wgt packet", short_wgt, ["error", "wgt_error"]),
-            ("a long qp packet", long_qp, ["error", "qp_error"]),
-            ("a misplaced act tlast", misplaced_act, ["error", "act_error"]),
-            ("an extra qp packet", extra_qp_packet, ["error", "qp_error"]),
-            ("an extra act word", extra_act_word, ["error", "act_error"]),
-            ("a missing wgt tile", missing_wgt_tile, ["error", "watchdog"])]
+    faults = []
+    for name in ("act", "wgt", "qp"):
+        expect = ["error", f"{name}_error"]
+        faults += [(f"a short {name} packet", short(name), expect),
+                   (f"a long {name} packet", long(name), expect),
+                   (f"a misplaced {name} tlast", misplaced(name), expect),
+                   (f"an extra {name} packet", extra_packet(name), expect)]
+    faults += [("a missing wgt tile", missing_last("wgt", cfg.rows), ["error", "watchdog"]),
+               ("a missing qp packet", missing_last("qp", cfg.cols), ["error", "watchdog"])]
+    return faults
 
 
 async def _setup(dut, seed):
@@ -173,8 +194,9 @@ async def _setup(dut, seed):
 
 @cocotb.test()
 async def each_stream_fault_is_reported_and_recovered(dut):
-    """Every malformed-stream fault: its error bit, irq, the drain, the closed output packet,
-    then a well-formed layer bit-exact without a reset."""
+    """Every framing fault on every input stream (short, long, misplaced tlast, an extra
+    packet) and missing packets (the watchdog): the error bit, irq, the drain, the closed
+    output packet, then a well-formed layer bit-exact without a reset."""
     tb, rng = await _setup(dut, SEED + 11)
     shape = _shape(tb.config)
     for name, edit, expect in _faults(tb.config, rng):
