@@ -10,6 +10,23 @@ and in the dense fallback. Points run in parallel on a local process pool or on 
 versions of every tool involved, so a repeated sweep only computes what changed, on any
 workload. A point that fails (does not fit, a tool crash or time-out) becomes one line naming
 the point and the cause, and the sweep goes on.
+
+How the array's ports are placed (a placed record's ``io``, :data:`IO_MODES`): on ECP5
+``"out-of-context"`` (nextpnr-ecp5 leaves the ports unplaced); on iCE40, whose nextpnr has no
+such mode and whose packages have far fewer pins than the array has port bits,
+``"wrapped"``: the array is synthesized a second time inside the three-pin top level of
+:func:`.wrapper.wrap` (every input bit from a register chain, every output bit into a
+signature register), and that netlist is placed. The wrapping happens here, before that
+synthesis, and not in :func:`.synth.place_and_route`, because the wrapper is Verilog around
+the array's Verilog and its registers must be mapped by Yosys like the rest. The record's
+resources (``luts``, ``resources``, the fit check) stay the array's own, as on ECP5; the
+wrapper's measured cost is ``wrapper_luts`` and ``wrapper_ffs`` (the wrapped design's count
+minus the array's), and the wrapped design is checked against the device too.
+
+A placed record also has the critical path of its Fmax (:func:`.synth.parse_critical_path`):
+``critical_from`` and ``critical_to`` (start and end ``cell.port``), ``critical_ns``,
+``critical_logic_ns``, ``critical_routing_ns``, and ``critical_net`` with ``critical_net_ns``
+(the slowest routing hop: a high-fanout net shows here), besides the line ``critical_path``.
 """
 
 import concurrent.futures
@@ -37,6 +54,16 @@ __all__ = ["Point", "evaluate", "run_sweep", "write_outputs", "parse_list", "par
 #: Resource names of each family that count as LUTs and as DSP blocks.
 LUT_KEYS = ("LUT4", "LUT")
 DSP_KEYS = ("MULT18X18D", "SB_MAC16", "DSP48E1")
+
+#: How each family's array is placed and routed (see the module docstring).
+IO_MODES = {"ecp5": "out-of-context", "ice40": "wrapped"}
+
+#: The fields of a placed record beyond its Fmax (None where they do not apply: the wrapper's
+#: cost out of context, the critical path when nextpnr reports none); a cached record
+#: written before they existed gets them as None (``io`` from its device's family).
+PLACED_FIELDS = ("io", "wrapper_luts", "wrapper_ffs", "critical_path", "critical_from",
+                 "critical_to", "critical_ns", "critical_logic_ns", "critical_routing_ns",
+                 "critical_net", "critical_net_ns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +120,13 @@ def parse_workload(text):
 
 def _source_digest():
     """A digest of the generator and of the code that measures it (``hdl/``, ``common/``,
-    ``explore/synth.py``): an edited design never reuses a cached result. (The performance
-    model is not cached: the workload's figures are computed on every run.)"""
+    ``explore/synth.py``, ``explore/wrapper.py``): an edited design never reuses a cached
+    result. (The performance model is not cached: the workload's figures are computed on
+    every run.)"""
     root = Path(__file__).resolve().parent.parent
     files = sorted((root / "hdl").glob("*.py")) + sorted((root / "hdl").glob("*.vlt"))
     files += sorted((root / "common").glob("*.py"))
-    files += [root / "explore" / "synth.py"]
+    files += [root / "explore" / "synth.py", root / "explore" / "wrapper.py"]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -138,8 +166,10 @@ def _pick(resources, keys):
 def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
     """Compute (or read from the cache) one point's hardware record: resources, fit, Fmax
     (``clock_mhz`` the clock the workload's figures use: the Fmax, or the assumed target
-    without place and route, ``clock`` saying which). Never raises for tool failures: the
-    record's ``status`` is ``"ok"``, ``"no-fit"`` or ``"error"`` with ``error`` set."""
+    without place and route, ``clock`` saying which), and for a placed point the
+    :data:`PLACED_FIELDS` (how its ports were placed, its critical path). Never raises for
+    tool failures: the record's ``status`` is ``"ok"``, ``"no-fit"`` or ``"error"`` with
+    ``error`` set."""
     from hdl.generate import generate  # noqa: PLC0415 (keeps worker start-up light)
 
     from . import synth  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
@@ -160,8 +190,11 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
         record["multipliers"] = config.multipliers
         with tempfile.TemporaryDirectory(prefix="sparsemac-explore-") as tmp:
             generate(config, tmp, "sparsemac")
+            # The manifest, read before synthesis writes its netlist to the same name.
+            ports = json.loads((Path(tmp) / "sparsemac.json").read_text())["ports"]
             syn = synth.synthesize(Path(tmp) / "sparsemac.v", "sparsemac", device["family"],
-                                   workdir=tmp, timeout=timeout, label=point.label)
+                                   workdir=tmp, timeout=timeout, label=point.label,
+                                   device=point.device)
             res = {k: v for k, v in syn.items()
                    if k not in ("family", "top", "cells", "tool", "netlist")}
             record["resources"] = res
@@ -173,14 +206,16 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
             elif not point.pnr:
                 record.update(clock_mhz=point.freq_mhz, clock="assumed")
             else:
-                pnr = synth.place_and_route(syn["netlist"], point.device, workdir=tmp,
-                                            freq_mhz=point.freq_mhz, timeout=timeout,
-                                            label=point.label, speed=point.speed,
-                                            router=point.router)
-                record["speed"] = pnr["speed"]
-                record["fmax_mhz"] = pnr["fmax_mhz"]
-                record["critical_path"] = pnr.get("critical_path")
-                record.update(clock_mhz=pnr["fmax_mhz"], clock="fmax")
+                record["io"] = IO_MODES[device["family"]]
+                netlist = syn["netlist"]
+                if record["io"] == "wrapped":
+                    netlist, problem = _wrap(point, ports, syn, Path(tmp), record, timeout)
+                if problem is not None:
+                    record.update(status="no-fit", error=problem)
+                else:
+                    _place(point, netlist, Path(tmp), record, timeout)
+    except synth.NoFitError as exc:  # nextpnr's count of packed cells: a no-fit too
+        record.update(status="no-fit", error=str(exc))
     except (ValueError, TypeError, RuntimeError) as exc:
         record.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
     if cache_file is not None and record["status"] != "error":
@@ -189,6 +224,46 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
         tmp_file.write_text(json.dumps(record, indent=1))
         os.replace(tmp_file, cache_file)
     return record
+
+
+def _wrap(point, ports, syn, tmp, record, timeout):
+    """Synthesize the array inside :func:`.wrapper.wrap`'s top level (in ``tmp/wrapped``);
+    record the wrapper's cost; return the wrapped netlist and None, or the no-fit reason."""
+    from . import synth, wrapper  # noqa: PLC0415 (lazy, like evaluate's)
+
+    work = tmp / "wrapped"
+    work.mkdir()
+    top = "sparsemac_wrapped"
+    (work / f"{top}.v").write_text((tmp / "sparsemac.v").read_text() + "\n"
+                                   + wrapper.wrap(ports, module="sparsemac", top=top))
+    wrapped = synth.synthesize(work / f"{top}.v", top, syn["family"], workdir=work,
+                               timeout=timeout, label=f"{point.label} (I/O wrapper)",
+                               device=point.device)
+    record["wrapper_luts"] = _pick(wrapped, LUT_KEYS) - _pick(syn, LUT_KEYS)
+    record["wrapper_ffs"] = wrapped["FF"] - syn["FF"]
+    problem = synth.fit(wrapped, point.device)
+    if problem is not None:
+        problem += (f" with the I/O wrapper ({record['wrapper_luts']} LUTs, "
+                    f"{record['wrapper_ffs']} FFs of it)")
+    return wrapped["netlist"], problem
+
+
+def _place(point, netlist, tmp, record, timeout):
+    """Place and route ``netlist``; put the Fmax and the critical path into ``record``."""
+    from . import synth  # noqa: PLC0415 (lazy, like evaluate's)
+
+    pnr = synth.place_and_route(netlist, point.device, workdir=tmp / "pnr",
+                                freq_mhz=point.freq_mhz, timeout=timeout, label=point.label,
+                                speed=point.speed, router=point.router)
+    record["speed"] = pnr["speed"]
+    record["fmax_mhz"] = pnr["fmax_mhz"]
+    record["critical_path"] = pnr["critical_path"]
+    critical = pnr["critical"] or {}
+    for field in ("from", "to", "ns", "logic_ns", "routing_ns", "net", "net_ns"):
+        record[f"critical_{field}"] = critical.get(field)
+    for field in PLACED_FIELDS:
+        record.setdefault(field, None)
+    record.update(clock_mhz=pnr["fmax_mhz"], clock="fmax")
 
 
 def _read_cached(path):
@@ -206,6 +281,12 @@ def _read_cached(path):
               "computing it again", file=sys.stderr)
         return None
     record["cached"] = True
+    if record.get("clock") == "fmax":
+        # Written before PLACED_FIELDS existed: ECP5 was placed out of context then too.
+        family = str(record.get("device", "")).split("-")[0]
+        record.setdefault("io", IO_MODES.get(family))
+        for field in PLACED_FIELDS:
+            record.setdefault(field, None)
     return record
 
 
@@ -282,11 +363,21 @@ def _run_ray(tasks, jobs, address, done):
             ray.shutdown()
 
 
+#: The columns of ``sweep.csv``, in order (``sweep.json`` has every field of every record).
 COLUMNS = ["workload", "rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts",
-           "dsps", "fmax_mhz", "clock", "cycles_sparse", "cycles_dense", "utilization_sparse",
-           "gops_sparse", "gops_dense", "inferences_s", "inferences_s_dense",
-           "inferences_s_per_klut", "inferences_s_per_dsp", "peak_macs_per_cycle",
-           "multipliers", "luts_per_mac", "dsps_per_mac", "error"]
+           "dsps", "fmax_mhz", "clock", "io", "cycles_sparse", "cycles_dense",
+           "utilization_sparse", "gops_sparse", "gops_dense", "inferences_s",
+           "inferences_s_dense", "inferences_s_per_klut", "inferences_s_per_dsp",
+           "peak_macs_per_cycle", "multipliers", "luts_per_mac", "dsps_per_mac",
+           "wrapper_luts", "wrapper_ffs", "critical_ns", "critical_logic_ns",
+           "critical_routing_ns", "critical_net", "critical_net_ns", "critical_from",
+           "critical_to", "error"]
+
+#: The columns of ``sweep.md``'s table: those of ``sweep.csv`` but the wrapper's cost, the
+#: critical path (long cell names that would make the table unreadable) and the error (listed
+#: under the table); those are in ``sweep.csv`` and ``sweep.json``.
+MD_COLUMNS = [c for c in COLUMNS
+              if not c.startswith(("critical_", "wrapper_")) and c != "error"]
 
 
 def _derived(record):
@@ -301,14 +392,18 @@ def _derived(record):
     return r
 
 
-def _fmt(v):
+def _fmt(v, column=""):
+    """A cell of the CSV or MD table: 3 decimals below 10, 1 above; delays (``*_ns``) to the
+    picosecond, as nextpnr reports them."""
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return f"{v:.3f}" if abs(v) < 10 or column.endswith("_ns") else f"{v:.1f}"
     return "" if v is None else str(v)
 
 
 def write_outputs(records, out_dir):
-    """``sweep.csv``, ``sweep.json``, ``sweep.md`` and the PNG plots; returns their paths."""
+    """``sweep.csv`` (the :data:`COLUMNS`), ``sweep.json`` (every field), ``sweep.md`` (a
+    table of the :data:`MD_COLUMNS`, then the failed points) and the PNG plots; returns their
+    paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = [_derived(r) for r in records]
@@ -318,11 +413,11 @@ def write_outputs(records, out_dir):
     writer = csv.writer(buf)
     writer.writerow(COLUMNS)
     for r in records:
-        writer.writerow([_fmt(r.get(c)) for c in COLUMNS])
+        writer.writerow([_fmt(r.get(c), c) for c in COLUMNS])
     (out / "sweep.csv").write_text(buf.getvalue())
-    lines = ["| " + " | ".join(COLUMNS[:-1]) + " |", "|" + "---|" * (len(COLUMNS) - 1)]
+    lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
     for r in records:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS[:-1]) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(c), c) for c in MD_COLUMNS) + " |")
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         lines += ["", "Failed points:", ""]

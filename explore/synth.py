@@ -4,8 +4,8 @@ Everything runs from PyPI wheels (YoWASP's WebAssembly builds of Yosys and nextp
 vendor tool is needed: :func:`synthesize` maps a Verilog file to ECP5, iCE40 or (as an
 estimate, without place and route) Xilinx 7-series primitives and counts them;
 :func:`place_and_route` places and routes an ECP5 or iCE40 netlist on one of the
-:data:`DEVICES` and reads the achieved Fmax of the clock; :func:`fit` says whether the
-counted resources fit a device.
+:data:`DEVICES` and reads the achieved Fmax of the clock and its critical path
+(:func:`parse_critical_path`); :func:`fit` says whether the counted resources fit a device.
 
 How the resources are counted (the keys of the dict :func:`synthesize` returns):
 
@@ -17,7 +17,7 @@ ECP5 (``synth_ecp5 -noabc9``)
     the authoritative one and is usually a little higher (route-through LUTs).
     ``FF``: ``TRELLIS_FF``. ``MULT18X18D`` and ``ALU54B``: DSP cells. ``DP16KD``: block RAMs.
     ``CCU2C``, ``TRELLIS_DPR16X4``, ``PFUMX``, ``L6MUX21``: the raw cells, for reference.
-iCE40 (``synth_ice40 -dsp``)
+iCE40 (``synth_ice40 -dsp``; without ``-dsp`` for a device without DSP blocks, the HX8K)
     ``LUT``: ``SB_LUT4``. ``FF``: every ``SB_DFF*`` cell. ``SB_MAC16``: DSP cells.
     ``BRAM``: ``SB_RAM40_4K`` (and ``SB_SPRAM256KA``, the UltraPlus single-port RAM, under
     its own key). ``CARRY``: ``SB_CARRY`` (beside a LUT, it takes no LUT of its own).
@@ -39,8 +39,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["DEVICES", "ECP5_SPEEDS", "ROUTERS", "FAMILIES", "ToolError", "synthesize",
-           "place_and_route", "fit", "check_speed", "tool_version"]
+__all__ = ["DEVICES", "ECP5_SPEEDS", "ROUTERS", "FAMILIES", "ToolError", "NoFitError",
+           "synthesize", "place_and_route", "parse_critical_path", "fit", "check_speed",
+           "tool_version"]
 
 #: Synthesis families, with the Yosys command that maps to each.
 FAMILIES = {
@@ -98,6 +99,25 @@ _XILINX_LUTRAM = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X
 
 class ToolError(RuntimeError):
     """Yosys or nextpnr exited with an error or ran out of time."""
+
+
+class NoFitError(ToolError):
+    """nextpnr stopped because the packed design needs more of a bel type than the device
+    has (on iCE40 a logic cell holds one LUT and one flip-flop, so LUTs and flip-flops that
+    :func:`fit` finds within the device can still need more cells than it has)."""
+
+
+#: A line of nextpnr's "Device utilisation" table: bel type, used, available.
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$", re.M)
+
+
+def _overflow(log_text, device):
+    """The message of :class:`NoFitError` if nextpnr's log shows a bel type used beyond the
+    device, else None."""
+    for bel, used, available in _UTILISATION.findall(log_text):
+        if int(used) > int(available):
+            return f"does not fit {device} after packing: needs {used} of {available} {bel}"
+    return None
 
 
 def _choice(value, choices, what):
@@ -182,7 +202,22 @@ def _resources(family, cells):
             "CARRY4": _count(cells, "CARRY4")}
 
 
-def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None):
+def _synth_command(family, device, top, netlist):
+    """The Yosys command mapping to ``family``, for ``device`` if one is given: an iCE40
+    without DSP blocks (the HX8K) is synthesized without ``-dsp``, so that its multipliers
+    become LUTs rather than SB_MAC16 cells it does not have."""
+    command = FAMILIES[family].format(top=top, netlist=netlist)
+    if device is not None:
+        _choice(device, list(DEVICES), "Device")
+        spec = DEVICES[device]
+        if spec["family"] != family:
+            raise ValueError(f"Device {device!r} is {spec['family']}, not {family}")
+        if family == "ice40" and not spec["capacity"].get("SB_MAC16"):
+            command = command.replace(" -dsp", "")
+    return command
+
+
+def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None, device=None):
     """Synthesize a Verilog file with Yosys and count the mapped resources.
 
     Parameters
@@ -201,6 +236,10 @@ def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None):
         Seconds before Yosys is stopped.
     label : str, optional
         Names the design in error messages (default: ``top``).
+    device : str, optional
+        A name in :data:`DEVICES` of ``family``: the mapping then suits that device (an
+        iCE40 without DSP blocks, ``ice40-hx8k``, gets its multipliers in LUTs). Without
+        it, the family's command of :data:`FAMILIES` as it is.
 
     Returns
     -------
@@ -211,15 +250,16 @@ def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None):
     Raises
     ------
     ValueError
-        Unknown family.
+        Unknown family or device, or a device of another family.
     ToolError
         Yosys failed (the message names the design and Yosys's error) or timed out.
     """
     _choice(family, list(FAMILIES), "Family")
     label = top if label is None else label
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     netlist = workdir / f"{top}.json"
+    command = _synth_command(family, device, top, netlist.name)
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "yosys.log"
     for stale in (netlist, workdir / "stat.json", log):
         stale.unlink(missing_ok=True)
@@ -227,7 +267,7 @@ def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None):
     source = _copy_in(verilog, workdir)
     script = "; ".join([
         f'read_verilog "{source}"',
-        FAMILIES[family].format(top=top, netlist=netlist.name),
+        command,
         "tee -q -o stat.json stat -json",
     ])
     proc = _run("yosys", ["-q", "-l", log.name, "-p", script], cwd=workdir, timeout=timeout,
@@ -245,16 +285,79 @@ def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None):
             "netlist": str(netlist) if family != "xilinx" else None}
 
 
-def _critical_path(report):
+def _pin(end):
+    """``cell.port`` of a hop's ``from`` or ``to``."""
+    return f"{end.get('cell', '?')}.{end.get('port', '?')}"
+
+
+def parse_critical_path(report, clock=None):
+    """The critical path of a nextpnr ``--report`` JSON (a dict), as figures to act on.
+
+    The path is the first of ``report["critical_paths"]`` running from an edge of ``clock``
+    to an edge of it (the register-to-register path behind that clock's Fmax), else the
+    first one. Its hops are typed by nextpnr: ``"routing"`` hops (each on a ``net``) count as
+    routing, every other hop (``"clk-to-q"``, ``"source"``, ``"logic"``, ``"setup"``) as
+    logic.
+
+    Parameters
+    ----------
+    report : dict
+        The parsed report.
+    clock : str, optional
+        The clock's name as the report's ``fmax`` keys it.
+
+    Returns
+    -------
+    dict or None
+        None when the report has no path; else ``from`` and ``to`` (``cell.port`` of the
+        start and end points), ``ns`` (the path's delay, every hop included), ``logic_ns``,
+        ``routing_ns``, ``logic_cells`` (hops of type ``"logic"``), and ``net`` and
+        ``net_ns``: the routing hop of the largest delay (a high-fanout net shows here; None
+        without a routing hop). Delays are in ns, rounded to the picosecond.
+
+    Raises
+    ------
+    ValueError
+        A path without hops, or a hop without a numeric delay (not a nextpnr report).
+    """
     paths = report.get("critical_paths") or []
     if not paths:
         return None
-    hops = paths[0]["path"]
-    start, end = hops[0]["from"], hops[-1]["to"]
-    delay = sum(hop.get("delay", 0) for hop in hops)
-    logic = sum(1 for hop in hops if hop.get("type") == "logic")
-    return (f"{start['cell']}.{start['port']} -> {end['cell']}.{end['port']} "
-            f"({delay:.2f} ns, {logic} logic cells)")
+    chosen = paths[0]
+    if clock is not None:
+        for path in paths:
+            if all(str(path.get(end, "")).partition(" ")[2] == clock for end in ("from", "to")):
+                chosen = path
+                break
+    hops = chosen.get("path") or []
+    if not hops:
+        raise ValueError("A critical path must have at least one hop, not none")
+    for i, hop in enumerate(hops):
+        delay = hop.get("delay")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise ValueError(f"Hop {i} of the critical path must have a numeric delay, "
+                             f"not {delay!r}")
+    routing = [hop for hop in hops if hop.get("type") == "routing"]
+    worst = max(routing, key=lambda hop: hop["delay"]) if routing else None
+    total = sum(hop["delay"] for hop in hops)
+    wires = sum(hop["delay"] for hop in routing)
+    return {"from": _pin(hops[0]["from"]), "to": _pin(hops[-1]["to"]),
+            "ns": round(total, 3), "logic_ns": round(total - wires, 3),
+            "routing_ns": round(wires, 3),
+            "logic_cells": sum(1 for hop in hops if hop.get("type") == "logic"),
+            "net": worst.get("net") if worst else None,
+            "net_ns": round(worst["delay"], 3) if worst else None}
+
+
+def _critical_text(path):
+    """One line for :func:`parse_critical_path`'s figures (None for None)."""
+    if path is None:
+        return None
+    text = (f"{path['from']} -> {path['to']} ({path['ns']:.2f} ns, {path['logic_cells']} "
+            f"logic cells; logic {path['logic_ns']:.2f} ns, routing {path['routing_ns']:.2f} ns")
+    if path["net"] is not None:
+        text += f", largest net {path['net']} {path['net_ns']:.2f} ns"
+    return text + ")"
 
 
 #: nextpnr's routers (see :func:`place_and_route`).
@@ -275,7 +378,9 @@ def place_and_route(netlist_json, device, *, workdir, freq_mhz=150, seed=1, time
     default ``router1`` gives the better Fmax (107 against 83 MHz on a 2x4 2:4 array), but
     on an 8x8 2:4 array (41k LUT4 on an 85k part) it was still congested after 30 minutes,
     where ``router2`` routes it in about 11. iCE40 has no such mode: the design's ports
-    must fit the package (else nextpnr fails with a :class:`ToolError`). No constraint file:
+    must fit the package (else nextpnr fails with a :class:`ToolError`), which the array's
+    do not: place the top level of :func:`explore.wrapper.wrap` around it instead (the sweep
+    does, :mod:`explore.sweep`). No constraint file:
     nextpnr takes the clock from the design and ``freq_mhz`` as its target; timing
     failures are allowed (``--timing-allow-fail``), so a slow design still reports its Fmax.
 
@@ -307,8 +412,11 @@ def place_and_route(netlist_json, device, *, workdir, freq_mhz=150, seed=1, time
     -------
     dict
         ``fmax_mhz`` (float, or None without a clock), ``speed`` (the ECP5 speed grade,
-        None for iCE40), ``critical_path`` (text: from and to
-        cell pins, delay, logic cells; None without one), ``utilisation`` ({bel type:
+        None for iCE40), ``critical`` (the critical path of the returned clock as
+        :func:`parse_critical_path` gives it: start and end points, total, logic and routing
+        ns, the slowest net; None without one), ``critical_path`` (the same as one line of
+        text: from and to cell pins, delay, logic cells, logic and routing ns, the slowest
+        net), ``utilisation`` ({bel type:
         {"used", "available"}} for the bel types used), ``available`` ({bel type: count} of
         the whole device), ``device`` and ``tool``.
 
@@ -316,8 +424,12 @@ def place_and_route(netlist_json, device, *, workdir, freq_mhz=150, seed=1, time
     ------
     ValueError
         Unknown device, or a speed grade the device does not have.
+    NoFitError
+        The packed design needs more of a bel type than the device has (a
+        :class:`ToolError`), e.g. ``"does not fit ice40-up5k after packing: needs 6527 of
+        5280 ICESTORM_LC"``.
     ToolError
-        nextpnr failed or timed out.
+        nextpnr failed otherwise or timed out.
     """
     _choice(device, list(DEVICES), "Device")
     family = DEVICES[device]["family"]
@@ -339,16 +451,23 @@ def place_and_route(netlist_json, device, *, workdir, freq_mhz=150, seed=1, time
     if family == "ecp5":
         args += ["--out-of-context", "--speed", str(speed or 6)]
     tool = f"nextpnr-{family}"
-    _run(tool, args, cwd=workdir, timeout=timeout, label=label, log=log)
+    try:
+        _run(tool, args, cwd=workdir, timeout=timeout, label=label, log=log)
+    except ToolError:
+        overflow = _overflow(log.read_text(errors="replace") if log.exists() else "", device)
+        if overflow is None:
+            raise
+        raise NoFitError(overflow) from None
     report = json.loads(report_path.read_text())
     fmax = report.get("fmax") or {}
-    chosen = fmax.get(clock)
-    if chosen is None and fmax:
-        chosen = min(fmax.values(), key=lambda entry: entry["achieved"])
+    key = clock if clock in fmax else min(fmax, key=lambda k: fmax[k]["achieved"],
+                                          default=None)
+    chosen = fmax.get(key)
+    critical = parse_critical_path(report, key)
     version = re.search(r"Version (\S+?)\)?$", tool_version(tool, timeout=timeout), re.M)
     return {"device": device, "speed": (speed or 6) if family == "ecp5" else None,
             "fmax_mhz": float(chosen["achieved"]) if chosen else None,
-            "critical_path": _critical_path(report),
+            "critical_path": _critical_text(critical), "critical": critical,
             "utilisation": {bel: use for bel, use in report.get("utilization", {}).items()
                             if use.get("used")},
             "available": {bel: use.get("available", 0)

@@ -4,6 +4,7 @@ Ray executor on a local Ray instance, and clear failures that do not stop the sw
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,17 @@ def sweep(cache):
 def test_sweep_records(sweep):
     ok, nofit = sweep
     assert ok["status"] == "ok" and ok["error"] is None and ok["speed"] == 6
+    # Placed out of context, with its critical path as figures (tests/test_synth.py checks
+    # the parser): the path of the Fmax, logic and routing adding up to it.
+    assert ok["io"] == "out-of-context"
+    assert ok["wrapper_luts"] is None and ok["wrapper_ffs"] is None
+    assert ok["critical_ns"] == pytest.approx(1000 / ok["fmax_mhz"], rel=0.02)
+    assert ok["critical_logic_ns"] + ok["critical_routing_ns"] == pytest.approx(
+        ok["critical_ns"], abs=0.0015)
+    assert ok["critical_from"] and ok["critical_to"] and ok["critical_net"]
+    assert 0 < ok["critical_net_ns"] <= ok["critical_routing_ns"]
+    assert ok["critical_path"].startswith(f"{ok['critical_from']} -> {ok['critical_to']} (")
+    assert not {"io", "critical_ns", "fmax_mhz"} & nofit.keys()
     assert ok["fmax_mhz"] > 10 and ok["luts"] > 0 and ok["dsps"] > 0
     assert ok["cycles_sparse"] > 0 and ok["cycles_dense"] > ok["cycles_sparse"]
     assert ok["gops_sparse"] == pytest.approx(2 * 64 * 32 * 16 * ok["fmax_mhz"] * 1e6
@@ -98,10 +110,39 @@ def test_outputs(sweep, tmp_path):
     peak = sweep[0]["peak_macs_per_cycle"]
     assert float(row["luts_per_mac"]) == pytest.approx(sweep[0]["luts"] / peak, abs=0.05)
     assert float(row["dsps_per_mac"]) == pytest.approx(sweep[0]["dsps"] / peak, abs=0.0005)
+    assert row["io"] == "out-of-context" and row["critical_net"] == sweep[0]["critical_net"]
+    assert float(row["critical_ns"]) == pytest.approx(sweep[0]["critical_ns"], abs=0.0005)
+    assert csv_lines[0].endswith(",critical_from,critical_to,error")
+    saved = json.loads((tmp_path / "sweep.json").read_text())[0]
+    assert {k: saved[k] for k in explore.PLACED_FIELDS} == {
+        k: sweep[0][k] for k in explore.PLACED_FIELDS}
     md = (tmp_path / "sweep.md").read_text()
     assert "Failed points:" in md and "does not fit ice40-up5k" in md
+    # The table leaves out the long critical-path fields and the wrapper's cost (CSV, JSON).
+    header = md.splitlines()[0]
+    assert header == "| " + " | ".join(explore.MD_COLUMNS) + " |"
+    assert "| io |" in header and "critical" not in header and "wrapper" not in header
+    assert sweep[0]["critical_from"] not in md
     for png in ("pareto.png", "efficiency_fmax.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cached_record_from_before_the_critical_path_fields(sweep, tmp_path):
+    """A placed record cached before ``io`` and the critical-path fields existed loads: they
+    are None (``io`` out of context: the only way ECP5 was placed), and the outputs have
+    empty cells for them."""
+    old = {k: v for k, v in sweep[0].items() if k not in explore.PLACED_FIELDS}
+    old["critical_path"] = "a.Q -> b.D (9.90 ns, 3 logic cells)"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rec = explore._read_cached(tmp_path / "old.json")
+    assert rec["cached"] and rec["io"] == "out-of-context"
+    assert rec["critical_path"] == "a.Q -> b.D (9.90 ns, 3 logic cells)"
+    assert all(rec[k] is None for k in explore.PLACED_FIELDS if k not in ("io", "critical_path"))
+    explore.write_outputs([rec], tmp_path / "out")
+    header, row = (tmp_path / "out" / "sweep.csv").read_text().splitlines()
+    row = dict(zip(header.split(","), row.split(",")))
+    assert row["io"] == "out-of-context" and row["fmax_mhz"] != ""
+    assert row["critical_ns"] == row["critical_from"] == row["wrapper_luts"] == ""
 
 
 def test_outputs_when_every_point_failed(sweep, tmp_path):
@@ -158,6 +199,86 @@ def test_network_workload(sweep, cache, network):
     assert rec["inferences_s_per_klut"] == pytest.approx(rec["inferences_s"] / rec["luts"] * 1e3)
     assert rec["inferences_s_per_dsp"] == pytest.approx(rec["inferences_s"] / rec["dsps"])
     assert rec["gops_sparse"] == pytest.approx(2 * est.macs * fmax * 1e6 / est.cycles / 1e9)
+
+
+#: The smallest array the generator makes, on the iCE40 without DSP blocks: 1x1 dense (a
+#: 2x2 dense array needs 9696 of the HX8K's 7680 LUTs with its multipliers in logic).
+ICE40_POINT = explore.Point(1, 1, "dense", "ice40-hx8k", acc_depth=16)
+
+
+@pytest.fixture(scope="module")
+def ice40(cache):
+    return explore.run_sweep([ICE40_POINT], GEMM, jobs=1, cache_dir=cache, progress=False)[0]
+
+
+def test_ice40_point_placed_inside_the_io_wrapper(ice40, tmp_path):
+    """The array placed and routed on iCE40 inside explore.wrapper's three-pin top level:
+    an Fmax; the resources the array's own, its multipliers in LUTs (the HX8K has no DSP
+    block); the wrapper's cost within its own cells, and not negative, which it would be if
+    the wrapper let synthesis remove logic of the array."""
+    from explore.wrapper import cost
+    from hdl.generate import generate
+
+    rec = ice40
+    assert rec["status"] == "ok" and rec["error"] is None, rec["error"]
+    assert rec["io"] == "wrapped" and rec["clock"] == "fmax" and rec["speed"] is None
+    assert rec["fmax_mhz"] > 10 and rec["clock_mhz"] == rec["fmax_mhz"]
+    assert rec["dsps"] == 0 and rec["resources"]["SB_MAC16"] == 0
+    assert rec["luts"] == rec["resources"]["LUT"] > 1000
+    generate(ICE40_POINT.config(), tmp_path, "sparsemac")
+    bound = cost(json.loads((tmp_path / "sparsemac.json").read_text())["ports"])
+    assert 0 <= rec["wrapper_luts"] <= bound["LUT"]
+    assert 0 < rec["wrapper_ffs"] <= bound["FF"]
+    assert rec["critical_ns"] == pytest.approx(1000 / rec["fmax_mhz"], rel=0.02)
+    assert rec["critical_logic_ns"] + rec["critical_routing_ns"] == pytest.approx(
+        rec["critical_ns"], abs=0.0015)
+    assert rec["critical_from"].startswith("u_array.")   # inside the array, not at a pin
+    assert rec["critical_to"] and rec["critical_net"]
+    assert rec["cycles_dense"] > 0 and rec["gops_dense"] > 0
+
+
+def _fake_synthesize(sizes, seen):
+    """A stand-in for explore.synth.synthesize giving ``sizes[top]`` (LUTs, FFs)."""
+    def synthesize(verilog, top, family, *, workdir, timeout, label, device):
+        seen.append((top, device, Path(verilog).read_text()))
+        luts, ffs = sizes[top]
+        keys = {"ecp5": ("LUT4", "MULT18X18D", "DP16KD"), "ice40": ("LUT", "SB_MAC16", "BRAM")}
+        lut, dsp, ram = keys[family]
+        return {"family": family, "top": top, lut: luts, "FF": ffs, dsp: 0, ram: 0,
+                "cells": {}, "tool": "fake", "netlist": str(Path(workdir) / f"{top}.json")}
+    return synthesize
+
+
+@pytest.mark.parametrize("device, sizes, message", [
+    # nextpnr's count after packing (NoFitError): the LUTs fit, the packed cells do not.
+    ("ecp5-25k", {"sparsemac": (24000, 9000)},
+     "does not fit ecp5-25k after packing: needs 24500 of 24288 TRELLIS_COMB"),
+    # The array fits the HX8K; with the wrapper around it, it does not.
+    ("ice40-hx8k", {"sparsemac": (7640, 2000), "sparsemac_wrapped": (7700, 2150)},
+     "does not fit ice40-hx8k: needs 7700 of 7680 LUT with the I/O wrapper (60 LUTs, 150 FFs "
+     "of it)"),
+])
+def test_no_fit_found_after_synthesis(monkeypatch, device, sizes, message):
+    """Both are no-fit points (cached, like every no-fit), not tool errors."""
+    from explore import synth
+
+    seen = []
+
+    def place_and_route(netlist, device, **kwargs):
+        assert device.startswith("ecp5"), "the wrapped design does not fit: no place and route"
+        raise synth.NoFitError(message)
+
+    monkeypatch.setattr(synth, "synthesize", _fake_synthesize(sizes, seen))
+    monkeypatch.setattr(synth, "place_and_route", place_and_route)
+    rec = explore.evaluate(explore.Point(1, 1, "dense", device, acc_depth=16))
+    assert (rec["status"], rec["error"]) == ("no-fit", message)
+    assert [(top, dev) for top, dev, _ in seen] == [(top, device) for top in sizes]
+    assert rec["io"] == ("wrapped" if device.startswith("ice40") else "out-of-context")
+    if device.startswith("ice40"):
+        assert (rec["wrapper_luts"], rec["wrapper_ffs"]) == (60, 150)
+        # The array's Verilog and the wrapper in one file.
+        text = seen[1][2]
+        assert "module sparsemac(" in text and "module sparsemac_wrapped (" in text
 
 
 def test_synthesis_only_point(cache):
@@ -234,3 +355,4 @@ def test_cli_bad_input(tmp_path, args, message):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"sparsemac: error: {message}"]
     assert not (tmp_path / "out").exists()
+

@@ -4,7 +4,17 @@ import re
 
 import pytest
 
-from explore.synth import DEVICES, ToolError, fit, place_and_route, synthesize
+from explore.synth import (
+    DEVICES,
+    NoFitError,
+    ToolError,
+    _critical_text,
+    _overflow,
+    fit,
+    parse_critical_path,
+    place_and_route,
+    synthesize,
+)
 from hdl.config import Config
 from hdl.generate import generate
 
@@ -47,15 +57,52 @@ def test_ecp5_resources(ecp5):
 
 
 def test_ecp5_place_and_route(ecp5, tmp_path):
-    """The non-default options (the explore sweep test runs the defaults, speed 6, router1)."""
+    """The non-default options (the explore sweep test runs the defaults, speed 6, router1),
+    and the critical path as figures: logic and routing add up to the total (each rounded to
+    the picosecond), the path is the Fmax's (its delay is the clock period), and the slowest
+    net is one of its routing hops."""
     result = place_and_route(ecp5["netlist"], "ecp5-25k", workdir=tmp_path, label="2x2 2:4",
                              speed=8, router="router2")
     assert result["fmax_mhz"] > 0 and result["speed"] == 8
-    assert " -> " in result["critical_path"]
+    path = result["critical"]
+    assert set(path) == {"from", "to", "ns", "logic_ns", "routing_ns", "logic_cells", "net",
+                         "net_ns"}
+    assert re.fullmatch(r"\S+\.\w+", path["from"]) and re.fullmatch(r"\S+\.\w+", path["to"])
+    assert path["logic_ns"] > 0 and path["routing_ns"] > 0
+    assert path["logic_ns"] + path["routing_ns"] == pytest.approx(path["ns"], abs=0.0015)
+    assert path["ns"] == pytest.approx(1000 / result["fmax_mhz"], rel=0.02)
+    assert path["net"] and 0 < path["net_ns"] <= path["routing_ns"]
+    report = (tmp_path / "report.json").read_text()
+    assert f'"net": "{path["net"]}"' in report
+    assert result["critical_path"] == _critical_text(path)
+    assert result["critical_path"].startswith(f"{path['from']} -> {path['to']} (")
+    assert f"logic {path['logic_ns']:.2f} ns, routing {path['routing_ns']:.2f} ns" in (
+        result["critical_path"])
     assert result["utilisation"]["MULT18X18D"] == {"used": ecp5["MULT18X18D"],
                                                    "available": 28}
     assert result["utilisation"]["TRELLIS_FF"]["used"] == ecp5["FF"]
     assert "nextpnr" in result["tool"]
+
+
+MULTIPLIER = """\
+module mult(input clk, input [15:0] a, input [15:0] b, output reg [31:0] p);
+  always @(posedge clk) p <= a * b;
+endmodule
+"""
+
+
+def test_a_device_without_dsp_blocks_gets_lut_multipliers(tmp_path):
+    """synth_ice40 -dsp maps a multiplier to SB_MAC16 whatever the part; the HX8K has none,
+    so synthesized for it, the multiplier is LUTs."""
+    (tmp_path / "mult.v").write_text(MULTIPLIER)
+    family = synthesize(tmp_path / "mult.v", "mult", "ice40", workdir=tmp_path / "a")
+    up5k = synthesize(tmp_path / "mult.v", "mult", "ice40", workdir=tmp_path / "b",
+                      device="ice40-up5k")
+    hx8k = synthesize(tmp_path / "mult.v", "mult", "ice40", workdir=tmp_path / "c",
+                      device="ice40-hx8k")
+    assert family["SB_MAC16"] == up5k["SB_MAC16"] == 1
+    assert hx8k["SB_MAC16"] == 0 and hx8k["LUT"] > 100 + up5k["LUT"]
+    assert fit(hx8k, "ice40-hx8k") is None
 
 
 def test_ice40_and_xilinx(design, tmp_path):
@@ -78,6 +125,101 @@ def test_ice40_place_and_route(tmp_path):
                              clock="clk")
     assert result["fmax_mhz"] > 0
     assert result["utilisation"]["ICESTORM_LC"]["used"] > 0
+    # The clock is named after its pad and global buffer; its register-to-register path.
+    assert result["critical"]["ns"] == pytest.approx(1000 / result["fmax_mhz"], rel=0.02)
+    assert result["critical"]["from"].startswith("r_")
+
+
+WIDE = """\
+module wide(input clk, output [47:0] q);
+  reg [47:0] r = 0;
+  always @(posedge clk) r <= r + 1;
+  assign q = r;
+endmodule
+"""
+
+
+def test_more_ports_than_pins_is_a_no_fit(tmp_path):
+    """49 pins on the UP5K's 39 (what an unwrapped array meets on iCE40): nextpnr's own
+    count, as a NoFitError (a ToolError)."""
+    (tmp_path / "wide.v").write_text(WIDE)
+    res = synthesize(tmp_path / "wide.v", "wide", "ice40", workdir=tmp_path / "syn")
+    assert fit(res, "ice40-up5k") is None
+    with pytest.raises(NoFitError, match=r"^does not fit ice40-up5k after packing: needs 49 "
+                                         r"of 39 SB_IO$"):
+        place_and_route(res["netlist"], "ice40-up5k", workdir=tmp_path / "pnr", clock="clk")
+    assert issubclass(NoFitError, ToolError)
+
+
+def test_overflow_in_nextpnrs_log():
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:    6527/   5280   123%\n"
+           "Info: \t        ICESTORM_RAM:       6/     30    20%\n"
+           "Info: \t        ICESTORM_DSP:       8/      8   100%\n")
+    assert _overflow(log, "ice40-up5k") == ("does not fit ice40-up5k after packing: needs "
+                                            "6527 of 5280 ICESTORM_LC")
+    assert _overflow(log.replace("6527", "5280"), "ice40-up5k") is None
+    assert _overflow("ERROR: something else\n", "ice40-up5k") is None
+
+
+def _hop(kind, start, end, delay, net=None):
+    hop = {"type": kind, "delay": delay,
+           "from": {"cell": start[0], "port": start[1], "loc": [1, 2]},
+           "to": {"cell": end[0], "port": end[1], "loc": [3, 4]}}
+    return hop if net is None else {**hop, "net": net}
+
+
+#: A report of nextpnr's shape: an input path first, then the clock's own path.
+REPORT = {
+    "fmax": {"aclk": {"achieved": 172.4, "constraint": 150}},
+    "critical_paths": [
+        {"from": "<async>", "to": "posedge aclk", "path": [
+            _hop("source", ("pad", "O"), ("pad", "O"), 0.2),
+            _hop("routing", ("pad", "O"), ("r0", "D"), 2.1, net="din"),
+            _hop("setup", ("r0", "D"), ("r0", "D"), 0.13)]},
+        {"from": "posedge aclk", "to": "posedge aclk", "path": [
+            _hop("clk-to-q", ("sel_reg", "Q"), ("sel_reg", "Q"), 0.52),
+            _hop("routing", ("sel_reg", "Q"), ("lut1", "A"), 1.25, net="sel"),
+            _hop("logic", ("lut1", "A"), ("lut1", "Z"), 0.4),
+            _hop("routing", ("lut1", "Z"), ("lut2", "B"), 3.5, net="bank_mux"),
+            _hop("logic", ("lut2", "B"), ("lut2", "Z"), 0.4),
+            _hop("routing", ("lut2", "Z"), ("acc", "D"), 0.0, net="acc_d"),
+            _hop("setup", ("acc", "D"), ("acc", "D"), 0.13)]},
+    ],
+}
+
+
+def test_parse_critical_path():
+    """The clock's register-to-register path (not the first, an input path), its logic
+    (clock-to-Q, LUTs, setup) and routing, and its slowest net."""
+    path = parse_critical_path(REPORT, "aclk")
+    assert path == {"from": "sel_reg.Q", "to": "acc.D", "ns": 6.2, "logic_ns": 1.45,
+                    "routing_ns": 4.75, "logic_cells": 2, "net": "bank_mux", "net_ns": 3.5}
+    assert _critical_text(path) == ("sel_reg.Q -> acc.D (6.20 ns, 2 logic cells; logic "
+                                    "1.45 ns, routing 4.75 ns, largest net bank_mux 3.50 ns)")
+    # Without a clock (or one the report does not have), the report's first path.
+    first = {"from": "pad.O", "to": "r0.D", "ns": 2.43, "logic_ns": 0.33, "routing_ns": 2.1,
+             "logic_cells": 0, "net": "din", "net_ns": 2.1}
+    assert parse_critical_path(REPORT) == first
+    assert parse_critical_path(REPORT, "clk") == first
+    # A path of logic only has no slowest net.
+    alone = {"critical_paths": [{"path": [_hop("logic", ("a", "A"), ("a", "Z"), 0.5)]}]}
+    assert parse_critical_path(alone) == {"from": "a.A", "to": "a.Z", "ns": 0.5,
+                                          "logic_ns": 0.5, "routing_ns": 0, "logic_cells": 1,
+                                          "net": None, "net_ns": None}
+    assert _critical_text(parse_critical_path(alone)) == (
+        "a.A -> a.Z (0.50 ns, 1 logic cells; logic 0.50 ns, routing 0.00 ns)")
+    assert parse_critical_path({"fmax": {}}) is None
+    assert parse_critical_path({"critical_paths": []}) is None
+    assert _critical_text(None) is None
+    with pytest.raises(ValueError, match="^A critical path must have at least one hop, not "
+                                         "none$"):
+        parse_critical_path({"critical_paths": [{"path": []}]})
+    bad = {"critical_paths": [{"path": [{**_hop("logic", ("a", "A"), ("a", "Z"), 0.5),
+                                         "delay": None}]}]}
+    with pytest.raises(ValueError, match="^Hop 0 of the critical path must have a numeric "
+                                         "delay, not None$"):
+        parse_critical_path(bad)
 
 
 #: How nextpnr names the bels behind each capacity of DEVICES.
@@ -130,6 +272,10 @@ def test_unknown_names(tmp_path):
     with pytest.raises(ValueError, match=re.escape(
             "Family must be one of ecp5, ice40, xilinx, not 'gowin'")):
         synthesize(tmp_path / "x.v", "x", "gowin", workdir=tmp_path)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        synthesize(tmp_path / "x.v", "x", "ecp5", workdir=tmp_path, device="ecp5-12k")
+    with pytest.raises(ValueError, match="^Device 'ecp5-25k' is ecp5, not ice40$"):
+        synthesize(tmp_path / "x.v", "x", "ice40", workdir=tmp_path, device="ecp5-25k")
 
 
 def test_tool_errors(tmp_path):
