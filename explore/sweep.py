@@ -330,8 +330,15 @@ def run_sweep(points, workload, *, executor="local", address=None, jobs=None, ca
         bar.close()
     for point, record in zip(points, records):
         record.update(workload=workload.name, workload_kind=workload.kind)
-        if record["status"] != "error":
-            record.update(workload.figures(point.config(), record))
+        try:
+            config = point.config()
+        except (ValueError, TypeError):     # the point's error already says why
+            continue
+        if record["status"] == "error" and not point.pnr:
+            # A tool failed, but the performance model needs no synthesis: the figures at the
+            # assumed clock still hold (those per LUT and per DSP do not exist).
+            record.update(clock_mhz=point.freq_mhz, clock="assumed")
+        record.update(workload.figures(config, record))
     return records
 
 

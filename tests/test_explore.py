@@ -356,3 +356,18 @@ def test_cli_bad_input(tmp_path, args, message):
     assert r.stderr.strip().splitlines() == [f"sparsemac: error: {message}"]
     assert not (tmp_path / "out").exists()
 
+
+def test_a_failed_synthesis_only_point_keeps_the_model_figures(tmp_path):
+    """Synthesis stopped (here by its time limit): the point is an error, but the
+    performance model needs no synthesis, so its cycles and its figures at the assumed clock
+    are there; those per LUT and per DSP are not."""
+    point = explore.Point(2, 2, "2:4", "ecp5-25k", freq_mhz=120.0, pnr=False)
+    rec = explore.run_sweep([point], GEMM, jobs=1, cache_dir=tmp_path, progress=False,
+                            timeout=0.5)[0]
+    assert rec["status"] == "error" and "yosys" in rec["error"], rec["error"]
+    assert (rec["clock"], rec["clock_mhz"]) == ("assumed", 120.0)
+    assert rec["gops_sparse"] == pytest.approx(2 * 64 * 32 * 16 * 120e6 / rec["cycles_sparse"]
+                                               / 1e9)
+    assert rec.get("luts") is None and rec.get("dsps") is None
+    explore.write_outputs([rec], tmp_path / "out")              # the table takes such a row
+    assert "| error |" in (tmp_path / "out" / "sweep.md").read_text()
