@@ -28,6 +28,8 @@ from sim.tb import REG, TB, Mismatch
 SEED = int(os.environ.get("SPARSEMAC_SEED", "1"))
 #: The watchdog of these tests: far above any gap of a well-formed layer under the stalls.
 WATCHDOG = 3000
+#: The longest any wait of these tests may take (the watchdog, a drain, a whole layer).
+WAIT_CYCLES = 40_000
 #: STATUS bit masks by name.
 BIT = {name: 1 << i for i, name in enumerate(STATUS)}
 
@@ -57,8 +59,10 @@ class FaultTB(TB):
     async def status(self):
         return await self.axil.read_dword(REG["status"])
 
-    async def wait_idle(self, label, cycles=40_000):
-        """Poll STATUS until BUSY falls; return it."""
+    async def wait_idle(self, label, cycles=None):
+        """Poll STATUS until BUSY falls (within ``cycles``, :data:`WAIT_CYCLES` by default);
+        return it."""
+        cycles = WAIT_CYCLES if cycles is None else cycles
         t0 = self.now_cycles()
         while True:
             status = await self.status()
@@ -82,11 +86,14 @@ class FaultTB(TB):
         await self.start()
         self.send_words(streams)
         if abort_after is not None:
-            taken = 0
+            taken, t0 = 0, self.now_cycles()
             while taken < abort_after:
                 await RisingEdge(self.dut.aclk)
                 taken += int(self.dut.m_axis_out_tvalid.value) & int(
                     self.dut.m_axis_out_tready.value)
+                if self.now_cycles() - t0 > WAIT_CYCLES:
+                    raise Mismatch(f"{label}: {taken} of {abort_after} output words within "
+                                   f"{WAIT_CYCLES} cycles: nothing to abort")
             await self.axil.write_dword(REG["ctrl"], 2)
         status = await self.wait_idle(label)
         want = sum(BIT[name] for name in expect)
