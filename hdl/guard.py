@@ -5,7 +5,7 @@ A START the engine refuses sets the ``config`` error bit and nothing else. A *fa
 - a stream error (:attr:`hdl.engine.Engine.stream_error`): an input packet short, long or
   with a misplaced ``last``, or a word past the layer's last on that stream;
 - the watchdog: ``watchdog`` cycles in a row (0: never) with a layer running and no
-  transfer on any stream.
+  transfer on any stream (a new limit counts from the next transfer).
 
 A fault, or the ABORT command, *aborts* the layer. Its bit is set in ``errors`` (sticky until
 the next START the engine sees while idle); the cycle after, ``reset`` is high for one cycle
@@ -146,15 +146,21 @@ class Guard(wiring.Component):
         with m.If(close & self.out.ready):
             m.d.sync += close.eq(0)
 
-        # The watchdog: cycles busy without a transfer.
-        idle_cycles = Signal(WATCHDOG_WIDTH)
+        # The watchdog: the idle cycles still allowed, counted down from watchdog - 1 and
+        # reloaded by a transfer (or while no layer runs, or the watchdog is off), so that
+        # expiry is a zero test of a register rather than a 32-bit subtract and compare (the
+        # critical path of a 4x4 2:4 array when it was one: 97.9 against 105.7 MHz).
+        # ``armed`` is ``watchdog != 0`` a cycle late; a new limit counts from the next
+        # reload.
+        left = Signal(WATCHDOG_WIDTH)
+        armed = Signal()
         progress = moved[0] | moved[1] | moved[2] | out_fire
-        with m.If(~self.busy | progress | self.reset):
-            m.d.sync += idle_cycles.eq(0)
-        with m.Else():
-            m.d.sync += idle_cycles.eq(idle_cycles + 1)
-        expired = (self.busy & ~progress & (self.watchdog != 0)
-                   & (idle_cycles == self.watchdog - 1))
+        m.d.sync += armed.eq(self.watchdog != 0)
+        with m.If(~self.busy | progress | self.reset | ~armed):
+            m.d.sync += left.eq(self.watchdog - 1)
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        expired = self.busy & ~progress & armed & (left == 0)
 
         # Faults: sticky bits, then the reset and the drain.
         errors = Signal(Errors)
