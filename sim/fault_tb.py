@@ -19,7 +19,6 @@ import os
 import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
-from cocotbext.axi import AxiStreamFrame
 
 from hdl.top import STATUS
 from sim.layers import make_layer
@@ -39,22 +38,8 @@ def _status_names(value):
 
 
 class FaultTB(TB):
-    """:class:`sim.tb.TB` with streams sent word by word as a test edits them."""
-
-    def streams(self, packets):
-        """``{stream: [(word, last), ...]}`` of a well-formed layer, to edit."""
-        return {name: list(zip(getattr(packets, name), getattr(packets, f"{name}_last")))
-                for name in ("act", "wgt", "qp")}
-
-    def send_words(self, streams):
-        """Queue each stream's words, a frame ending at every ``last`` (and at the end)."""
-        for name, words in streams.items():
-            frame, width = bytearray(), self.width[name]
-            for i, (word, last) in enumerate(words):
-                frame += int(word).to_bytes(width, "little")
-                if last or i == len(words) - 1:
-                    self.src[name].send_nowait(AxiStreamFrame(bytes(frame)))
-                    frame = bytearray()
+    """:class:`sim.tb.TB` with the verbs of a faulty layer: STATUS, the wait for idle, the
+    checks after an abort."""
 
     async def status(self):
         return await self.axil.read_dword(REG["status"])

@@ -157,11 +157,21 @@ class TB(LayerRegisters):
 
     def send(self, packets):
         """Queue every input frame of a layer (one per pass, tile and parameter packet)."""
-        for name in ("act", "wgt", "qp"):
+        self.send_words(self.streams(packets))
+
+    @staticmethod
+    def streams(packets):
+        """``{stream: [(word, last), ...]}`` of a layer's packets (to send, or to edit)."""
+        return {name: list(zip(getattr(packets, name), getattr(packets, f"{name}_last")))
+                for name in ("act", "wgt", "qp")}
+
+    def send_words(self, streams):
+        """Queue each stream's words, a frame ending at every ``last`` (and at the end)."""
+        for name, words in streams.items():
             frame, width = bytearray(), self.width[name]
-            for word, last in zip(getattr(packets, name), getattr(packets, f"{name}_last")):
+            for i, (word, last) in enumerate(words):
                 frame += int(word).to_bytes(width, "little")
-                if last:
+                if last or i == len(words) - 1:
                     self.src[name].send_nowait(AxiStreamFrame(bytes(frame)))
                     frame = bytearray()
 
