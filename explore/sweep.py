@@ -44,7 +44,7 @@ from pathlib import Path
 from common import Sparsity
 from common.checks import check_choice
 from common.paths import cache_dir
-from hdl.config import Config
+from hdl.config import TARGETS, Config
 
 from .workload import Gemm, parse_gemm
 
@@ -79,16 +79,18 @@ class Point:
     speed: int = None          # ECP5 speed grade (None: the slowest, 6)
     router: str = "router1"    # nextpnr's router
     pnr: bool = True           # False: synthesis only, the clock assumed (freq_mhz)
+    target: str = "generic"    # the generator's target (hdl.config.TARGETS)
 
     def config(self):
         return Config.from_sparsity(self.rows, self.cols, self.sparsity,
                                     pipeline=self.pipeline, acc_depth=self.acc_depth,
-                                    mult=self.mult)
+                                    mult=self.mult, target=self.target)
 
     @property
     def label(self):
         return (f"{self.rows}x{self.cols} {self.sparsity}{' pipelined' if self.pipeline else ''}"
                 f"{' LUT-mult' if self.mult == 'lut' else ''}"
+                f"{f' ({self.target} primitives)' if self.target != 'generic' else ''}"
                 f" on {self.device}{f' speed {self.speed}' if self.speed else ''}"
                 f"{f' ({self.router})' if self.router != 'router1' else ''}"
                 f"{'' if self.pnr else ' (synthesis only)'}")
@@ -124,7 +126,7 @@ def _source_digest():
     result. (The performance model is not cached: the workload's figures are computed on
     every run.)"""
     root = Path(__file__).resolve().parent.parent
-    files = sorted((root / "hdl").glob("*.py")) + sorted((root / "hdl").glob("*.vlt"))
+    files = sorted((root / "hdl").rglob("*.py")) + sorted((root / "hdl").glob("*.vlt"))
     files += sorted((root / "common").glob("*.py"))
     files += [root / "explore" / "synth.py", root / "explore" / "wrapper.py"]
     h = hashlib.sha256()
@@ -523,14 +525,18 @@ def _plots(records, out):
 
 
 def build_points(rows, cols, sparsities, device, *, freq_mhz=150.0, pipeline=False,
-                 mults=("dsp",), speed=None, router="router1", pnr=True):
+                 mults=("dsp",), speed=None, router="router1", pnr=True, target="generic"):
     from . import synth  # noqa: PLC0415 (lazy: the YoWASP tools only when a point runs)
 
     check_choice(device, "device", tuple(synth.DEVICES))
     synth.check_speed(device, speed)
     check_choice(router, "router", synth.ROUTERS)
+    check_choice(target, "target", TARGETS)
+    if target == "ecp5" and synth.DEVICES[device]["family"] != "ecp5":
+        raise ValueError(f"target ecp5 instantiates ECP5 primitives: device must be an ECP5, "
+                         f"not {device!r}")
     for s in sparsities:
         Sparsity.parse(s)
     return [Point(r, c, s, device, freq_mhz, pipeline, mult=mu, speed=speed, router=router,
-                  pnr=pnr)
+                  pnr=pnr, target=target)
             for r in rows for c in cols for s in sparsities for mu in mults]

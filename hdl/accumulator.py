@@ -6,18 +6,20 @@ during the last pass the sum goes, with the block's requantization parameters, t
 requantizer instead. Nothing stalls: the row's sideband (:func:`side_layout`), delayed with
 the grid, says what to do with each beat.
 
-A row's partial sum is read 2 cycles before it is added and written back, and the RAM's
-output goes straight into a register (a block RAM's clock-to-output is slow). A row of the
-next pass of the same block, arriving 1 or 2 beats later (tiny blocks), takes the sum written
-in the 2 cycles before instead (forwarding). The sum and the block's parameters are
-registered again before the requantizer, so no logic follows the RAM's output and none
-precedes the bias add.
+A row's partial sum is read 2 cycles before it is added and written back: the RAM
+(:class:`~hdl.accram.AccRam`) delivers it registered, by a register after the memory
+(``"generic"``) or by the block RAM's own output register (``"ecp5"``: ECP5 ``DP16KD``), since
+a block RAM's clock-to-output is slow. A row of the next pass of the same block, arriving 1 or
+2 beats later (tiny blocks), takes the sum written in the 2 cycles before instead
+(forwarding). The sum and the block's parameters are registered again before the
+requantizer, so no logic follows the RAM's output and none precedes the bias add.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .accram import AccRam
 from .config import Config
 from .layout import QP_FIELDS, qparam_layout
 
@@ -62,7 +64,8 @@ class Accumulator(wiring.Component):
     psum : In(data.ArrayLayout(signed(acc_width), cols))
         The beat's partial sums (the grid's ``p_out``).
     param_bank : Out(1)
-        The parameter bank the accumulator reads on ``params`` in this cycle.
+        The parameter bank the accumulator reads on ``params`` in the next cycle (the
+        parameter banks register it, :attr:`~hdl.parambank.ParamBank.select_latency`).
     params : In(data.ArrayLayout(qparam_layout(), cols))
         The parameters in bank ``param_bank``.
     o : Out(stream.Signature(...))
@@ -102,27 +105,38 @@ class Accumulator(wiring.Component):
         cfg = self._config
         m = Module()
         acc_layout = data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
-        m.submodules.ram = ram = memory.Memory(shape=acc_layout, depth=cfg.acc_depth, init=[])
-        acc_w = ram.write_port()
-        acc_r = ram.read_port()
+        # The RAM's read data is registered (AccRam.read_latency == 2): `stored` is the
+        # registered word, as `side` addressed it 2 cycles before.
+        m.submodules.ram = ram = AccRam(width=acc_layout.size, depth=cfg.acc_depth,
+                                        target=cfg.target)
+        assert ram.read_latency == 2
         side = self.side
-        m.d.comb += acc_r.addr.eq(side.addr)
+        m.d.comb += ram.read.addr.eq(side.addr)
         s2 = Signal(side.shape(), name="acc_side")
         s3 = Signal(side.shape(), name="add_side")
         s4 = Signal(side.shape(), name="rq_side")
         psum = Signal(acc_layout, name="psum", reset_less=True)
         psum3 = Signal(acc_layout, name="psum_d", reset_less=True)
-        stored = Signal(acc_layout, name="acc_read", reset_less=True)
+        stored = Signal(acc_layout, name="acc_read")
         total = Signal(acc_layout)
         total4 = Signal(acc_layout, name="acc_sum", reset_less=True)
         total5 = Signal(acc_layout, name="acc_sum_d", reset_less=True)
         writes3 = s3.valid & ~s3.last
         writes4 = s4.valid & ~s4.last
-        m.d.sync += [s2.eq(side), psum.eq(self.psum), stored.eq(acc_r.data),
+        m.d.comb += stored.eq(ram.read.data)
+        m.d.sync += [s2.eq(side), psum.eq(self.psum),
                      s3.eq(s2), psum3.eq(psum), s4.eq(s3), total5.eq(total4)]
         # The RAM read (issued at `side`) missed the writes of the two rows ahead: by the time
         # this row adds, they are at s4 and s5. Which one holds this row's sum is decided a
         # stage early, so the add sees registered selects.
+        #
+        # The read of a row R (at `side` in cycle t) and the write of the row two ahead (at s3
+        # in the same cycle t) may be to the same address; that read's word is then
+        # unspecified (ECP5's DP16KD does not define it). It is never used: in cycle t + 1
+        # that write is at s4 and R at s2, so fwd5 (writes4 and the same address) is set, and
+        # in cycle t + 2 R adds total4 or total5, not `stored`. (Nor is a read used whose row
+        # is `first`, or not valid.) The write of the row one ahead comes a cycle after the
+        # read, so it does not meet it; fwd4 covers the word it wrote.
         fwd4 = Signal(name="acc_fwd4")
         fwd5 = Signal(name="acc_fwd5")
         m.d.sync += [fwd4.eq(writes3 & (s3.addr == s2.addr)),
@@ -130,11 +144,13 @@ class Accumulator(wiring.Component):
         for c in range(cfg.cols):
             before = Mux(fwd4, total4[c], Mux(fwd5, total5[c], stored[c]))
             m.d.comb += total[c].eq(Mux(s3.first, 0, before) + psum3[c])
-        m.d.comb += [acc_w.addr.eq(s3.addr), acc_w.data.eq(total), acc_w.en.eq(writes3)]
+        m.d.comb += [ram.write.addr.eq(s3.addr), ram.write.data.eq(total),
+                     ram.write.en.eq(writes3)]
 
         params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), name="rq_params",
                         reset_less=True)
-        m.d.comb += self.param_bank.eq(s3.gbank)
+        # The bank is named a cycle ahead: the parameter banks register the select per lane.
+        m.d.comb += self.param_bank.eq(s2.gbank)
         m.d.sync += [total4.eq(total), params.eq(self.params)]
         m.d.comb += [self.o.valid.eq(s4.valid & s4.last), self.o.payload.tag.eq(s4.eol)]
         for c in range(cfg.cols):

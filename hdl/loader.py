@@ -24,7 +24,6 @@ from amaranth.lib.wiring import In, Out
 
 from common.checks import check_bool, check_int
 
-from .layout import LayerConfig
 from .loop import Constants, Nest
 
 __all__ = ["BankState", "BankSignature", "Loader", "TIMER_WIDTH", "index_shape"]
@@ -102,8 +101,8 @@ class Loader(wiring.Component):
         The state of each bank (for observation).
     busy : In(1)
         A layer is running.
-    start, layer, consts : In
-        Restart for ``layer`` (see :class:`~hdl.loop.Nest`).
+    start, start_consts, consts : In
+        Restart for the layer of ``start_consts`` (see :class:`~hdl.loop.Nest`).
     framing_error : Out(1)
         The beat being transferred has a ``last`` flag that disagrees with its position; the
         beat is used as counted.
@@ -138,7 +137,7 @@ class Loader(wiring.Component):
             "state": Out(data.ArrayLayout(BankState, 2)),
             "busy": In(1),
             "start": In(1),
-            "layer": In(LayerConfig),
+            "start_consts": In(Constants),
             "consts": In(Constants),
             "framing_error": Out(1),
             "overrun": Out(1),
@@ -163,7 +162,7 @@ class Loader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.loop = loop = Nest(per_pass=self._per_pass)
-        m.d.comb += [loop.start.eq(self.start), loop.layer.eq(self.layer),
+        m.d.comb += [loop.start.eq(self.start), loop.start_consts.eq(self.start_consts),
                      loop.consts.eq(self.consts)]
         state = [self.state[b] for b in range(2)]
         timer = [Signal(TIMER_WIDTH, name=f"bank{b}_timer") for b in range(2)]

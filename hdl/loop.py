@@ -9,9 +9,10 @@ A layer runs as::
 
 The weight loader, the parameter loader and the pass scheduler walk this loop at their own
 pace (a loader runs up to two passes, or two blocks, ahead of the scheduler), so each has its
-own :class:`Nest`. What the three compare against is derived from the layer registers once,
-at ``start`` (:class:`Constants`), so that the loop control compares registers with registers
-instead of re-deriving values through carry chains.
+own :class:`Nest`. What the three compare against is derived from the layer registers
+(:class:`Constants`) a cycle ahead of ``start``, by the engine, so that the loop control
+compares registers with registers, and starts from registers, instead of re-deriving values
+through carry chains.
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
@@ -20,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from common.checks import check_bool
 
-from .layout import M_BLOCK_WIDTH, M_ROWS_WIDTH, TILES_WIDTH, LayerConfig
+from .layout import M_BLOCK_WIDTH, M_ROWS_WIDTH, TILES_WIDTH
 
 __all__ = ["Constants", "Nest"]
 
@@ -83,9 +84,9 @@ class Nest(wiring.Component):
     Members
     -------
     start : In(1)
-        Restart the loop for ``layer``.
-    layer : In(LayerConfig)
-        The layer being started (the engine's input, not its register).
+        Restart the loop for the layer of ``start_consts``.
+    start_consts : In(Constants)
+        :class:`Constants` of the layer being started (registers, decoded before ``start``).
     consts : In(Constants)
         :class:`Constants` of the running layer.
     step : In(1)
@@ -110,7 +111,7 @@ class Nest(wiring.Component):
         self._per_pass = check_bool(per_pass, "per_pass")
         super().__init__({
             "start": In(1),
-            "layer": In(LayerConfig),
+            "start_consts": In(Constants),
             "consts": In(Constants),
             "step": In(1),
             "first_kt": Out(1),
@@ -162,16 +163,15 @@ class Nest(wiring.Component):
                                  nt.eq(nt + 1),
                                  last_nt.eq(nt == lc.n_last_m1)]
 
-        layer = self.layer
-        one_k, one_block, one_n, two_blocks = Constants.flags(layer)
-        first_over = layer.m_rows - layer.m_block
+        # A new layer starts as a new N tile does, from the constants of the layer started.
+        sc = self.start_consts
         with m.If(self.start):
             m.d.sync += [
-                nt.eq(0), kt.eq(0), over.eq(first_over), over_m1.eq(first_over - 1),
-                next_last.eq(two_blocks), self.first_kt.eq(1),
-                self.last_block.eq(one_block), last_nt.eq(one_n),
-                self.block_len_m1.eq(Mux(one_block, layer.m_rows - 1, layer.m_block - 1)),
+                nt.eq(0), kt.eq(0), over.eq(sc.over0), over_m1.eq(sc.over0_m1),
+                next_last.eq(sc.two_blocks), self.first_kt.eq(1),
+                self.last_block.eq(sc.one_block), last_nt.eq(sc.one_n),
+                self.block_len_m1.eq(Mux(sc.one_block, sc.m_rows_m1, sc.m_block_m1)),
             ]
             if self._per_pass:
-                m.d.sync += last_kt.eq(one_k)
+                m.d.sync += last_kt.eq(sc.one_k)
         return m

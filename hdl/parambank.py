@@ -2,7 +2,9 @@
 
 The parameter counterpart of the PEs' two weight banks: the parameter
 :class:`~hdl.loader.Loader` writes the packet of the next m-block into one bank while the
-accumulator reads the present block's parameters from the other.
+accumulator reads the present block's parameters from the other. The bank select reaches each
+lane through a register of its own (:class:`~hdl.fanout.Fanout`): one select register would
+drive every lane's multiplexers (552 of them on an 8x8 array).
 """
 
 
@@ -10,8 +12,10 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from common.checks import check_int
+from common.checks import check_choice, check_int
 
+from .config import TARGETS
+from .fanout import Fanout
 from .layout import qparam_layout
 from .loader import index_shape
 
@@ -25,6 +29,8 @@ class ParamBank(wiring.Component):
     ----------
     lanes : int
         Output channels (the array's columns).
+    target : {"generic", "ecp5"}
+        How the per-lane select registers are written (:class:`~hdl.fanout.Fanout`).
 
     Members
     -------
@@ -33,20 +39,21 @@ class ParamBank(wiring.Component):
         (:func:`~hdl.layout.qparam_layout`). It is registered once before it reaches the bank
         (a one-gate write enable); it shows on ``data`` :attr:`write_latency` cycles later.
     bank : In(1)
-        The bank to read.
+        The bank to read in the next cycle (:attr:`select_latency`).
     data : Out(data.ArrayLayout(qparam_layout(), lanes))
-        The parameters of every lane in bank ``bank`` (combinational).
+        The parameters of every lane in the bank that ``bank`` named a cycle before.
 
     Raises
     ------
     TypeError
         If ``lanes`` is not an integer.
     ValueError
-        If ``lanes`` is less than 1.
+        If ``lanes`` is less than 1, or ``target`` is not one of :data:`hdl.config.TARGETS`.
     """
 
-    def __init__(self, *, lanes):
+    def __init__(self, *, lanes, target="generic"):
         self._lanes = lanes = check_int(lanes, "lanes", lo=1)
+        self._target = check_choice(target, "target", TARGETS)
         super().__init__({
             "w": In(self.write_layout(lanes)),
             "bank": In(1),
@@ -62,6 +69,11 @@ class ParamBank(wiring.Component):
     @property
     def lanes(self):
         return self._lanes
+
+    @property
+    def select_latency(self):
+        """Cycles from ``bank`` to the data of that bank on ``data``."""
+        return 1
 
     @property
     def write_latency(self):
@@ -81,5 +93,8 @@ class ParamBank(wiring.Component):
             for c in range(self._lanes):
                 with m.If(wr.valid & (wr.bank == b) & (wr.index == c)):
                     m.d.sync += regs[b][c].eq(wr_data)
-        m.d.comb += self.data.eq(Mux(self.bank, regs[1], regs[0]))
+        m.submodules.select = select = Fanout(1, copies=self._lanes, target=self._target)
+        m.d.comb += select.d.eq(self.bank)
+        for c in range(self._lanes):
+            m.d.comb += self.data[c].eq(Mux(select.q[c], regs[1][c], regs[0][c]))
         return m

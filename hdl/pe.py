@@ -14,6 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
+from .multiplier import Multiplier
 
 __all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "booth_product",
            "ACT_WIDTH", "PRODUCT_WIDTH"]
@@ -81,7 +82,11 @@ class PE(wiring.Component):
     Parameters
     ----------
     config : Config
-        ``n``, ``m``, ``acc_width`` and ``pipeline`` are used.
+        ``n``, ``m``, ``acc_width``, ``pipeline``, ``mult`` and ``target`` are used. With
+        ``mult="dsp"`` a product is ``a * w`` for the ``"generic"`` target and one ECP5
+        ``MULT18X18D`` (a :class:`~hdl.multiplier.Multiplier`) holding the pipeline's operand
+        and product registers for ``"ecp5"``; with ``mult="lut"`` it is :func:`booth_product`
+        for either target.
 
     Members
     -------
@@ -153,8 +158,21 @@ class PE(wiring.Component):
                 m.d.comb += a.eq(self.a_in.data[idx])
             else:
                 m.d.comb += a.eq(self.a_in.data[j])
-            prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}")
+            if cfg.mult == "dsp" and cfg.target == "ecp5":
+                # One MULT18X18D, with the pipeline's operand and product registers inside it
+                # (never stalled: always enabled).
+                mult = Multiplier(target=cfg.target, a_shape=signed(ACT_WIDTH),
+                                  b_shape=signed(8), input_registers=cfg.pipeline,
+                                  output_register=cfg.pipeline)
+                m.submodules[f"mult{j}"] = mult
+                prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}")
+                m.d.comb += [mult.a.eq(a), mult.b.eq(w), mult.en.eq(1), prod.eq(mult.p)]
+                products.append(prod)
+                continue
             multiply = booth_product if cfg.mult == "lut" else (lambda x, y: x * y)
+            # A product is data (`valid` travels beside it): without reset, as in the DSP block
+            # of the "ecp5" target, so that both targets hold the same values on every cycle.
+            prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}", reset_less=cfg.mult == "dsp")
             if cfg.pipeline:
                 # Register the selected operands, then the product: the multiplier (a DSP
                 # block on an FPGA) sits alone between two registers.

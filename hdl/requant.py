@@ -17,6 +17,9 @@ from amaranth.lib.wiring import In, Out
 from common import REQUANT_ROUNDINGS
 from common.checks import check_choice, check_int
 
+from .config import TARGETS
+from .multiplier import Multiplier
+
 __all__ = ["Requant"]
 
 
@@ -69,6 +72,9 @@ class Requant(wiring.Component):
     tag_width : int
         Width of an opaque field carried alongside each beat (e.g. a ``last`` flag), at least 0;
         default 1. With 0 the ``tag`` fields exist but are 0 bits wide.
+    target : ``"generic"`` or ``"ecp5"``
+        What the multipliers are written for (:data:`hdl.config.TARGETS`, see
+        :class:`~hdl.multiplier.Multiplier`); default ``"generic"``.
 
     Members
     -------
@@ -106,24 +112,27 @@ class Requant(wiring.Component):
     each input transfer and travel with the beat, so they may change on any cycle, e.g. from
     one layer to the next without draining the pipeline.
 
-    Each lane uses four 18x18 multipliers (one ECP5 ``MULT18X18D`` each, say); every stage holds
-    at most one carry chain, one multiplier, or a few levels of multiplexers. The multipliers'
-    input and output registers are plain pipeline registers, which vendor tools can absorb into
-    the DSP blocks.
+    Each lane uses four 18x18 multipliers (:class:`~hdl.multiplier.Multiplier`, one ECP5
+    ``MULT18X18D`` each); every stage holds at most one carry chain, one multiplier, or a few
+    levels of multiplexers. Each multiplier sits between an input and an output register: plain
+    pipeline registers for the ``"generic"`` target, the primitive's own registers for
+    ``"ecp5"`` (which Yosys would not absorb by itself). Same values on the same cycles either
+    way.
 
     Raises
     ------
     TypeError
         If ``lanes`` or ``tag_width`` is not an integer, or ``rounding`` is not a string.
     ValueError
-        If ``lanes`` is less than 1, ``tag_width`` is negative, or ``rounding`` is neither
-        ``"double"`` nor ``"single"``.
+        If ``lanes`` is less than 1, ``tag_width`` is negative, ``rounding`` is neither
+        ``"double"`` nor ``"single"``, or ``target`` is not one of :data:`hdl.config.TARGETS`.
     """
 
-    def __init__(self, *, lanes, rounding="double", tag_width=1):
+    def __init__(self, *, lanes, rounding="double", tag_width=1, target="generic"):
         self._lanes = check_int(lanes, "lanes", lo=1)
         self._rounding = check_choice(rounding, "rounding", REQUANT_ROUNDINGS)
         self._tag_width = check_int(tag_width, "tag_width", lo=0)
+        self._target = check_choice(target, "target", TARGETS)
 
         in_layout = data.StructLayout({
             "acc": data.ArrayLayout(signed(32), self._lanes),
@@ -160,6 +169,11 @@ class Requant(wiring.Component):
         return self._tag_width
 
     @property
+    def target(self):
+        """What the multipliers are written for, ``"generic"`` or ``"ecp5"``."""
+        return self._target
+
+    @property
     def latency(self):
         """Cycles from an input transfer to its result on :py:`o` when :py:`o` is not stalled.
 
@@ -180,7 +194,7 @@ class Requant(wiring.Component):
             self.i.ready.eq(advance),
         ]
         updates = []
-        regs = _Registers(updates)
+        regs = _Registers(updates, module=m, enable=advance)
 
         latency = self.latency
         m.d.comb += [
@@ -208,7 +222,7 @@ class Requant(wiring.Component):
         lane_fn = self._double if self._rounding == "double" else self._single
         payload = self.i.payload
         for lane in range(self._lanes):
-            out = lane_fn(_Registers(updates, prefix=f"l{lane}_"), payload.acc[lane],
+            out = lane_fn(regs.lane(f"l{lane}_"), payload.acc[lane],
                           payload.bias[lane], payload.multiplier[lane], payload.shift[lane],
                           *consts)
             m.d.comb += self.o.payload.data[lane].eq(out)
@@ -219,24 +233,40 @@ class Requant(wiring.Component):
 
     # Each helper below builds one lane; its comments number the pipeline stages (registers).
     # A stage holds at most one carry chain, one multiplier, or about three levels of
-    # multiplexers. On an ECP5 with Yosys and nextpnr the multipliers are the critical path:
-    # Yosys does not pack registers into MULT18X18D, so each one is register, DSP, register.
+    # multiplexers. On an ECP5 the multipliers are the critical path: Yosys does not pack fabric
+    # registers into MULT18X18D (register, DSP, register: 9.9 ns at speed grade 6), so the
+    # "ecp5" target instantiates the primitive with its own input and output registers.
 
-    @staticmethod
-    def _multiply(regs, x, multiplier):
-        """Two stages towards ``x * multiplier`` (signed 32 by unsigned 31 bits).
+    def _multiply(self, regs, x, multiplier, *, x_name, m_name):
+        """Three stages towards ``x * multiplier`` (signed 32 by unsigned 31 bits), from the
+        values (``x`` wrapped to 32 bits) that the caller's stage computes.
 
         The product is split into four partial products that each fit one 18x18 signed DSP
-        multiplier (e.g. ECP5 ``MULT18X18D``), registered on their inputs (by the caller) and
-        outputs, then the two middle ones are summed. Returns registers ``(ll, mid, hh)`` with
+        multiplier (:class:`~hdl.multiplier.Multiplier`), registered on their inputs (stage 1)
+        and outputs (stage 2), then the two middle ones are summed (stage 3). Generic: the
+        inputs are fabric registers named ``x_name`` and ``m_name``, shared by the four
+        multipliers. ECP5: every ``MULT18X18D`` registers its own operands, and ``x_name`` and
+        ``m_name`` name the wires into them. Returns registers ``(ll, mid, hh)`` with
         ``x * multiplier == Cat(ll, hh).as_signed() + (mid << 16)``, the caller's next stage.
         """
+        absorb = self._target == "ecp5"
+        stage = regs.wire if absorb else regs
+        x = stage(x_name, x, signed(32))
+        multiplier = stage(m_name, multiplier, unsigned(31))
         x_lo, x_hi = x[:16], x[16:].as_signed()
         m_lo, m_hi = multiplier[:16], multiplier[16:]
-        ll = regs("ll", x_lo * m_lo)                     # unsigned(32)
-        lh = regs("lh", x_lo * m_hi)                     # unsigned(31)
-        hl = regs("hl", x_hi * m_lo)                     # signed(32)
-        hh = regs("hh", x_hi * m_hi)                     # signed(31)
+
+        def product(name, a, b):
+            mult = Multiplier(target=self._target, a_shape=a.shape(), b_shape=b.shape(),
+                              input_registers=absorb, output_register=True)
+            regs.submodule(name, mult)
+            regs.module.d.comb += [mult.a.eq(a), mult.b.eq(b), mult.en.eq(regs.enable)]
+            return mult.p
+
+        ll = product("ll", x_lo, m_lo)                   # unsigned(32)
+        lh = product("lh", x_lo, m_hi)                   # unsigned(31)
+        hl = product("hl", x_hi, m_lo)                   # signed(32)
+        hh = product("hh", x_hi, m_hi)                   # signed(31)
         mid = regs("mid", lh + hl, signed(33))           # |lh + hl| < 2^32
         return regs("ll_d", ll), mid, regs("hh_d", hh)
 
@@ -246,18 +276,16 @@ class Requant(wiring.Component):
         coarse = regs(f"{name}_coarse", value >> Cat(C(0, 3), amount[3:]), shape)
         return regs(name, coarse >> regs(f"{name}_fine", amount[:3]), shape)
 
-    @classmethod
-    def _double(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
+    def _double(self, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
         """Gemmlowp double rounding, 11 stages."""
         # 1: bias add with int32 wrap; split the shift.
         x = regs("x", acc + bias, signed(32))
         left = regs("left", Mux(shift > 0, shift, 0), unsigned(5))
         right = regs("right", Mux(shift < 0, -shift, 0), unsigned(5))
-        # 2: left shift with int32 wrap; these registers feed the multipliers.
-        xl = regs("xl", x << left, signed(32))
-        mult = regs.delay("mult", multiplier, 2)
-        # 3-5: the 63-bit product p = xl * multiplier (3: partial products, 4: middle sum).
-        ll, mid, hh = cls._multiply(regs, xl, mult)
+        mult = regs("mult_s1", multiplier)
+        # 2-5: the 63-bit product p = xl * multiplier of xl = x << left with int32 wrap (2: the
+        # multipliers' inputs, 3: partial products, 4: middle sum).
+        ll, mid, hh = self._multiply(regs, x << left, mult, x_name="xl", m_name="mult_s2")
         right = regs.delay("right", right, 4, first=2)
         # 5 keeps only p >> 30, all that SaturatingRoundingDoublingHighMul needs (below).
         p = Cat(ll, hh).as_signed() + (mid << 16)
@@ -276,26 +304,23 @@ class Requant(wiring.Component):
         right = regs("right_s6", right)
         # 7: the rounding add; 8-9: the shift.
         t = regs("t", q + Mux(q[-1], half, half_up), signed(33))
-        y = cls._shift_right(regs, "y", t, regs("right_s7", right), signed(32))
+        y = self._shift_right(regs, "y", t, regs("right_s7", right), signed(32))
         # 10: saturate to a short width; 11: zero point and clamp, y compared with the moved
         # bounds while the zero point is added.
         y = regs("y_sat", _saturate(y, _SAT_WIDTH), signed(_SAT_WIDTH))
-        return regs("out", cls._clamp(y, lo, hi, act_min, act_max, y + out_zp), signed(8))
+        return regs("out", self._clamp(y, lo, hi, act_min, act_max, y + out_zp), signed(8))
 
-    @classmethod
-    def _single(cls, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
+    def _single(self, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
         """``TFLITE_SINGLE_ROUNDING``, 8 stages."""
-        # 1: bias add with int32 wrap; these registers feed the multipliers. The rounding is
+        # 1-4: the 63-bit product p = x * multiplier of x = acc + bias with int32 wrap (1: the
+        # multipliers' inputs, 2: partial products, 3: middle sum). The rounding is
         # (p + 2^(s - 1)) >> s with s = 31 - shift in [1, 62]; keep s - 1 = 30 - shift.
-        x = regs("x", acc + bias, signed(32))
-        mult = regs("mult", multiplier)
+        ll, mid, hh = self._multiply(regs, acc + bias, multiplier, x_name="x", m_name="mult")
         s_minus_1 = regs("s_minus_1", 30 - shift, unsigned(6))
-        # 2-4: the 63-bit product p = x * multiplier (2: partial products, 3: middle sum).
-        ll, mid, hh = cls._multiply(regs, x, mult)
         p = regs("p", Cat(ll, hh).as_signed() + (mid << 16), signed(63))
         s_minus_1 = regs.delay("s_minus_1", s_minus_1, 3, first=2)
         # 5-6: floor((p + 2^(s-1)) / 2^s) = (z + 1) >> 1 with z = p >> (s - 1): shift first.
-        z = cls._shift_right(regs, "z", p, s_minus_1, signed(63))
+        z = self._shift_right(regs, "z", p, s_minus_1, signed(63))
         # 7: saturate z, which is 2y or 2y - 1: y in [-255, 255], the only results that can
         # escape the clamp, means z in [-511, 510], well inside _SAT_WIDTH bits.
         z = regs("z_sat", _saturate(z, _SAT_WIDTH), signed(_SAT_WIDTH))
@@ -304,7 +329,7 @@ class Requant(wiring.Component):
         # y > act_max - out_zp <=> z > 2 (act_max - out_zp) = hi. (Saturating y to int32 is
         # subsumed by the clamp to int8.)
         y_zp = (z + Cat(C(1, 1), out_zp).as_signed()) >> 1
-        return regs("out", cls._clamp(z, lo, hi, act_min, act_max, y_zp), signed(8))
+        return regs("out", self._clamp(z, lo, hi, act_min, act_max, y_zp), signed(8))
 
     @staticmethod
     def _clamp(value, lo, hi, low, high, result):
@@ -314,11 +339,29 @@ class Requant(wiring.Component):
 
 
 class _Registers:
-    """Pipeline registers that all load together: ``updates`` collects their assignments."""
+    """Pipeline registers that all load together: ``updates`` collects their assignments,
+    which the caller makes in ``module`` while ``enable``; submodules with registers of their
+    own (the multipliers) load on ``enable`` too."""
 
-    def __init__(self, updates, prefix=""):
+    def __init__(self, updates, prefix="", *, module, enable):
         self._updates = updates
         self._prefix = prefix
+        self.module = module
+        self.enable = enable
+
+    def lane(self, prefix):
+        """The same registers, named with ``prefix``."""
+        return _Registers(self._updates, prefix, module=self.module, enable=self.enable)
+
+    def wire(self, name, value, shape):
+        """A combinational signal named ``prefix + name`` (truncated or extended)."""
+        sig = Signal(shape, name=self._prefix + name)
+        self.module.d.comb += sig.eq(value)
+        return sig
+
+    def submodule(self, name, elaboratable):
+        """Add ``elaboratable`` to ``module`` as ``prefix + name``."""
+        self.module.submodules[self._prefix + name] = elaboratable
 
     def __call__(self, name, value, shape=None):
         """A register named ``prefix + name`` loading ``value`` (truncated or extended)."""

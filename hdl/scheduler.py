@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import side_layout
 from .config import Config
-from .layout import M_BLOCK_WIDTH, LayerConfig, act_layout
+from .layout import M_BLOCK_WIDTH, act_layout
 from .loader import BankSignature
 from .loop import Constants, Nest
 from .output import CreditSignature
@@ -48,8 +48,8 @@ class Scheduler(wiring.Component):
         The consumer's sides of the weight and parameter loaders.
     credit : In(CreditSignature())
         Reservations of output words.
-    start, layer, consts : In
-        Restart for ``layer`` (see :class:`~hdl.loop.Nest`).
+    start, start_consts, consts : In
+        Restart for the layer of ``start_consts`` (see :class:`~hdl.loop.Nest`).
     busy : In(1)
         A layer is running. Once its last beat was admitted, ``act`` stays ready while
         ``busy``, and a beat is discarded (``overrun``).
@@ -78,7 +78,7 @@ class Scheduler(wiring.Component):
             "params": In(BankSignature()),
             "credit": In(CreditSignature()),
             "start": In(1),
-            "layer": In(LayerConfig),
+            "start_consts": In(Constants),
             "consts": In(Constants),
             "busy": In(1),
             "framing_error": Out(1),
@@ -92,7 +92,7 @@ class Scheduler(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.loop = loop = Nest(per_pass=True)
-        m.d.comb += [loop.start.eq(self.start), loop.layer.eq(self.layer),
+        m.d.comb += [loop.start.eq(self.start), loop.start_consts.eq(self.start_consts),
                      loop.consts.eq(self.consts)]
         running = Signal()          # admitting input: the layer's last beat is yet to come
         in_pass = Signal()          # the present pass has started

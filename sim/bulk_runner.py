@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from hdl.config import Config
-from hdl.generate import generate
+from hdl.generate import generate, sim_models_name
 from host.packing import plan_layer
 
 from . import player, simnet, toolchain
@@ -79,7 +79,9 @@ def build(sim, config, root, *, depths=None, quiet=False, threads=None, extra_ar
         flattened by Yosys, and for Icarus rewritten into procedural blocks; 1.4x faster on
         Verilator, 6-24x on Icarus) instead of the generated Verilog (False). The
         cocotbext-axi path (:mod:`sim.runner`) always simulates the generated Verilog, so
-        the two paths also check the netlist against it.
+        the two paths also check the netlist against it. A vendor target's Verilog
+        (``config.target`` other than ``"generic"``) is always simulated as generated, with
+        its primitives' models: Yosys would flatten them as black boxes.
     pgo : bool
         Verilator only: a profile-guided build (see :data:`PGO_USE`), trained on
         :func:`training_workloads` (checked bit for bit like every bulk run).
@@ -97,6 +99,8 @@ def build(sim, config, root, *, depths=None, quiet=False, threads=None, extra_ar
         raise ValueError(f"a profile-guided build needs verilator, not {sim!r}")
     toolchain.activate()
     t0 = time.perf_counter()
+    models = sim_models_name(config, DUT)
+    netlist = netlist and not models
     tag = _depth_tag(depths) + (f"_t{threads}" if threads else "")
     tag += "_iclk" if internal_clock else ""
     tag += "" if netlist else "_gen"
@@ -132,7 +136,9 @@ def build(sim, config, root, *, depths=None, quiet=False, threads=None, extra_ar
                "SPARSEMAC_BULK_CLOCK": "fast" if internal_clock else "cocotb"}
 
         def compile_(build_args):
-            runner.build(sources=[build_dir / f"{DUT}.v", build_dir / f"{TOPLEVEL}.v"],
+            sources = [build_dir / f"{DUT}.v", build_dir / f"{TOPLEVEL}.v"]
+            sources += [build_dir / "rtl" / models] if models else []
+            runner.build(sources=sources,
                          hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
                          timescale=("1ns", "1ps"), always=changed, build_args=build_args,
                          waves=_waves(), log_file=build_dir / "build.log" if quiet else None)

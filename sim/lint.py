@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from hdl.config import Config
-from hdl.generate import generate
+from hdl.generate import generate, sim_models_name
 
 from . import toolchain
 
@@ -26,12 +26,17 @@ LINT_CONFIGS = (
     Config(rows=8, cols=8, n=2, m=4, mult="lut", pipeline=True),
     Config(rows=16, cols=16, n=2, m=4),
     Config(rows=1, cols=1, n=1, m=2, acc_width=16, acc_depth=16),
+    Config(rows=2, cols=3, n=2, m=4, acc_depth=16, target="ecp5"),
+    Config(rows=2, cols=2, n=1, m=4, acc_width=20, pipeline=True, target="ecp5"),
+    Config(rows=2, cols=2, n=2, m=4, rounding="single", mult="lut", pipeline=True,
+           acc_depth=4096, target="ecp5"),
 )
 
 
 def config_name(c):
     return (f"{c.rows}x{c.cols}_{c.sparsity}_acc{c.acc_width}_{c.rounding}"
-            f"{'_pipe' if c.pipeline else ''}_{c.mult}")
+            f"{'_pipe' if c.pipeline else ''}_{c.mult}"
+            f"{'' if c.target == 'generic' else '_' + c.target}")
 
 
 def lint(config, workdir):
@@ -40,12 +45,17 @@ def lint(config, workdir):
     toolchain.activate()
     workdir = Path(workdir)
     generate(config, workdir, "accel")
+    models = sim_models_name(config, "accel")
+    sources = [str(workdir / "accel.v")] + ([str(workdir / models)] if models else [])
     problems = []
-    verilator = subprocess.run(["verilator", "--lint-only", "-Wall", str(workdir / "accel.vlt"),
-                                str(workdir / "accel.v")], capture_output=True, text=True)
+    # The models carry a `timescale and the generated Verilog none: give it the same one.
+    verilator = subprocess.run(["verilator", "--lint-only", "-Wall", "--timescale", "1ns/1ps",
+                                "--top-module", "accel",
+                                str(workdir / "accel.vlt"), *sources],
+                               capture_output=True, text=True)
     if verilator.returncode != 0 or "%Warning" in verilator.stderr:
         problems.append(verilator.stderr.strip() or f"verilator exited {verilator.returncode}")
-    icarus = subprocess.run(["iverilog", "-o", str(workdir / "a.out"), str(workdir / "accel.v")],
+    icarus = subprocess.run(["iverilog", "-s", "accel", "-o", str(workdir / "a.out"), *sources],
                             capture_output=True, text=True)
     if icarus.returncode != 0:
         problems.append(icarus.stderr.strip() or f"iverilog exited {icarus.returncode}")

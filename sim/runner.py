@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from hdl.config import Config
-from hdl.generate import generate
+from hdl.generate import generate, sim_models_name
 
 from . import toolchain
 
@@ -59,7 +59,8 @@ def config_id(config):
     """A short name for a configuration, used for build folders and test ids."""
     c = config
     return (f"{c.rows}x{c.cols}_{c.sparsity.replace(':', 'of')}_acc{c.acc_width}_{c.rounding}"
-            f"{'_pipe' if c.pipeline else ''}_d{c.acc_depth}{'_lut' if c.mult == 'lut' else ''}")
+            f"{'_pipe' if c.pipeline else ''}_d{c.acc_depth}{'_lut' if c.mult == 'lut' else ''}"
+            f"{'' if c.target == 'generic' else '_' + c.target}")
 
 
 def _waves():
@@ -104,7 +105,9 @@ def build(sim, config, root, *, quiet=False):
             src.write_bytes(new)
         # Simulation builds do not stop on lint warnings: the lint gate is its own test.
         build_args = ["-Wno-fatal", "-O2"] if sim == "verilator" else []
-        runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
+        models = sim_models_name(config, TOPLEVEL)
+        sources = [src] + ([build_dir / "rtl" / models] if models else [])
+        runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=build_dir / "sim",
                      timescale=("1ns", "1ps"), always=new != old, build_args=build_args,
                      waves=_waves(), log_file=build_dir / "build.log" if quiet else None)
     return Build(sim, config, build_dir, runner)

@@ -63,7 +63,7 @@ def _cmd_generate(args):
         config = Config.from_sparsity(args.rows, args.cols, args.sparsity,
                                       acc_width=args.acc_width, rounding=args.rounding,
                                       pipeline=args.pipeline, acc_depth=args.acc_depth,
-                                      mult=args.mult)
+                                      mult=args.mult, target=args.target)
         check_name(args.name)
     check_out_folder(args.out)
     for path in generate(config, args.out, args.name):
@@ -109,7 +109,8 @@ def _cmd_explore(args):
         points = sweep.build_points(rows, cols, sparsities, args.device,
                                     freq_mhz=args.freq, pipeline=args.pipeline,
                                     mults=sweep.parse_list(args.mult, str, "Mult"),
-                                    speed=args.speed, router=args.router, pnr=not args.no_pnr)
+                                    speed=args.speed, router=args.router, pnr=not args.no_pnr,
+                                    target=args.target)
         for p in points:                  # every configuration is valid before any work starts
             p.config()
     if args.out.exists() and not args.out.is_dir():
@@ -449,6 +450,10 @@ def _add_generate(sub):
                    help="PE multipliers: dsp (inferred, DSP blocks) | lut (Booth, in logic)")
     p.add_argument("--acc-depth", type=int, default=512,
                    help="accumulator rows: the largest m-block (power of two)")
+    p.add_argument("--target", default="generic",
+                   help="generic (portable Verilog, the default) | ecp5 (Lattice DP16KD and "
+                        "MULT18X18D primitives with their registers; simulation models "
+                        "written beside the Verilog)")
     p.add_argument("--name", default="sparsemac", help="Verilog module and file name")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_generate)
@@ -586,6 +591,8 @@ def _add_explore(sub):
                         "faster on large, congested arrays)")
     p.add_argument("--pipeline", action="store_true", help="pipelined PEs")
     p.add_argument("--mult", default="dsp", help="comma-separated PE multiplier styles: dsp, lut")
+    p.add_argument("--target", default="generic",
+                   help="generator target: generic (default) or ecp5 (ECP5 primitives)")
     p.add_argument("--jobs", type=_positive_int, default=None, help="parallel points")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a "

@@ -30,6 +30,11 @@ CONFIGS = [
            rounding="single"),                                    # a narrow accumulator wraps
     Config(rows=2, cols=4, n=2, m=8, acc_depth=32, mult="lut"),     # Booth PE multipliers
     Config(rows=2, cols=2, n=1, m=1, acc_depth=16),               # the plain dense array
+    # ECP5 primitives (their models): DP16KD accumulator, MULT18X18D requantizer and PEs,
+    # without registers in the PEs, then with their input and output registers.
+    Config(rows=2, cols=3, n=2, m=4, acc_depth=32, target="ecp5"),
+    Config(rows=3, cols=2, n=1, m=4, acc_depth=16, acc_width=16, pipeline=True,
+           rounding="single", target="ecp5"),
 ]
 SOAK = bool(os.environ.get("SOAK"))
 DRIVERS = ("axi", "bulk")

@@ -1,4 +1,4 @@
-"""The behavioural model of the ECP5 ``MULT18X18D`` (``sim/models/MULT18X18D.v``).
+"""The behavioural model of the ECP5 ``MULT18X18D`` (``hdl/vendor/ecp5/MULT18X18D.v``).
 
 Its interface is held to Yosys's black box (same ports, directions, order, parameters and
 defaults), and its behaviour to exact products: one testbench instantiates the model in each
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import require_simulator
 
-MODEL = Path(__file__).resolve().parent.parent / "sim" / "models" / "MULT18X18D.v"
+MODEL = Path(__file__).resolve().parent.parent / "hdl" / "vendor" / "ecp5" / "MULT18X18D.v"
 
 #: Extreme operands: 18-bit two's complement, and 18-bit unsigned.
 SIGNED_EXTREMES = (-131072, 131071, 0, -1, 1)

@@ -349,6 +349,11 @@ def run_cli(*args):
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
       "--router", "router3"],
      "router must be one of 'router1', 'router2', not 'router3'"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ecp5-25k",
+      "--target", "xc7"], "target must be one of 'generic', 'ecp5', not 'xc7'"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--device", "ice40-hx8k",
+      "--target", "ecp5"],
+     "target ecp5 instantiates ECP5 primitives: device must be an ECP5, not 'ice40-hx8k'"),
 ])
 def test_cli_bad_input(tmp_path, args, message):
     r = run_cli(*args, "--out", str(tmp_path / "out"), "--no-cache")

@@ -4,7 +4,7 @@ framing, credits of the output FIFO, the delay line, the zero-point stage, the p
 and the accumulator's forwarding."""
 
 import pytest
-from amaranth.hdl import ClockDomain, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from hdl.accumulator import Accumulator
@@ -29,16 +29,28 @@ def simulate(top, bench):
     sim.run()
 
 
-def with_constants(block):
-    """``block`` (with ``start``, ``layer``, ``consts``) and the layer constants it needs,
-    registered on ``start`` as the engine does."""
-    m = Module()
-    m.submodules.block = block
-    consts = Signal(Constants)
-    with m.If(block.start):
-        m.d.sync += consts.load(block.layer)
-    m.d.comb += block.consts.eq(consts)
-    return m
+class with_constants(Elaboratable):
+    """``block`` (with ``start``, ``start_consts``, ``consts``) and the layer constants it
+    needs, decoded a cycle ahead from ``layer`` and registered on ``start``, as the engine
+    does; ``start``, ``step`` and the block's other members are reached through it."""
+
+    def __init__(self, block):
+        self.block = block
+        self.layer = Signal(LayerConfig)
+
+    def __getattr__(self, name):
+        return getattr(self.block, name)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = block = self.block
+        start_consts = Signal(Constants)
+        consts = Signal(Constants)
+        m.d.sync += start_consts.load(self.layer)
+        with m.If(block.start):
+            m.d.sync += consts.eq(start_consts)
+        m.d.comb += [block.start_consts.eq(start_consts), block.consts.eq(consts)]
+        return m
 
 
 def layer(m_rows, m_block, k_tiles=1, n_tiles=1):
@@ -47,7 +59,10 @@ def layer(m_rows, m_block, k_tiles=1, n_tiles=1):
 
 
 async def start(ctx, dut, geometry):
+    """Start ``geometry`` on ``dut`` (a :class:`with_constants`): the layer a cycle before
+    ``start``, as the engine requires."""
     ctx.set(dut.layer, layer(*geometry))
+    await ctx.tick()
     ctx.set(dut.start, 1)
     await ctx.tick()
     ctx.set(dut.start, 0)
@@ -68,7 +83,7 @@ def expected_passes(m_rows, m_block, k_tiles, n_tiles, per_pass):
 @pytest.mark.parametrize("geometry", [(1, 1, 1, 1), (5, 2, 3, 2), (4, 2, 1, 1), (7, 7, 2, 3),
                                       (9, 4, 1, 2), (3, 1, 2, 1)])
 def test_nest_walks_the_layer_loop(geometry, per_pass):
-    dut = Nest(per_pass=per_pass)
+    dut = with_constants(Nest(per_pass=per_pass))
     want = expected_passes(*geometry, per_pass)
 
     async def bench(ctx):
@@ -83,7 +98,7 @@ def test_nest_walks_the_layer_loop(geometry, per_pass):
             await ctx.tick()
             ctx.set(dut.step, 0)
 
-    simulate(with_constants(dut), bench)
+    simulate(dut, bench)
 
 
 def test_nest_rejects_a_non_bool():
@@ -125,7 +140,7 @@ def test_loader_bank_cycle(load_to_use):
     after drain, banks in turn; a beat past the layer's last packet is taken and discarded
     (``overrun``) while the layer runs, and none is taken while idle."""
     drain = 4
-    dut = qp_loader(load_to_use, drain)
+    dut = with_constants(qp_loader(load_to_use, drain))
     F, LOADING, LOADED, INUSE, DRAINING = (BankState.FREE, BankState.LOADING, BankState.LOADED,
                                             BankState.INUSE, BankState.DRAINING)
 
@@ -181,11 +196,11 @@ def test_loader_bank_cycle(load_to_use):
         await start(ctx, dut, (1, 1))                     # a new layer: all FREE
         assert states(ctx, dut) == [F, F] and ctx.get(dut.banks.bank) == 0
 
-    simulate(with_constants(dut), bench)
+    simulate(dut, bench)
 
 
 def test_loader_flags_framing_errors_and_uses_the_data_as_counted():
-    dut = qp_loader(beats=3)
+    dut = with_constants(qp_loader(beats=3))
 
     async def bench(ctx):
         ctx.set(dut.busy, 1)
@@ -197,13 +212,13 @@ def test_loader_flags_framing_errors_and_uses_the_data_as_counted():
         assert [s[3] for s in seen] == [0, 0, 0] and [s[1] for s in seen] == [1, 1, 1]
         assert not ctx.get(dut.framing_error)
 
-    simulate(with_constants(dut), bench)
+    simulate(dut, bench)
 
 
 def test_loader_writes_the_payload_fields():
     dut = Loader(wgt_layout(CFG), beats=CFG.rows, per_pass=True, load_to_use=2, drain=3)
     assert list(dut.w.shape().members) == ["valid", "bank", "index", "w", "idx"]
-    dut = qp_loader()
+    dut = with_constants(qp_loader())
 
     async def bench(ctx):
         ctx.set(dut.busy, 1)
@@ -212,7 +227,7 @@ def test_loader_writes_the_payload_fields():
         ctx.set(dut.i.valid, 1)
         assert ctx.get(dut.w.data) == {"bias": -5, "multiplier": 7, "shift": -3}
 
-    simulate(with_constants(dut), bench)
+    simulate(dut, bench)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -335,7 +350,10 @@ def test_param_bank_write_and_read():
             assert ctx.get(dut.data[2]) == zero
             await ctx.tick()
         assert ctx.get(dut.data) == [zero, zero, p]
-        ctx.set(dut.bank, 0)
+        ctx.set(dut.bank, 0)                  # the select is registered: bank 1 one more cycle
+        assert ctx.get(dut.data) == [zero, zero, p]
+        for _ in range(dut.select_latency):
+            await ctx.tick()
         assert ctx.get(dut.data) == [zero, zero, zero]
 
     simulate(dut, bench)
@@ -353,6 +371,8 @@ def test_param_bank_validates_lanes():
         ParamBank(lanes=0)
     with pytest.raises(TypeError, match=r"lanes must be an integer, not 'x'"):
         ParamBank(lanes="x")
+    with pytest.raises(ValueError, match=r"target must be one of 'generic', 'ecp5', not 'gw'"):
+        ParamBank(lanes=2, target="gw")
 
 
 # -- accumulator.Accumulator -----------------------------------------------------------------

@@ -63,6 +63,7 @@ def run_engine(cfg, layers, *, seed=0, idle=0.2, backpressure=0.2):
     async def control(ctx):
         for p in layers:
             ctx.set(dut.layer, LayerConfig.const(p.layer))
+            await ctx.tick()                    # the layer is decoded a cycle ahead
             ctx.set(dut.start, 1)
             assert not ctx.get(dut.refused)
             await ctx.tick()
@@ -242,6 +243,7 @@ def test_engine_result_latency_is_what_the_manifest_says():
     async def bench(ctx):
         ctx.set(dut.out.ready, 1)
         ctx.set(dut.layer, LayerConfig.const(p.layer))
+        await ctx.tick()                        # the layer is decoded a cycle ahead
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)

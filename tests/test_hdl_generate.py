@@ -42,7 +42,8 @@ def test_manifest_figures_follow_from_the_parameters(tmp_path):
     man = json.loads((tmp_path / "acc.json").read_text())
     assert man["parameters"] == {"rows": 4, "cols": 3, "n": 2, "m": 8, "acc_width": 32,
                                  "rounding": "double", "pipeline": False, "acc_depth": 512,
-                                 "mult": "dsp", "sparsity": "2:8"}
+                                 "mult": "dsp", "target": "generic", "sparsity": "2:8"}
+    assert man["target"] == "generic" and man["sim_models"] is None
     assert man["peak_macs_per_cycle"] == {"sparse": 4 * 3 * 8, "dense": 4 * 3 * 2}
     assert man["multipliers"]["array"] == 4 * 3 * 2
     assert man["tile"] == {"k_sparse": 32, "k_dense": 8, "n": 3, "max_m_block": 512}
@@ -59,6 +60,32 @@ def test_manifest_figures_follow_from_the_parameters(tmp_path):
     assert man["latency_cycles"]["result"] > man["latency_cycles"]["array"] > 0
     core = (tmp_path / "acc.core").read_text()
     assert core.startswith("CAPI=2:\n") and "- acc.v" in core and "toplevel: acc" in core
+
+
+def test_ecp5_target_ships_the_primitives_models(tmp_path):
+    """With ``target="ecp5"`` the Verilog instantiates DP16KD and MULT18X18D (and nothing
+    generic does), the models come beside it in one file, and the core lists them for
+    simulation and lint, never for synthesis (the default target)."""
+    cfg = Config(rows=2, cols=3, n=2, m=4, acc_depth=32, target="ecp5")
+    written = generate(cfg, tmp_path / "e", "acc")
+    assert sorted(p.name for p in written) == ["acc.core", "acc.json", "acc.v",
+                                               "acc.vlt", "acc_ecp5_models.v"]
+    text = (tmp_path / "e" / "acc.v").read_text()
+    assert "DP16KD" in text and "MULT18X18D" in text
+    models = (tmp_path / "e" / "acc_ecp5_models.v").read_text()
+    for module in ("MULT18X18D", "DP16KD"):
+        assert f"module {module}(" in models
+        assert f"module {module}(" not in text
+    man = json.loads((tmp_path / "e" / "acc.json").read_text())
+    assert man["target"] == "ecp5" and man["sim_models"] == "acc_ecp5_models.v"
+    core = (tmp_path / "e" / "acc.core").read_text()
+    default = core[core.index("  default:"):core.index("  lint:")]
+    assert "sim_models" not in default
+    assert "filesets: [rtl, lint_waivers, sim_models]" in core
+    assert "  sim:\n    <<: *default\n    filesets: [rtl, sim_models]" in core
+    generic = generate(Config(rows=2, cols=3, n=2, m=4, acc_depth=32), tmp_path / "g", "acc")
+    text = (tmp_path / "g" / "acc.v").read_text()
+    assert len(generic) == 4 and "DP16KD" not in text and "MULT18X18D" not in text
 
 
 def run_cli(*args):
@@ -89,6 +116,11 @@ def test_cli_generate_writes_the_four_files(tmp_path):
      "Name must be a Verilog identifier (letters, digits, _), not '9x'"),
     (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--acc-depth", "100"],
      "acc_depth must be a power of two, not 100"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--target", "xc7"],
+     "target must be one of 'generic', 'ecp5', not 'xc7'"),
+    (["--rows", "2", "--cols", "2", "--sparsity", "2:4", "--target", "ecp5", "--acc-depth",
+      "32768"], "acc_depth must be at most 16384 with target ecp5 (a DP16KD block holds "
+                "16384 x 1 bits), not 32768"),
 ])
 def test_cli_generate_bad_parameters(tmp_path, args, message):
     out = tmp_path / "gen"
@@ -110,6 +142,11 @@ def test_cli_generate_bad_parameters(tmp_path, args, message):
      "acc_depth must be between 16 and 65536, not 8"),
     ({"rows": 2, "cols": 2, "mult": "dsp48"}, ValueError,
      "mult must be one of 'dsp', 'lut', not 'dsp48'"),
+    ({"rows": 2, "cols": 2, "target": "ECP5"}, ValueError,
+     "target must be one of 'generic', 'ecp5', not 'ECP5'"),
+    ({"rows": 2, "cols": 2, "target": "ecp5", "acc_depth": 65536}, ValueError,
+     "acc_depth must be at most 16384 with target ecp5 (a DP16KD block holds 16384 x 1 bits), "
+     "not 65536"),
 ])
 def test_config_validation(kwargs, exc, message):
     with pytest.raises(exc, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):

@@ -4,6 +4,11 @@
 Every output beat is compared bit for bit with the golden model applied per lane to
 ``wrap_int32(acc + bias)``, under seeded random input idles and output backpressure, for both
 rounding modes; plus extremes, exact ties, the latency, the tag and parameter validation.
+
+The ``"ecp5"`` target (``MULT18X18D`` instances, which Amaranth's simulator cannot run) is
+simulated as Verilog with the primitive's model, on Icarus and Verilator: the inputs of a
+generic run, cycle by cycle, must give the same outputs on every cycle, and its results are
+checked against the golden model too.
 """
 
 import itertools
@@ -15,6 +20,13 @@ from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
+from test_hdl_multiplier import (
+    SIMULATORS,
+    component_ports,
+    ecp5_instances,
+    record_ports,
+    run_verilog,
+)
 
 import golden_model
 from hdl.requant import Requant
@@ -148,11 +160,12 @@ def _decode(dut, value):
     return [v - 256 if v >= 128 else v for v in lanes], value >> (8 * dut.lanes)
 
 
-def _simulate(dut, beats, *, seed, idle=0.0, stall=0.0):
+def _simulate(dut, beats, *, seed, idle=0.0, stall=0.0, trace=None):
     """Stream ``beats`` through ``dut`` with seeded random idles / backpressure.
 
     Returns the output lanes (n, lanes) and tags (n,), in arrival order. Also checks the stream
-    rule that a stalled output holds its payload.
+    rule that a stalled output holds its payload. With a list ``trace``, every port of every
+    cycle is appended to it (:func:`test_hdl_multiplier.record_ports`).
     """
     n_beats = len(beats["acc"])
     results = []
@@ -189,7 +202,13 @@ def _simulate(dut, beats, *, seed, idle=0.0, stall=0.0):
     sim.add_clock(1e-8)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    if trace is not None:
+        record_ports(sim, dut, trace)
     sim.run()
+    return _decode_all(dut, results)
+
+
+def _decode_all(dut, results):
     decoded = [_decode(dut, value) for value in results]
     return (np.array([lanes for lanes, _ in decoded], dtype=np.int64),
             np.array([tag for _, tag in decoded], dtype=np.int64))
@@ -249,6 +268,36 @@ def test_every_result_around_the_clamp_bounds(rounding):
     got, tags = _simulate(dut, beats, seed=11)
     _check(dut, beats, got, tags, 11)
     assert (got == act_min[:, None]).any() and (got == act_max[:, None]).any()
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_ecp5_matches_generic_and_golden(rounding, sim, tmp_path):
+    """The ECP5 unit, fed on every cycle what a generic one was fed under random idles and
+    backpressure (every extreme combination and random beats), gives the same ``o`` and
+    ``i.ready`` on every cycle (so the same latency), and results bit-exact with the golden
+    model."""
+    seed = {"double": 31, "single": 32}[rounding]
+    rng = np.random.default_rng(seed)
+    beats = _concat(_extreme_beats(rng), _random_beats(rng, 600))
+    generic = Requant(lanes=LANES, rounding=rounding, tag_width=TAG_WIDTH)
+    trace = []
+    got, tags = _simulate(generic, beats, seed=seed, idle=0.3, stall=0.3, trace=trace)
+    _check(generic, beats, got, tags, seed)
+
+    ecp5 = Requant(lanes=LANES, rounding=rounding, tag_width=TAG_WIDTH, target="ecp5")
+    inputs, outputs = component_ports(ecp5)
+    stimulus = [{name: cycle[name] for name, _ in inputs} for cycle in trace]
+    (out,) = run_verilog(sim, tmp_path, [(ecp5, stimulus)])
+    for cycle, (want, have) in enumerate(zip(trace, out)):
+        want = {name: want[name] for name, _ in outputs}
+        assert have == want, f"cycle {cycle}: ecp5 {have}, generic {want}"
+    transfers = [c["o__payload"] for c, i in zip(out, stimulus)
+                 if c["o__valid"] and i["o__ready"]]
+    got, tags = _decode_all(ecp5, transfers)
+    assert got.shape == beats["acc"].shape
+    _check(ecp5, beats, got, tags, seed)
 
 
 def test_stimulus_reaches_the_interesting_cases():
@@ -356,12 +405,15 @@ def test_signature():
     })
     for port in (dut.out_zp, dut.act_min, dut.act_max):
         assert port.shape() == signed(9)
-    assert (dut.lanes, dut.rounding, dut.tag_width) == (3, "single", 2)
+    assert (dut.lanes, dut.rounding, dut.tag_width, dut.target) == (3, "single", 2, "generic")
     assert Requant(lanes=1).rounding == "double" and Requant(lanes=1).tag_width == 1
+    for rounding in ROUNDINGS:
+        assert (Requant(lanes=1, rounding=rounding, target="ecp5").latency
+                == Requant(lanes=1, rounding=rounding).latency)
     assert Requant(lanes=1).latency > Requant(lanes=1, rounding="single").latency > 0
     lanes = Requant(lanes=np.int64(2)).lanes
     assert lanes == 2 and type(lanes) is int
-    for name in ("lanes", "rounding", "tag_width", "latency"):
+    for name in ("lanes", "rounding", "tag_width", "latency", "target"):
         with pytest.raises(AttributeError):
             setattr(dut, name, 1)
 
@@ -378,13 +430,25 @@ def test_signature():
      "rounding must be one of 'double', 'single', not None"),
     (dict(lanes=1, tag_width=-1), ValueError, "tag_width must be at least 0, not -1"),
     (dict(lanes=1, tag_width=1.5), TypeError, "tag_width must be an integer, not 1.5"),
+    (dict(lanes=1, target="ice40"), ValueError,
+     "target must be one of 'generic', 'ecp5', not 'ice40'"),
 ])
 def test_parameter_validation(kwargs, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         Requant(**kwargs)
 
 
+@pytest.mark.parametrize("target", ["generic", "ecp5"])
 @pytest.mark.parametrize("rounding", ROUNDINGS)
-def test_verilog_convert(rounding):
-    text = verilog.convert(Requant(lanes=2, rounding=rounding), name="requant")
+def test_verilog_convert(rounding, target):
+    """Four MULT18X18D per lane with ECP5, each with input and output registers, enabled with
+    the pipeline; none in the generic Verilog."""
+    text = verilog.convert(Requant(lanes=2, rounding=rounding, target=target), name="requant")
     assert "module requant" in text
+    instances = ecp5_instances(text)
+    assert len(instances) == (8 if target == "ecp5" else 0)
+    assert ("MULT18X18D" in text) == (target == "ecp5")
+    for params, pins in instances:
+        assert params == {"REG_INPUTA_CLK": "CLK0", "REG_INPUTB_CLK": "CLK0",
+                          "REG_PIPELINE_CLK": "NONE", "REG_OUTPUT_CLK": "CLK0"}
+        assert (pins["CE0"], pins["CLK0"]) == ("en", "clk")

@@ -1,0 +1,183 @@
+"""The accumulator's RAM: one write port, and one read port whose data is registered.
+
+:class:`AccRam` is a RAM of ``depth`` words of ``width`` bits with a write port and a read
+port on ``sync``. A read's data arrives :attr:`AccRam.read_latency` = 2 cycles after its
+address: the RAM's synchronous read, then a register (a block RAM's clock-to-output is slow,
+so nothing but a register follows it). For the ``"generic"`` target it is an Amaranth
+:class:`~amaranth.lib.memory.Memory` and a register after it, which synthesis maps as it likes.
+For ``"ecp5"`` it is Lattice ``DP16KD`` block RAMs side by side, each reading through its own
+output register (``REGMODE_B="OUTREG"``): Yosys infers a DP16KD from the generic RAM but
+leaves the register in the fabric, and the block's clock-to-output without its output register
+(5.8 ns at speed grade 6, against about 1 ns with it) then sits in the next stage. Both targets
+give the same values on the same cycles.
+"""
+
+from amaranth.hdl import C, ClockSignal, Const, Instance, Module, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from common.checks import check_choice, check_int
+
+from .config import ECP5_MAX_ACC_DEPTH, TARGETS
+
+__all__ = ["AccRam", "DP16KD_SHAPES", "dp16kd_layout"]
+
+#: ``(data width, depth)`` of the ECP5 ``DP16KD`` configurations, widest first (16384 data
+#: bits each; the 9- and 18-bit ones also hold the bytes' ninth bits).
+DP16KD_SHAPES = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+#: Address bits below a word's address on the ``ADx`` pins, per data width (Yosys's
+#: ``brams_map_16kd.v``: the address is always 14 bits in 1-bit units, its low bits 0, and at
+#: width 18 pins ``ADx1``, ``ADx0`` are the write's byte enables).
+_LOW_BITS = {18: 4, 9: 3, 4: 2, 2: 1, 1: 0}
+_AD_PINS = 14
+
+
+def dp16kd_layout(width, depth):
+    """``(data width, blocks)`` of an ECP5 RAM of ``depth`` words of ``width`` bits: the widest
+    DP16KD configuration whose depth covers ``depth``, and as many blocks side by side as
+    ``width`` needs."""
+    width = check_int(width, "width", lo=1)
+    depth = check_int(depth, "depth", lo=1, hi=ECP5_MAX_ACC_DEPTH)
+    data_width = next(w for w, d in DP16KD_SHAPES if depth <= d)
+    return data_width, -(-width // data_width)
+
+
+class AccRam(wiring.Component):
+    """A RAM with a write port and a read port that delivers the word 2 cycles later.
+
+    Both ports are synchronous to ``sync``. A write of :py:`write.data` at :py:`write.addr`
+    takes effect on the rising edge ending a cycle with :py:`write.en` high. :py:`read.data`
+    is the word that was at :py:`read.addr` :attr:`read_latency` cycles before, as it was
+    before that cycle's write: the RAM reads the address on the edge ending its cycle (a write
+    in that same cycle is not seen) and a register passes the word on after the next edge. A
+    read in the same cycle as a write to the same address gives an unspecified word (the old
+    one with ``"generic"``; the ECP5 block RAM does not define it, and its model shows X).
+    The words start undefined (0 in both implementations).
+
+    Parameters
+    ----------
+    width : int
+        Bits of a word, at least 1.
+    depth : int
+        Words, at least 1; at most 16384 with ``target="ecp5"``.
+    target : ``"generic"`` or ``"ecp5"``
+        ``"generic"`` (default): an Amaranth :class:`~amaranth.lib.memory.Memory` with a
+        non-transparent read port and a reset-less register after it. ``"ecp5"``: ECP5
+        ``DP16KD`` block RAMs, ``ceil(width / w)`` of them side by side in the widest
+        configuration ``w`` bits wide that is ``depth`` deep or deeper (:func:`dp16kd_layout`);
+        port A writes, port B reads through its output register (``REGMODE_B="OUTREG"``).
+        Simulating it needs the model ``hdl/vendor/ecp5/DP16KD.v``.
+
+    Members
+    -------
+    write : ``In(wiring.Signature({"addr": Out(range(depth)), "data": Out(width), "en": Out(1)}))``
+        The write port: address, word, and write enable.
+    read : ``In(wiring.Signature({"addr": Out(range(depth)), "data": In(width)}))``
+        The read port: :py:`read.addr` in, :py:`read.data` out, :attr:`read_latency` cycles
+        later.
+
+    Raises
+    ------
+    TypeError
+        If ``width`` or ``depth`` is not an integer.
+    ValueError
+        If ``width`` or ``depth`` is less than 1, ``target`` is not one of
+        :data:`hdl.config.TARGETS`, or ``depth`` is more than 16384 with ``"ecp5"``.
+    """
+
+    def __init__(self, *, width, depth, target="generic"):
+        self._width = check_int(width, "width", lo=1)
+        self._target = check_choice(target, "target", TARGETS)
+        self._depth = check_int(depth, "depth", lo=1,
+                                hi=ECP5_MAX_ACC_DEPTH if self._target == "ecp5" else None)
+        super().__init__({
+            "write": In(wiring.Signature({"addr": Out(range(self._depth)),
+                                          "data": Out(unsigned(self._width)),
+                                          "en": Out(1)})),
+            "read": In(wiring.Signature({"addr": Out(range(self._depth)),
+                                         "data": In(unsigned(self._width))})),
+        })
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def depth(self):
+        return self._depth
+
+    @property
+    def target(self):
+        return self._target
+
+    @property
+    def read_latency(self):
+        """Cycles from :py:`read.addr` to its word on :py:`read.data`: the RAM's read and the
+        register after it."""
+        return 2
+
+    def elaborate(self, platform):
+        if self._target == "ecp5":
+            return self._elaborate_ecp5()
+        m = Module()
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(self._width), depth=self._depth,
+                                               init=[])
+        wr = mem.write_port()
+        rd = mem.read_port()              # synchronous, not transparent for the write port
+        data = Signal(self._width, name="read_q", reset_less=True)
+        m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
+                     wr.en.eq(self.write.en), rd.addr.eq(self.read.addr),
+                     self.read.data.eq(data)]
+        m.d.sync += data.eq(rd.data)
+        return m
+
+    def _elaborate_ecp5(self):
+        m = Module()
+        data_width, blocks = dp16kd_layout(self._width, self._depth)
+        low = _LOW_BITS[data_width]
+        pad = Const(0, _AD_PINS - low - len(self.read.addr))
+        # ADx13..0: the word address above `low` bits; at width 18 port A's ADA1, ADA0 are the
+        # byte enables of the write (both bytes), port B's (a read) 0, like Yosys's map.
+        ad_a = [C(int(data_width == 18 and i < 2), 1) for i in range(low)]
+        ad_a += [self.write.addr[i] for i in range(len(self.write.addr))] + [pad[i] for i in
+                                                                            range(len(pad))]
+        ad_b = [C(0, 1) for _ in range(low)]
+        ad_b += [self.read.addr[i] for i in range(len(self.read.addr))] + [pad[i] for i in
+                                                                          range(len(pad))]
+        assert len(ad_a) == len(ad_b) == _AD_PINS
+        read_data = Signal(self._width, name="read_q")
+        m.d.comb += self.read.data.eq(read_data)
+        for k in range(blocks):
+            lo, hi = k * data_width, min((k + 1) * data_width, self._width)
+            used = hi - lo
+            di = Signal(18, name=f"b{k}_di")
+            do = Signal(18, name=f"b{k}_do")
+            unused_doa = Signal(18, name=f"b{k}_unused_doa")
+            m.d.comb += [di[:used].eq(self.write.data[lo:hi]),
+                         read_data[lo:hi].eq(do[:used])]
+            zero = C(0, 1)
+            kwargs = {
+                "p_DATA_WIDTH_A": data_width, "p_DATA_WIDTH_B": data_width,
+                "p_REGMODE_A": "NOREG", "p_REGMODE_B": "OUTREG",
+                "p_RESETMODE": "SYNC", "p_CSDECODE_A": "0b000", "p_CSDECODE_B": "0b000",
+                "p_WRITEMODE_A": "NORMAL", "p_WRITEMODE_B": "NORMAL",
+                # The output register needs no global reset: the read register of "generic"
+                # has none either, and its contents before the first read do not matter.
+                "p_GSR": "DISABLED",
+                "i_CLKA": ClockSignal("sync"), "i_CEA": C(1, 1), "i_OCEA": C(1, 1),
+                "i_WEA": self.write.en, "i_RSTA": zero,
+                "i_CLKB": ClockSignal("sync"), "i_CEB": C(1, 1), "i_OCEB": C(1, 1),
+                "i_WEB": zero, "i_RSTB": zero,
+            }
+            for port, ad in (("A", ad_a), ("B", ad_b)):
+                for i in range(3):
+                    kwargs[f"i_CS{port}{i}"] = zero
+                for i in range(_AD_PINS):
+                    kwargs[f"i_AD{port}{i}"] = ad[i]
+            for i in range(18):
+                kwargs[f"i_DIA{i}"] = di[i]
+                kwargs[f"i_DIB{i}"] = zero
+                kwargs[f"o_DOA{i}"] = unused_doa[i]
+                kwargs[f"o_DOB{i}"] = do[i]
+            m.submodules[f"bram{k}"] = Instance("DP16KD", **kwargs)
+        return m

@@ -1,0 +1,383 @@
+# amaranth: UnusedElaboratable=no
+"""``hdl.multiplier.Multiplier`` against exact products, in both targets.
+
+The generic target runs in the Amaranth simulator; the ECP5 target (one ``MULT18X18D``
+instance, which Amaranth's simulator cannot run) is converted to Verilog and simulated with
+the primitive's model (``hdl/vendor/ecp5/MULT18X18D.v``) on Icarus and on Verilator. Both see
+the same operands, every register combination, operand shapes from 18x18 signed down to those
+the requantizer and the PEs use, random and extreme operands and a clock enable held low for
+stretches; both are compared with exact products and with a cycle model of the registers.
+
+:func:`run_verilog` (open-loop Verilog simulation of converted components with the ECP5 models)
+and :func:`record_ports` (every port of a component, per cycle, in the Amaranth simulator) are
+also used by ``test_hdl_requant.py`` and ``test_hdl_pe.py``: they record a generic unit's
+ports and replay its inputs into the ECP5 unit, whose outputs must match on every cycle.
+"""
+
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module, Value, signed, unsigned
+from amaranth.lib.wiring import In
+from amaranth.sim import Simulator
+from conftest import require_simulator
+
+from hdl.multiplier import Multiplier
+
+MODELS = (Path(__file__).resolve().parent.parent / "hdl" / "vendor" / "ecp5" / "MULT18X18D.v",)
+SIMULATORS = ("icarus", "verilator")
+
+
+# --- open-loop Verilog simulation of converted components -------------------------------------
+
+def component_ports(dut):
+    """``(inputs, outputs)`` of a component: lists of ``(Verilog port name, Value)``, the
+    names :func:`amaranth.back.verilog.convert` gives them (``i__payload``...), 0-bit ports
+    left out."""
+    inputs, outputs = [], []
+    for path, member, value in dut.signature.flatten(dut):
+        value = Value.cast(value)
+        if len(value):
+            (inputs if member.flow == In else outputs).append(("__".join(map(str, path)),
+                                                               value))
+    return inputs, outputs
+
+
+def record_ports(sim, dut, trace):
+    """Append to ``trace``, at every clock edge of ``sim``, every port of ``dut`` just before
+    the edge (``{name: unsigned bit pattern}``): the inputs to replay, the outputs to match."""
+    inputs, outputs = component_ports(dut)
+    ports = inputs + outputs
+
+    async def recorder(ctx):
+        async for _, _, *values in ctx.tick().sample(*(value for _, value in ports)):
+            trace.append({name: int(v) & ((1 << len(value)) - 1)
+                          for (name, value), v in zip(ports, values)})
+
+    sim.add_testbench(recorder, background=True)
+
+
+def run_verilog(sim, workdir, duts, *, sources=MODELS):
+    """Simulate components as Verilog, each driven open loop by its own stimulus.
+
+    ``duts`` is a list of ``(component, stimulus)``, the stimulus a list over cycles of
+    ``{input name: value}`` (missing inputs are 0, ``rst`` is held at 0). One testbench holds
+    every component (converted as ``dut0``, ``dut1``...) and ``sources`` (the primitives'
+    models), all on one clock, for as many cycles as the longest stimulus. Returns, per
+    component, its outputs of every cycle just before the clock edge: ``{name: unsigned}``.
+    """
+    require_simulator(sim)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cycles = max(len(stimulus) for _, stimulus in duts)
+    texts, body, fields, shown = [], [], [], []
+    offset = 0
+    for k, (dut, _) in enumerate(duts):
+        name = f"dut{k}"
+        text = verilog.convert(dut, name=name)
+        texts.append(text)
+        header = re.search(rf"\bmodule {name}\((.*?)\);", text, re.S).group(1)
+        module_ports = {p.strip() for p in header.split(",")}
+        inputs, outputs = component_ports(dut)
+        conns = [f".{p}({v})" for p, v in (("clk", "clk"), ("rst", "1'b0"))
+                 if p in module_ports]
+        for port, value in inputs:
+            conns.append(f".{port}(v[{offset + len(value) - 1}:{offset}])")
+            fields.append((k, port, len(value)))
+            offset += len(value)
+        for port, value in outputs:
+            body.append(f"    wire [{len(value) - 1}:0] {name}_{port};")
+            conns.append(f".{port}({name}_{port})")
+            shown.append((k, port))
+        body.append(f"    {name} {name}_i (" + ", ".join(conns) + ");")
+    width = max(offset, 1)
+    words = []
+    for cycle in range(cycles):
+        word = 0
+        shift = 0
+        for k, port, bits in fields:
+            stimulus = duts[k][1]
+            value = stimulus[cycle].get(port, 0) if cycle < len(stimulus) else 0
+            word |= (value & ((1 << bits) - 1)) << shift
+            shift += bits
+        words.append(word)
+    digits = -(-width // 4)
+    (workdir / "vectors.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
+    (workdir / "duts.v").write_text("\n".join(texts))
+    fmt = " ".join(["%0d"] + ["%h"] * len(shown))
+    args = ", ".join(f"dut{k}_{port}" for k, port in shown)
+    (workdir / "tb.v").write_text(f"""`timescale 1ns / 1ps
+module tb;
+    reg clk = 1'b0;
+    reg [{width - 1}:0] vec [0:{cycles - 1}];
+    reg [{width - 1}:0] v = {width}'d0;
+    integer i;
+{chr(10).join(body)}
+    initial begin
+        $readmemh("{workdir / 'vectors.hex'}", vec);
+        for (i = 0; i < {cycles}; i = i + 1) begin
+            v = vec[i];
+            #4 $display("{fmt}", i, {args});
+            #1 clk = 1'b1;
+            #5 clk = 1'b0;
+        end
+        $display("DONE");
+        $finish;
+    end
+endmodule
+""")
+    files = [str(workdir / "tb.v"), str(workdir / "duts.v"), *map(str, sources)]
+    if sim == "icarus":
+        # Verilog-2005: there the registers' initial values (`reg x = 0;`) are assignments at
+        # time 0 that wake the `always @*` blocks reading them (Yosys's Verilog counts on it);
+        # with -g2012 they are not events, and such a block stays x until an input changes.
+        subprocess.run(["iverilog", "-g2005", "-s", "tb", "-o", str(workdir / "tb.vvp"),
+                        *files], check=True, capture_output=True, text=True)
+        run = ["vvp", "-n", str(workdir / "tb.vvp")]
+    else:
+        build = subprocess.run(["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines",
+                                "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "tb",
+                                "-Mdir", str(workdir / "obj"), "-o", "tb", *files],
+                               capture_output=True, text=True, timeout=600)
+        assert build.returncode == 0, build.stderr[-3000:]
+        run = [str(workdir / "obj" / "tb")]
+    out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=600).stdout
+    lines = out.splitlines()
+    assert "DONE" in lines and "ERROR" not in out, out[-2000:]
+    rows = [line.split() for line in lines if re.match(r"^\d+ ", line)]
+    assert [int(r[0]) for r in rows] == list(range(cycles))
+    results = [[{} for _ in range(cycles)] for _ in duts]
+    for cycle, row in enumerate(rows):
+        for (k, port), text in zip(shown, row[1:]):
+            results[k][cycle][port] = int(text, 16)    # an x or z fails here
+    return results
+
+
+# --- the multiplier ---------------------------------------------------------------------------
+
+#: Operand shapes: the full 18x18 signed, the requantizer's four partial products (x_lo
+#: unsigned 16, x_hi signed 16, m_lo unsigned 16, m_hi unsigned 15), the PE's product (an
+#: activation minus its zero point, signed 9, by an int8 weight), and the widest unsigned.
+SHAPES = (
+    (signed(18), signed(18)),
+    (unsigned(16), unsigned(16)),
+    (unsigned(16), unsigned(15)),
+    (signed(16), unsigned(16)),
+    (signed(16), unsigned(15)),
+    (signed(9), signed(8)),
+    (unsigned(17), signed(18)),
+)
+#: (input_registers, output_register)
+REGISTERS = ((False, False), (True, False), (False, True), (True, True))
+STEADY = 250            # cycles with the enable high (exact-product check)
+RANDOM = 250            # then a random enable, low in stretches
+HOLDS = range(STEADY + 10, STEADY + RANDOM - 10, 29)   # the enable low for HOLD cycles from here
+HOLD = 6
+
+
+def _limits(shape):
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+def _extremes(shape):
+    lo, hi = _limits(shape)
+    return sorted({lo, hi, 0, 1, lo + 1, hi - 1} | ({-1} if shape.signed else set()))
+
+
+def _stimulus(seed=5):
+    """Per cycle: ``en`` and, per shape, operands ``a``, ``b``; extremes 40% of the time."""
+    rng = random.Random(seed)
+    cycles = []
+    for i in range(STEADY + RANDOM):
+        en = 1 if i < STEADY else int(rng.random() < 0.7)
+        if any(0 <= i - start < HOLD for start in HOLDS):
+            en = 0
+        ops = []
+        for a_shape, b_shape in SHAPES:
+            pair = []
+            for shape in (a_shape, b_shape):
+                if rng.random() < 0.4:
+                    pair.append(rng.choice(_extremes(shape)))
+                else:
+                    pair.append(rng.randint(*_limits(shape)))
+            ops.append(tuple(pair))
+        cycles.append((en, ops))
+    return cycles
+
+
+def _reference(stimulus, k, input_registers, output_register):
+    """The product seen before each clock edge, by a cycle model of the registers (start at 0,
+    load while ``en``)."""
+    a_r = b_r = p_r = 0
+    out = []
+    for en, ops in stimulus:
+        a, b = ops[k]
+        if input_registers:
+            a, b = a_r, b_r
+        product = a * b
+        out.append(p_r if output_register else product)
+        if en:
+            a_r, b_r = ops[k]
+            p_r = product
+    return out
+
+
+def _cases():
+    return [(k, regs) for k in range(len(SHAPES)) for regs in REGISTERS]
+
+
+def _dut(target, k, regs):
+    a_shape, b_shape = SHAPES[k]
+    return Multiplier(target=target, a_shape=a_shape, b_shape=b_shape,
+                      input_registers=regs[0], output_register=regs[1])
+
+
+def _check(results, stimulus):
+    """``results[(k, regs)]``: the signed product seen before every clock edge."""
+    for (k, regs), got in results.items():
+        latency = sum(regs)
+        case = f"{SHAPES[k]} registers {regs}"
+        # Exact products of the operands presented `latency` cycles earlier (enable high).
+        for i in range(latency, STEADY):
+            a, b = stimulus[i - latency][1][k]
+            assert got[i] == a * b, (case, i, a, b, got[i])
+        # Every cycle, random enable included, against the cycle model of the registers.
+        want = _reference(stimulus, k, *regs)
+        bad = [i for i in range(len(got)) if got[i] != want[i]]
+        assert not bad, (case, bad[:5], [(got[i], want[i]) for i in bad[:5]])
+        if latency:
+            for start in HOLDS:    # the enable low: every register, hence p, holds
+                held = got[start + 1:start + HOLD + 1]
+                assert held == [got[start + 1]] * HOLD, (case, start, held)
+    # The stimulus covered every extreme of every shape, in both operands.
+    for k, shapes in enumerate(SHAPES):
+        for side, shape in enumerate(shapes):
+            seen = {ops[k][side] for _, ops in stimulus[:STEADY]}
+            assert set(_extremes(shape)) <= seen, (shape, set(_extremes(shape)) - seen)
+
+
+def _signed(value, shape):
+    return value - (1 << shape.width) if shape.signed and value >> (shape.width - 1) else value
+
+
+def test_generic_in_amaranth_simulator():
+    stimulus = _stimulus()
+    m = Module()
+    duts = {}
+    for k, regs in _cases():
+        duts[(k, regs)] = dut = _dut("generic", k, regs)
+        m.submodules[f"mult_{k}_{int(regs[0])}{int(regs[1])}"] = dut
+    results = {case: [] for case in duts}
+
+    async def bench(ctx):
+        for en, ops in stimulus:
+            for (k, _), dut in duts.items():
+                ctx.set(dut.en, en)
+                ctx.set(dut.a, ops[k][0])
+                ctx.set(dut.b, ops[k][1])
+            for case, dut in duts.items():
+                results[case].append(ctx.get(dut.p))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    _check(results, stimulus)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_ecp5_with_the_model(sim, tmp_path):
+    stimulus = _stimulus()
+    cases = _cases()
+    duts = []
+    for k, regs in cases:
+        vectors = [{"a": ops[k][0], "b": ops[k][1], "en": en} for en, ops in stimulus]
+        duts.append((_dut("ecp5", k, regs), vectors))
+    outputs = run_verilog(sim, tmp_path, duts)
+    assert len(ecp5_instances((tmp_path / "duts.v").read_text())) == len(cases)
+    results = {}
+    for (k, regs), (dut, _), out in zip(cases, duts, outputs):
+        results[(k, regs)] = [_signed(cycle["p"], dut.p.shape()) for cycle in out]
+    _check(results, stimulus)
+
+
+def ecp5_instances(text):
+    """``[({parameter: value}, {pin: connection})]`` of every MULT18X18D instance in the
+    Verilog ``text`` (string parameters only)."""
+    found = []
+    for params, pins in re.findall(r"MULT18X18D #\((.*?)\)\s*\S+\s*\((.*?)\);", text, re.S):
+        found.append((dict(re.findall(r"\.(\w+)\(\"(\w+)\"\)", params)),
+                      dict(re.findall(r"\.(\w+)\(([^()]*)\)", pins))))
+    return found
+
+
+@pytest.mark.parametrize("regs", REGISTERS)
+def test_ecp5_instance(regs):
+    """One MULT18X18D with the registers asked for, signed operands, every pin connected."""
+    dut = Multiplier(target="ecp5", a_shape=unsigned(16), b_shape=signed(9),
+                     input_registers=regs[0], output_register=regs[1])
+    assert dut.latency == sum(regs)
+    text = verilog.convert(dut, name="mul")
+    (params, pins), = ecp5_instances(text)
+    reg = lambda on: "CLK0" if on else "NONE"  # noqa: E731
+    assert params == {"REG_INPUTA_CLK": reg(regs[0]), "REG_INPUTB_CLK": reg(regs[0]),
+                      "REG_PIPELINE_CLK": "NONE", "REG_OUTPUT_CLK": reg(regs[1])}
+    assert len(pins) == 233                      # every port of the primitive
+    assert pins["SIGNEDA"] == pins["SIGNEDB"] == "1'h1"
+    assert [pins[f"RST{i}"] for i in range(4)] == ["1'h0"] * 4
+    assert [pins[f"CLK{i}"] for i in range(1, 4)] == ["1'h0"] * 3
+    assert [pins[f"CE{i}"] for i in range(1, 4)] == ["1'h0"] * 3
+    if any(regs):
+        assert (pins["CLK0"], pins["CE0"]) == ("clk", "en")
+    else:
+        assert (pins["CLK0"], pins["CE0"]) == ("1'h0", "1'h0")
+    assert [pins[f"A{i}"] for i in range(16, 18)] == ["1'h0"] * 2           # zero-extended
+    assert {pins[f"B{i}"] for i in range(8, 18)} == {"b[8]"}                # sign-extended
+    assert " * " not in text
+
+
+def test_generic_verilog_is_portable():
+    text = verilog.convert(Multiplier(input_registers=True, output_register=True), name="mul")
+    assert "MULT18X18D" not in text and " * " in text
+
+
+def test_properties():
+    dut = Multiplier(target="ecp5", a_shape=signed(9), b_shape=signed(8), output_register=True)
+    assert (dut.target, dut.input_registers, dut.output_register, dut.latency) == \
+        ("ecp5", False, True, 1)
+    assert dut.p.shape() == signed(17)
+    assert Multiplier().p.shape() == signed(36) and Multiplier().latency == 0
+    assert Multiplier(a_shape=unsigned(16), b_shape=unsigned(15)).p.shape() == unsigned(31)
+    assert Multiplier(a_shape=signed(16), b_shape=unsigned(16)).p.shape() == signed(32)
+    assert Multiplier(input_registers=True, output_register=True).latency == 2
+    for name in ("target", "input_registers", "output_register", "latency"):
+        with pytest.raises(AttributeError):
+            setattr(dut, name, 1)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(target="xilinx"), ValueError, "target must be one of 'generic', 'ecp5', not 'xilinx'"),
+    (dict(a_shape=signed(19)), ValueError,
+     "a_shape must fit an 18-bit signed operand (signed(1) to signed(18) or unsigned(1) to "
+     "unsigned(17)), not signed(19)"),
+    (dict(b_shape=unsigned(18)), ValueError,
+     "b_shape must fit an 18-bit signed operand (signed(1) to signed(18) or unsigned(1) to "
+     "unsigned(17)), not unsigned(18)"),
+    (dict(b_shape=unsigned(0)), ValueError,
+     "b_shape must fit an 18-bit signed operand (signed(1) to signed(18) or unsigned(1) to "
+     "unsigned(17)), not unsigned(0)"),
+    (dict(a_shape="x"), TypeError, "a_shape must be a shape, not 'x'"),
+    (dict(input_registers=1), TypeError, "input_registers must be a bool, not 1"),
+    (dict(output_register=None), TypeError, "output_register must be a bool, not None"),
+])
+def test_parameter_validation(kwargs, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        Multiplier(**kwargs)
