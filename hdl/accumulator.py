@@ -6,13 +6,14 @@ during the last pass the sum goes, with the block's requantization parameters, t
 requantizer instead. Nothing stalls: the row's sideband (:func:`side_layout`), delayed with
 the grid, says what to do with each beat.
 
-A row's partial sum is read 2 cycles before it is added and written back: the RAM
+A row's partial sum is read 2 cycles before it is added (and 3 before it is written back): the RAM
 (:class:`~hdl.accram.AccRam`) delivers it registered, by a register after the memory
 (``"generic"``) or by the block RAM's own output register (``"ecp5"``: ECP5 ``DP16KD``), since
-a block RAM's clock-to-output is slow. A row of the next pass of the same block, arriving 1 or
-2 beats later (tiny blocks), takes the sum written in the 2 cycles before instead
-(forwarding). The sum and the block's parameters are registered again before the
-requantizer, so no logic follows the RAM's output and none precedes the bias add.
+a block RAM's clock-to-output is slow. The sum is registered, then written back and sent on.
+A row of the next pass of the same block, arriving 1 to 3 beats later (tiny blocks), takes
+the sum of the row in flight instead (forwarding). The sum and the block's parameters are
+registered before the requantizer, so no logic follows the RAM's output and none precedes the
+bias add.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -115,43 +116,51 @@ class Accumulator(wiring.Component):
         s2 = Signal(side.shape(), name="acc_side")
         s3 = Signal(side.shape(), name="add_side")
         s4 = Signal(side.shape(), name="rq_side")
+        s5 = Signal(side.shape(), name="wr_side_d")
         psum = Signal(acc_layout, name="psum", reset_less=True)
         psum3 = Signal(acc_layout, name="psum_d", reset_less=True)
         stored = Signal(acc_layout, name="acc_read")
         total = Signal(acc_layout)
         total4 = Signal(acc_layout, name="acc_sum", reset_less=True)
         total5 = Signal(acc_layout, name="acc_sum_d", reset_less=True)
+        older = Signal(acc_layout, name="acc_older", reset_less=True)
         writes3 = s3.valid & ~s3.last
         writes4 = s4.valid & ~s4.last
+        writes5 = s5.valid & ~s5.last
         m.d.comb += stored.eq(ram.read.data)
-        m.d.sync += [s2.eq(side), psum.eq(self.psum),
-                     s3.eq(s2), psum3.eq(psum), s4.eq(s3), total5.eq(total4)]
-        # The RAM read (issued at `side`) missed the writes of the two rows ahead: by the time
-        # this row adds, they are at s4 and s5. Which one holds this row's sum is decided a
-        # stage early, so the add sees registered selects.
+        m.d.sync += [s2.eq(side), psum.eq(self.psum), s3.eq(s2), psum3.eq(psum), s4.eq(s3),
+                     s5.eq(s4), total4.eq(total), total5.eq(total4)]
+        # A sum is written back from its register (total4, at s4), a cycle after the add: the
+        # add ends at a flip-flop, not at the block RAM's data pins across the chip.
+        m.d.comb += [ram.write.addr.eq(s4.addr), ram.write.data.eq(total4),
+                     ram.write.en.eq(writes4)]
+        # The RAM read (issued at `side`) missed the writes of the three rows ahead: by the
+        # time this row adds (at s3), they are at s4, s5 and s6, their sums in total4, total5
+        # and the one before. Which one holds this row's sum is decided a stage early, and the
+        # two older candidates are selected a stage early too (`older`), so the add sees
+        # registered selects and one more multiplexer than the RAM's word.
         #
-        # The read of a row R (at `side` in cycle t) and the write of the row two ahead (at s3
-        # in the same cycle t) may be to the same address; that read's word is then
+        # The read of a row R (at `side` in cycle t) and the write of the row three ahead (at
+        # s4 in the same cycle t) may be to the same address; that read's word is then
         # unspecified (ECP5's DP16KD does not define it). It is never used: in cycle t + 1
-        # that write is at s4 and R at s2, so fwd5 (writes4 and the same address) is set, and
-        # in cycle t + 2 R adds total4 or total5, not `stored`. (Nor is a read used whose row
-        # is `first`, or not valid.) The write of the row one ahead comes a cycle after the
-        # read, so it does not meet it; fwd4 covers the word it wrote.
-        fwd4 = Signal(name="acc_fwd4")
-        fwd5 = Signal(name="acc_fwd5")
-        m.d.sync += [fwd4.eq(writes3 & (s3.addr == s2.addr)),
-                     fwd5.eq(writes4 & (s4.addr == s2.addr))]
+        # that row is at s5 and R at s2, so fwd6 is set, and in cycle t + 2 R adds total4 or
+        # `older`, not `stored`. (Nor is a read used whose row is `first`, or not valid.) The
+        # writes of the rows one and two ahead come after the read, so they do not meet it.
+        fwd4 = Signal(name="acc_fwd4")        # the row one ahead: its sum is in total4
+        fwd_old = Signal(name="acc_fwd_old")  # two or three ahead: their sum is in `older`
+        fwd5 = writes4 & (s4.addr == s2.addr)
+        fwd6 = writes5 & (s5.addr == s2.addr)
+        m.d.sync += [fwd4.eq(writes3 & (s3.addr == s2.addr)), fwd_old.eq(fwd5 | fwd6),
+                     older.eq(Mux(fwd5, total4, total5))]
         for c in range(cfg.cols):
-            before = Mux(fwd4, total4[c], Mux(fwd5, total5[c], stored[c]))
+            before = Mux(fwd4, total4[c], Mux(fwd_old, older[c], stored[c]))
             m.d.comb += total[c].eq(Mux(s3.first, 0, before) + psum3[c])
-        m.d.comb += [ram.write.addr.eq(s3.addr), ram.write.data.eq(total),
-                     ram.write.en.eq(writes3)]
 
         params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), name="rq_params",
                         reset_less=True)
         # The bank is named a cycle ahead: the parameter banks register the select per lane.
         m.d.comb += self.param_bank.eq(s2.gbank)
-        m.d.sync += [total4.eq(total), params.eq(self.params)]
+        m.d.sync += params.eq(self.params)
         m.d.comb += [self.o.valid.eq(s4.valid & s4.last), self.o.payload.tag.eq(s4.eol)]
         for c in range(cfg.cols):
             m.d.comb += self.o.payload.acc[c].eq(total4[c])

@@ -163,8 +163,9 @@ class Engine(wiring.Component):
         self._side = Delay(side_layout(config), self._zero_point.latency + self._grid.latency)
         self._accumulator = Accumulator(config)
         self._params = ParamBank(lanes=config.cols, target=config.target)
+        # The output FIFO's credits leave room for every result: the requantizer never stalls.
         self._requant = Requant(lanes=config.cols, rounding=config.rounding, tag_width=1,
-                                target=config.target)
+                                target=config.target, stalls=False)
         self._output = Output(config, depth=t["fifo_depth"])
         super().__init__({
             "act": In(stream.Signature(act_layout(config))),

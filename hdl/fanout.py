@@ -91,6 +91,6 @@ class Fanout(wiring.Component):
                     "TRELLIS_FF", a_keep=1,
                     p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR",
                     p_SRMODE="LSR_OVER_CE", p_REGSET="RESET",
-                    i_CLK=ClockSignal("sync"), i_LSR=0, i_CE=1, i_DI=d_bits[bit], i_M=0,
+                    i_CLK=ClockSignal("sync"), i_LSR=0, i_CE=1, i_DI=d_bits[bit],
                     o_Q=q_bits[bit])
         return m

@@ -26,7 +26,7 @@ from .layout import M_BLOCK_WIDTH, M_ROWS_WIDTH, TILES_WIDTH
 __all__ = ["Constants", "Nest"]
 
 #: Width of a block position: rows from a block to the end of the layer, minus ``m_block``
-#: (signed: the last block may be shorter than ``m_block``).
+#: or ``2 * m_block`` (signed: the last block may be shorter than ``m_block``).
 OVER_WIDTH = M_ROWS_WIDTH + 1
 
 
@@ -36,45 +36,37 @@ class Constants(data.Struct):
     m_rows_m1: M_ROWS_WIDTH             # m_rows - 1
     m_block: M_BLOCK_WIDTH
     m_block_m1: M_BLOCK_WIDTH           # m_block - 1
-    over0: signed(OVER_WIDTH)           # m_rows - m_block: ``over`` of the first block
-    over0_m1: signed(OVER_WIDTH)
-    two_m_block: M_BLOCK_WIDTH + 1      # 2 * m_block
+    over0_m1: signed(OVER_WIDTH)        # m_rows - m_block - 1: ``over_m1`` of the first block
+    ahead0: signed(OVER_WIDTH)          # m_rows - 2 * m_block - 1: ``ahead`` of the first block
     k_last_m1: TILES_WIDTH              # k_tiles - 2
     n_last_m1: TILES_WIDTH              # n_tiles - 2
     one_k: 1                            # a single K tile
     one_block: 1                        # a single m-block
-    two_blocks: 1                       # at most two m-blocks
     one_n: 1                            # a single N tile
-
-    @staticmethod
-    def flags(layer):
-        """``(one_k, one_block, one_n, two_blocks)`` of a (not yet registered) LayerConfig."""
-        return (layer.k_tiles == 1, layer.m_rows <= layer.m_block, layer.n_tiles == 1,
-                layer.m_rows <= 2 * layer.m_block)
 
     def load(self, layer):
         """Assignments that load the constants from a (not yet registered) LayerConfig."""
-        one_k, one_block, one_n, two_blocks = self.flags(layer)
         return [
             self.m_rows_m1.eq(layer.m_rows - 1),
             self.m_block.eq(layer.m_block), self.m_block_m1.eq(layer.m_block - 1),
-            self.over0.eq(layer.m_rows - layer.m_block),
             self.over0_m1.eq(layer.m_rows - layer.m_block - 1),
-            self.two_m_block.eq(2 * layer.m_block), self.two_blocks.eq(two_blocks),
+            self.ahead0.eq(layer.m_rows - 2 * layer.m_block - 1),
             self.k_last_m1.eq(layer.k_tiles - 2),
             self.n_last_m1.eq(layer.n_tiles - 2),
-            self.one_k.eq(one_k), self.one_block.eq(one_block), self.one_n.eq(one_n),
+            self.one_k.eq(layer.k_tiles == 1), self.one_block.eq(layer.m_rows <= layer.m_block),
+            self.one_n.eq(layer.n_tiles == 1),
         ]
 
 
 class Nest(wiring.Component):
     """Counters of the layer loop (nt, block, kt) that advance on ``step``.
 
-    The block position is kept as ``over``, the rows from this block to the end of the layer
-    minus ``m_block`` (the block is the last one when ``over <= 0``), beside ``over - 1`` and
-    whether the next block is the last (``over <= m_block``). Every output is a register
-    computed with the counters it describes, from present values, so whatever it gates starts
-    from a flip-flop, and no update puts a comparison before a multiplexer.
+    The block position is kept as ``over - 1`` and ``ahead = over - m_block - 1``, where
+    ``over`` is the rows from this block to the end of the layer minus ``m_block`` (the block
+    is the last one when ``over <= 0``): the next block is the last when ``over <= m_block``,
+    that is when ``ahead`` is negative, its sign bit. Every output is a register computed with
+    the counters it describes, from present values, so whatever it gates starts from a
+    flip-flop, and no update puts a comparison before a multiplexer.
 
     Parameters
     ----------
@@ -130,9 +122,10 @@ class Nest(wiring.Component):
         lc = self.consts
         nt = Signal(TILES_WIDTH)
         kt = Signal(TILES_WIDTH)
-        over = Signal(signed(OVER_WIDTH))
         over_m1 = Signal(signed(OVER_WIDTH))
+        ahead = Signal(signed(OVER_WIDTH))
         next_last = Signal(name="next_last_block")
+        m.d.comb += next_last.eq(ahead[-1])
         last_nt = Signal()
         last_kt = self.last_kt if self._per_pass else Const(1)
         if not self._per_pass:
@@ -149,14 +142,12 @@ class Nest(wiring.Component):
                 if self._per_pass:
                     m.d.sync += last_kt.eq(lc.one_k)
                 with m.If(~self.last_block):
-                    m.d.sync += [over.eq(over - lc.m_block),
-                                 over_m1.eq(over_m1 - lc.m_block),
-                                 next_last.eq(~(over > lc.two_m_block)),
+                    m.d.sync += [over_m1.eq(over_m1 - lc.m_block),
+                                 ahead.eq(ahead - lc.m_block),
                                  self.last_block.eq(next_last),
                                  self.block_len_m1.eq(Mux(next_last, over_m1, lc.m_block_m1))]
                 with m.Else():
-                    m.d.sync += [over.eq(lc.over0), over_m1.eq(lc.over0_m1),
-                                 next_last.eq(lc.two_blocks),
+                    m.d.sync += [over_m1.eq(lc.over0_m1), ahead.eq(lc.ahead0),
                                  self.last_block.eq(lc.one_block),
                                  self.block_len_m1.eq(Mux(lc.one_block, lc.m_rows_m1,
                                                           lc.m_block_m1)),
@@ -167,8 +158,8 @@ class Nest(wiring.Component):
         sc = self.start_consts
         with m.If(self.start):
             m.d.sync += [
-                nt.eq(0), kt.eq(0), over.eq(sc.over0), over_m1.eq(sc.over0_m1),
-                next_last.eq(sc.two_blocks), self.first_kt.eq(1),
+                nt.eq(0), kt.eq(0), over_m1.eq(sc.over0_m1), ahead.eq(sc.ahead0),
+                self.first_kt.eq(1),
                 self.last_block.eq(sc.one_block), last_nt.eq(sc.one_n),
                 self.block_len_m1.eq(Mux(sc.one_block, sc.m_rows_m1, sc.m_block_m1)),
             ]

@@ -168,25 +168,34 @@ class Multiplier(wiring.Component):
             "REG_PIPELINE_CLK": "NONE",
             "REG_OUTPUT_CLK": reg(self._output_register),
         }
-        # Every input pin is driven (unused ones tied to 0) and every output pin connected, so
-        # the instance lints clean; the clock and enable only where a register uses them.
+        # The data and mode pins are driven (unused ones tied to 0) and every output pin is
+        # connected; the clock, enable and reset pins and the shift-chain inputs are left open
+        # unless used, as Yosys's own DSP mapping leaves them: nextpnr cannot route a constant
+        # to a DSP block's clock pins (it fails with "Failed to find a route ... $PACKER_GND_NET")
+        # and gives open control pins their inactive value. (hdl/sparsemac.vlt waives the
+        # missing pins.)
         inputs = {
-            "A": a, "B": b, "SIGNEDA": C(1, 1), "SIGNEDB": C(1, 1),
-            "CLK": [ClockSignal("sync") if registered else C(0, 1), C(0, 1), C(0, 1), C(0, 1)],
-            "CE": [self.en if registered else C(0, 1), C(0, 1), C(0, 1), C(0, 1)],
+            "A": a, "B": b, "C": Const(0, 18), "SIGNEDA": C(1, 1), "SIGNEDB": C(1, 1),
+            "SOURCEA": C(0, 1), "SOURCEB": C(0, 1),
         }
+        if registered:
+            inputs.update({"CLK0": ClockSignal("sync"), "CE0": self.en})
         outputs = {"P": product}
         kwargs = {f"p_{name}": value for name, value in params.items()}
         for name, width, direction in ECP5_PORTS:
+            pins = [name] if width == 1 else [f"{name}{i}" for i in range(width)]
             if direction == "i":
-                value = inputs.get(name, Const(0, width))
+                value = inputs.get(name)
+                for i, pin in enumerate(pins):
+                    if value is not None:
+                        kwargs[f"i_{pin}"] = value if width == 1 else value[i]
+                    elif pin in inputs:
+                        kwargs[f"i_{pin}"] = inputs[pin]
             else:
                 value = outputs.get(name)
                 if value is None:
                     value = Signal(width, name=f"unused_{name.lower()}")
-            if width == 1:
-                kwargs[f"{direction}_{name}"] = value
-            else:
-                kwargs.update((f"{direction}_{name}{i}", value[i]) for i in range(width))
+                kwargs.update((f"o_{pin}", value if width == 1 else value[i])
+                              for i, pin in enumerate(pins))
         m.submodules.mult = Instance("MULT18X18D", **kwargs)
         return m

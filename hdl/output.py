@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from common.checks import check_int
 
 from .config import Config
+from .fifo import DistributedFIFO
 from .layout import out_layout
 
 __all__ = ["CreditSignature", "Output"]
@@ -97,8 +98,14 @@ class Output(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = ofifo = fifo.SyncFIFOBuffered(
-            width=len(self.o.payload.as_value()), depth=self._depth)
+        # Same behaviour either way; for ECP5 the storage is LUT RAM read into a register, not
+        # a block RAM whose slow clock-to-output would reach the output stream's logic.
+        width = len(self.o.payload.as_value())
+        if self._config.target == "ecp5":
+            ofifo = DistributedFIFO(width=width, depth=self._depth)
+        else:
+            ofifo = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
+        m.submodules.fifo = ofifo
         word = Signal(self.o.payload.shape(), name="out_word")
         m.d.comb += [word.data.eq(self.i.payload.data), word.last.eq(self.i.payload.tag[0])]
         m.d.comb += [ofifo.w_data.eq(word.as_value()), ofifo.w_en.eq(self.i.valid),

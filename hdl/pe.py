@@ -16,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 from .config import Config
 from .multiplier import Multiplier
 
-__all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "booth_product",
+__all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "booth_product", "booth_halves",
+           "booth_digits",
            "ACT_WIDTH", "PRODUCT_WIDTH"]
 
 #: An activation minus the input zero point: int8 - int8 spans [-255, 255].
@@ -25,30 +26,49 @@ ACT_WIDTH = 9
 PRODUCT_WIDTH = ACT_WIDTH + 8
 
 
-def booth_product(a, w):
-    """``a * w`` (signed ``ACT_WIDTH`` by signed 8 bits) from radix-4 Booth partial products,
-    as logic: no ``*``, so synthesis maps no DSP block.
-
-    Each pair of weight bits (with the bit below) is a digit ``d_i`` in {-2, -1, 0, 1, 2} and
-    ``w = sum_i d_i * 4^i``. A negative digit takes the one's complement of ``|d_i| * a``; the
-    missing ``+1`` of each is added at bit ``2i`` of one correction term, so the result is five
-    terms summed by one adder tree. Exact modulo ``2^PRODUCT_WIDTH``, where the product fits.
-    """
+def booth_digits(w):
+    """The radix-4 Booth digits of an int8 weight, as a 12-bit value: for each digit ``d_i``
+    in {-2, -1, 0, 1, 2} (``w = sum_i d_i * 4^i``, from the pair of bits ``2i``, ``2i+1`` and
+    the bit below), three flags at bits ``3i`` (zero), ``3i+1`` (double: ``|d_i| = 2``) and
+    ``3i+2`` (negative). A pipelined PE registers these instead of the weight, so that the
+    partial products start from decoded flip-flops."""
     bits = Cat(0, w)                            # w_{-1} = 0, then w_0 .. w_7
-    terms, correction = [], []
+    flags = []
     for i in range(4):
         b0, b1, b2 = bits[2 * i], bits[2 * i + 1], bits[2 * i + 2]
         zero = (b0 & b1 & b2) | ~(b0 | b1 | b2)
         double = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
-        negative = b2 & ~zero
+        flags += [zero, double, b2 & ~zero]
+    return Cat(*flags)
+
+
+def booth_halves(a, digits):
+    """Two values whose sum is ``a * w`` modulo ``2^PRODUCT_WIDTH`` (``a`` signed
+    ``ACT_WIDTH`` bits, ``digits`` = :func:`booth_digits` of the int8 ``w``), from radix-4
+    Booth partial products, as logic: no ``*``, so synthesis maps no DSP block.
+
+    A negative digit takes the one's complement of ``|d_i| * a``; the missing ``+1`` of each is
+    added at bit ``2i`` of one correction term. The five terms are summed in two halves (the
+    correction with digits 0 and 1, digits 2 and 3), each one adder deep, so that a
+    pipelined PE can register them before the last add.
+    """
+    terms, correction = [], []
+    for i in range(4):
+        zero, double, negative = digits[3 * i], digits[3 * i + 1], digits[3 * i + 2]
         magnitude = Mux(double, a << 1, a).as_signed()          # signed(ACT_WIDTH + 1)
         term = Mux(zero, 0, Mux(negative, ~magnitude, magnitude))
         terms.append(term << (2 * i))
         correction += [negative, 0]
-    total = Cat(*correction[:7]).as_unsigned()
-    for term in terms:
-        total = total + term
-    return total[:PRODUCT_WIDTH].as_signed()
+    low = Cat(*correction[:7]).as_unsigned() + terms[0] + terms[1]     # signed(13)
+    high = terms[2] + terms[3]                                          # signed(17)
+    return low, high
+
+
+def booth_product(a, w):
+    """``a * w`` from :func:`booth_halves`, in one stage: exact, where the product fits
+    ``PRODUCT_WIDTH`` bits (always)."""
+    low, high = booth_halves(a, booth_digits(w))
+    return (low + high)[:PRODUCT_WIDTH].as_signed()
 
 
 def activation_layout(m):
@@ -61,9 +81,12 @@ def activation_layout(m):
 
 
 def pe_latency(config):
-    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``: 1, or 3
-    when pipelined (selected operands and products registered)."""
-    return 3 if config.pipeline else 1
+    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``: 1; 3
+    when pipelined (selected operands and products registered); 4 when pipelined with LUT
+    multipliers (the Booth product's two halves registered too)."""
+    if not config.pipeline:
+        return 1
+    return 4 if config.mult == "lut" else 3
 
 
 def load_layout(config):
@@ -175,10 +198,21 @@ class PE(wiring.Component):
             prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}", reset_less=cfg.mult == "dsp")
             if cfg.pipeline:
                 # Register the selected operands, then the product: the multiplier (a DSP
-                # block on an FPGA) sits alone between two registers.
+                # block on an FPGA) sits alone between two registers; in logic, its two
+                # halves are registered before their sum.
                 a_r = Signal(signed(ACT_WIDTH), name=f"act{j}_r", reset_less=True)
-                w_r = Signal(signed(8), name=f"weight{j}_r", reset_less=True)
-                m.d.sync += [a_r.eq(a), w_r.eq(w), prod.eq(multiply(a_r, w_r))]
+                m.d.sync += a_r.eq(a)
+                if cfg.mult == "lut":
+                    # The weight registered as its decoded Booth digits.
+                    digits_r = Signal(12, name=f"weight{j}_digits_r", reset_less=True)
+                    halves = [Signal(signed(PRODUCT_WIDTH), name=f"prod{j}_{half}",
+                                     reset_less=True) for half in ("low", "high")]
+                    m.d.sync += digits_r.eq(booth_digits(w))
+                    m.d.sync += [h.eq(v) for h, v in zip(halves, booth_halves(a_r, digits_r))]
+                    m.d.sync += prod.eq(halves[0] + halves[1])
+                else:
+                    w_r = Signal(signed(8), name=f"weight{j}_r", reset_less=True)
+                    m.d.sync += [w_r.eq(w), prod.eq(multiply(a_r, w_r))]
             else:
                 m.d.comb += prod.eq(multiply(a, w))
             products.append(prod)

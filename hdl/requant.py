@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from common import REQUANT_ROUNDINGS
-from common.checks import check_choice, check_int
+from common.checks import check_bool, check_choice, check_int
 
 from .config import TARGETS
 from .multiplier import Multiplier
@@ -41,7 +41,7 @@ def _saturate(value, width):
 
 
 #: Pipeline registers of each rounding mode (see :attr:`Requant.latency`).
-LATENCY = {"double": 11, "single": 8}
+LATENCY = {"double": 12, "single": 9}
 
 
 class Requant(wiring.Component):
@@ -75,6 +75,12 @@ class Requant(wiring.Component):
     target : ``"generic"`` or ``"ecp5"``
         What the multipliers are written for (:data:`hdl.config.TARGETS`, see
         :class:`~hdl.multiplier.Multiplier`); default ``"generic"``.
+    stalls : bool
+        ``True`` (default): :py:`o.ready` low holds the pipeline (see above). ``False``: the
+        user guarantees room for every result (the engine's output FIFO reserves a word for
+        each before its beat enters the array), so :py:`o.ready` is not looked at,
+        :py:`i.ready` is always high, and no register has a clock enable: a stalling enable
+        fans out to every register of every lane.
 
     Members
     -------
@@ -128,8 +134,10 @@ class Requant(wiring.Component):
         ``"double"`` nor ``"single"``, or ``target`` is not one of :data:`hdl.config.TARGETS`.
     """
 
-    def __init__(self, *, lanes, rounding="double", tag_width=1, target="generic"):
+    def __init__(self, *, lanes, rounding="double", tag_width=1, target="generic",
+                 stalls=True):
         self._lanes = check_int(lanes, "lanes", lo=1)
+        self._stalls = check_bool(stalls, "stalls")
         self._rounding = check_choice(rounding, "rounding", REQUANT_ROUNDINGS)
         self._tag_width = check_int(tag_width, "tag_width", lo=0)
         self._target = check_choice(target, "target", TARGETS)
@@ -174,12 +182,17 @@ class Requant(wiring.Component):
         return self._target
 
     @property
+    def stalls(self):
+        """Whether :py:`o.ready` low holds the pipeline (``bool``)."""
+        return self._stalls
+
+    @property
     def latency(self):
         """Cycles from an input transfer to its result on :py:`o` when :py:`o` is not stalled.
 
         A beat transferred on clock edge ``n`` is presented with :py:`o.valid` high after edge
-        ``n + latency - 1``, i.e. ``latency`` is the number of pipeline registers: 11 with
-        double rounding, 8 with single rounding.
+        ``n + latency - 1``, i.e. ``latency`` is the number of pipeline registers: 12 with
+        double rounding, 9 with single rounding.
         """
         return LATENCY[self._rounding]
 
@@ -187,10 +200,11 @@ class Requant(wiring.Component):
         m = Module()
 
         # Every register moves together on `advance`: when the output register is empty or is
-        # being transferred. Bubbles are not squeezed out, which keeps the control to one gate.
+        # being transferred (always, without stalls). Bubbles are not squeezed out, which
+        # keeps the control to one gate.
         advance = Signal()
         m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
+            advance.eq(~self.o.valid | self.o.ready if self._stalls else 1),
             self.i.ready.eq(advance),
         ]
         updates = []
@@ -201,11 +215,12 @@ class Requant(wiring.Component):
             self.o.valid.eq(regs.delay("valid", self.i.valid, latency)),
             self.o.payload.tag.eq(regs.delay("tag", self.i.payload.tag, latency)),
         ]
-        # The per-layer constants travel with the beat up to the last stage, which uses them.
-        # So that the last stage compares the pre-zero-point value (in parallel with the
-        # zero-point add) instead of the sum, the clamp bounds are moved by the zero point on
-        # entry: y + out_zp < act_min <=> y < act_min - out_zp (single rounding compares
-        # z = 2y or 2y - 1, see _single, against scaled bounds).
+        # The per-layer constants travel with the beat up to the last two stages, which use
+        # them. So that the stage before the last compares the pre-zero-point value (in
+        # parallel with the zero-point add) instead of the sum, the clamp bounds are moved by
+        # the zero point on entry: y + out_zp < act_min <=> y < act_min - out_zp (single
+        # rounding compares z = 2y or 2y - 1, see _single, against scaled bounds). The last
+        # stage only selects: the bound or the sum.
         lo, hi = self.act_min - self.out_zp, self.act_max - self.out_zp     # [-255, 255]
         if self._rounding == "single":
             lo, hi = (lo << 1) - 1, hi << 1
@@ -215,9 +230,12 @@ class Requant(wiring.Component):
                                              ("act_max", self.act_max, 9),
                                              ("clamp_lo", lo, _SAT_WIDTH),
                                              ("clamp_hi", hi, _SAT_WIDTH))]
-        consts = tuple(regs.delay(name, value, latency - 2, first=2)
-                       for name, value in zip(("out_zp", "act_min", "act_max", "clamp_lo",
-                                               "clamp_hi"), consts))
+        # out_zp and the bounds reach the compare stage (latency - 1), act_min and act_max the
+        # last one.
+        arrive = {"out_zp": latency - 3, "act_min": latency - 2, "act_max": latency - 2,
+                  "clamp_lo": latency - 3, "clamp_hi": latency - 3}
+        consts = tuple(regs.delay(name, value, arrive[name], first=2)
+                       for name, value in zip(arrive, consts))
 
         lane_fn = self._double if self._rounding == "double" else self._single
         payload = self.i.payload
@@ -277,7 +295,7 @@ class Requant(wiring.Component):
         return regs(name, coarse >> regs(f"{name}_fine", amount[:3]), shape)
 
     def _double(self, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
-        """Gemmlowp double rounding, 11 stages."""
+        """Gemmlowp double rounding, 12 stages."""
         # 1: bias add with int32 wrap; split the shift.
         x = regs("x", acc + bias, signed(32))
         left = regs("left", Mux(shift > 0, shift, 0), unsigned(5))
@@ -305,13 +323,13 @@ class Requant(wiring.Component):
         # 7: the rounding add; 8-9: the shift.
         t = regs("t", q + Mux(q[-1], half, half_up), signed(33))
         y = self._shift_right(regs, "y", t, regs("right_s7", right), signed(32))
-        # 10: saturate to a short width; 11: zero point and clamp, y compared with the moved
+        # 10: saturate to a short width; 11-12: zero point and clamp, y compared with the moved
         # bounds while the zero point is added.
         y = regs("y_sat", _saturate(y, _SAT_WIDTH), signed(_SAT_WIDTH))
-        return regs("out", self._clamp(y, lo, hi, act_min, act_max, y + out_zp), signed(8))
+        return self._clamp(regs, y, lo, hi, act_min, act_max, y + out_zp)
 
     def _single(self, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
-        """``TFLITE_SINGLE_ROUNDING``, 8 stages."""
+        """``TFLITE_SINGLE_ROUNDING``, 9 stages."""
         # 1-4: the 63-bit product p = x * multiplier of x = acc + bias with int32 wrap (1: the
         # multipliers' inputs, 2: partial products, 3: middle sum). The rounding is
         # (p + 2^(s - 1)) >> s with s = 31 - shift in [1, 62]; keep s - 1 = 30 - shift.
@@ -324,18 +342,23 @@ class Requant(wiring.Component):
         # 7: saturate z, which is 2y or 2y - 1: y in [-255, 255], the only results that can
         # escape the clamp, means z in [-511, 510], well inside _SAT_WIDTH bits.
         z = regs("z_sat", _saturate(z, _SAT_WIDTH), signed(_SAT_WIDTH))
-        # 8: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; the clamp compares z itself:
+        # 8-9: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; the clamp compares z itself:
         # y = (z + 1) >> 1 < act_min - out_zp <=> z < 2 (act_min - out_zp) - 1 = lo, and
         # y > act_max - out_zp <=> z > 2 (act_max - out_zp) = hi. (Saturating y to int32 is
         # subsumed by the clamp to int8.)
         y_zp = (z + Cat(C(1, 1), out_zp).as_signed()) >> 1
-        return regs("out", self._clamp(z, lo, hi, act_min, act_max, y_zp), signed(8))
+        return self._clamp(regs, z, lo, hi, act_min, act_max, y_zp)
 
     @staticmethod
-    def _clamp(value, lo, hi, low, high, result):
-        """``low`` if ``value < lo``, ``high`` if ``value > hi``, else ``result``: the compares
-        and the add that makes ``result`` are independent, so they run side by side."""
-        return Mux(value < lo, low, Mux(value > hi, high, result))
+    def _clamp(regs, value, lo, hi, low, high, result):
+        """Two stages to the int8 code: ``low`` if ``value < lo``, ``high`` if ``value > hi``,
+        else ``result``. The compares and the add that makes ``result`` are independent carry
+        chains, registered side by side; the last stage only selects. ``result`` is kept to
+        8 bits: it is used only inside the bounds, which are int8 codes."""
+        below = regs("below", value < lo)
+        above = regs("above", value > hi)
+        result = regs("y_zp", result, signed(8))
+        return regs("out", Mux(below, low, Mux(above, high, result)), signed(8))
 
 
 class _Registers:

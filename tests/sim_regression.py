@@ -49,7 +49,11 @@ SCALE = {("axi", "icarus"): 2, ("axi", "verilator"): 2,
 #: its volume leans on the arrays it runs fastest; every array still checks tens of
 #: thousands of values under every stall combination.
 ICARUS_BULK_SCALE = {"2x3_2of4_acc32_double_d32": 32, "3x2_1of4_acc16_single_pipe_d16": 20,
-                     "2x4_2of8_acc32_double_d32_lut": 8, "2x2_dense_acc32_double_d16": 12}
+                     "2x4_2of8_acc32_double_d32_lut": 8, "2x2_dense_acc32_double_d16": 12,
+                     # The ECP5 arrays run as generated (no simulation netlist: Yosys cannot
+                     # flatten the primitives' models), about 10x slower on Icarus.
+                     "2x3_2of4_acc32_double_d32_ecp5": 2,
+                     "3x2_1of4_acc16_single_pipe_d16_ecp5": 2}
 if "SPARSEMAC_SCALE" in os.environ:
     SCALE = dict.fromkeys(SCALE, int(os.environ["SPARSEMAC_SCALE"]))
     ICARUS_BULK_SCALE = {}

@@ -377,6 +377,51 @@ def test_param_bank_validates_lanes():
 
 # -- accumulator.Accumulator -----------------------------------------------------------------
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("bubbles", [0, 0.3])
+def test_accumulator_sums_passes_of_short_blocks(rows, bubbles):
+    """Passes of a block of ``rows`` rows back to back (and with random bubbles): a row's read
+    misses the writes of the up to three beats before it, of which those of the same row must
+    be forwarded (from the sum one, two or three beats ahead); every row's total is exact."""
+    import random
+    rng = random.Random(rows * 10 + int(bubbles * 10))
+    dut = Accumulator(CFG)
+    passes = 4
+    base = rng.randrange(0, CFG.acc_depth - rows)
+    psums = [[[rng.randrange(-2**20, 2**20) for _ in range(CFG.cols)] for _ in range(rows)]
+             for _ in range(passes)]
+    want = [[sum(psums[k][r][c] for k in range(passes)) for c in range(CFG.cols)]
+            for r in range(rows)]
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.params, [{"bias": 0, "multiplier": 1, "shift": 0}] * CFG.cols)
+        for k in range(passes):
+            for r in range(rows):
+                while rng.random() < bubbles:
+                    ctx.set(dut.side.valid, 0)
+                    await ctx.tick()
+                last = k == passes - 1
+                ctx.set(dut.side, {"valid": 1, "addr": base + r, "first": k == 0, "last": last,
+                                   "eol": last and r == rows - 1, "gbank": 0})
+                ctx.set(dut.psum, psums[k][r])
+                await ctx.tick()
+        ctx.set(dut.side.valid, 0)
+        await ctx.tick().repeat(dut.latency + 1)
+
+    async def monitor(ctx):
+        async for _, _, valid, acc in ctx.tick().sample(dut.o.valid, dut.o.payload.acc):
+            if valid:
+                got.append(list(acc))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    assert got == want
+
+
 def test_accumulator_forwards_back_to_back_passes_of_a_one_row_block():
     """Four passes of a one-row block on consecutive cycles: each read misses the writes of
     the one or two beats before, which must be forwarded."""

@@ -321,7 +321,9 @@ def ecp5_instances(text):
 
 @pytest.mark.parametrize("regs", REGISTERS)
 def test_ecp5_instance(regs):
-    """One MULT18X18D with the registers asked for, signed operands, every pin connected."""
+    """One MULT18X18D with the registers asked for, signed operands, every data pin and output
+    connected; the clock, enable and reset pins and the shift-chain inputs open unless used
+    (nextpnr cannot route a constant to a DSP block's clock pins)."""
     dut = Multiplier(target="ecp5", a_shape=unsigned(16), b_shape=signed(9),
                      input_registers=regs[0], output_register=regs[1])
     assert dut.latency == sum(regs)
@@ -330,15 +332,14 @@ def test_ecp5_instance(regs):
     reg = lambda on: "CLK0" if on else "NONE"  # noqa: E731
     assert params == {"REG_INPUTA_CLK": reg(regs[0]), "REG_INPUTB_CLK": reg(regs[0]),
                       "REG_PIPELINE_CLK": "NONE", "REG_OUTPUT_CLK": reg(regs[1])}
-    assert len(pins) == 233                      # every port of the primitive
+    control = {f"{kind}{i}" for kind in ("CLK", "CE", "RST") for i in range(4)}
+    chains = {f"SRI{ab}{i}" for ab in "AB" for i in range(18)}
+    used = {"CLK0", "CE0"} if any(regs) else set()
+    assert set(pins) & (control | chains) == used
+    assert len(pins) == 233 - len(control | chains) + len(used)
     assert pins["SIGNEDA"] == pins["SIGNEDB"] == "1'h1"
-    assert [pins[f"RST{i}"] for i in range(4)] == ["1'h0"] * 4
-    assert [pins[f"CLK{i}"] for i in range(1, 4)] == ["1'h0"] * 3
-    assert [pins[f"CE{i}"] for i in range(1, 4)] == ["1'h0"] * 3
     if any(regs):
         assert (pins["CLK0"], pins["CE0"]) == ("clk", "en")
-    else:
-        assert (pins["CLK0"], pins["CE0"]) == ("1'h0", "1'h0")
     assert [pins[f"A{i}"] for i in range(16, 18)] == ["1'h0"] * 2           # zero-extended
     assert {pins[f"B{i}"] for i in range(8, 18)} == {"b[8]"}                # sign-extended
     assert " * " not in text

@@ -380,6 +380,55 @@ def test_latency_and_throughput(rounding):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_without_stalls_ready_is_ignored(rounding):
+    """``stalls=False`` (the engine's use): ``i.ready`` is always high, ``o.ready`` is not
+    looked at, and every beat's result is on ``o`` exactly ``latency`` cycles after its
+    transfer, bit-exact, whatever ``o.ready`` does."""
+    dut = Requant(lanes=2, rounding=rounding, stalls=False)
+    assert not dut.stalls and Requant(lanes=2).stalls
+    rng = np.random.default_rng(29)
+    beats = _random_beats(rng, 200, lanes=2, tag_width=1)
+    expected = _reference(beats, rounding)
+    sent, seen = [], []
+
+    async def testbench(ctx):
+        cycle = 0
+        for n in range(200):
+            while rng.random() < 0.3:
+                ctx.set(dut.i.valid, 0)
+                ctx.set(dut.o.ready, int(rng.random() < 0.5))
+                await ctx.tick()
+                cycle += 1
+            _set_beat(ctx, dut, beats, n)
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.o.ready, int(rng.random() < 0.5))
+            assert ctx.get(dut.i.ready)
+            sent.append(cycle)
+            await ctx.tick()
+            cycle += 1
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(dut.latency + 2)
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, valid, lanes in ctx.tick().sample(dut.o.valid, dut.o.payload.data):
+            cycle += 1
+            if valid:
+                seen.append((cycle, list(lanes)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    assert [lanes for _, lanes in seen] == expected.tolist()
+    # Set before edge c + 1 (its transfer), valid after edge c + latency, so sampled at the
+    # edge after: c + latency + 1, for every beat.
+    assert [cycle for cycle, _ in seen] == [c + dut.latency + 1 for c in sent]
+
+
+@pytest.mark.sim
 def test_stall_holds_and_tag_width_zero():
     """With a 0-bit tag the unit still works; a long output stall loses and reorders nothing."""
     dut = Requant(lanes=1, rounding="double", tag_width=0)
@@ -413,7 +462,9 @@ def test_signature():
     assert Requant(lanes=1).latency > Requant(lanes=1, rounding="single").latency > 0
     lanes = Requant(lanes=np.int64(2)).lanes
     assert lanes == 2 and type(lanes) is int
-    for name in ("lanes", "rounding", "tag_width", "latency", "target"):
+    with pytest.raises(TypeError, match=r"stalls must be a bool, not 0"):
+        Requant(lanes=1, stalls=0)
+    for name in ("lanes", "rounding", "tag_width", "latency", "target", "stalls"):
         with pytest.raises(AttributeError):
             setattr(dut, name, 1)
 
