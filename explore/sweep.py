@@ -283,6 +283,7 @@ def _read_cached(path):
               "computing it again", file=sys.stderr)
         return None
     record["cached"] = True
+    record.setdefault("target", "generic")          # written before the generator had targets
     if record.get("clock") == "fmax":
         # Written before PLACED_FIELDS existed: ECP5 was placed out of context then too.
         family = str(record.get("device", "")).split("-")[0]
@@ -373,7 +374,8 @@ def _run_ray(tasks, jobs, address, done):
 
 
 #: The columns of ``sweep.csv``, in order (``sweep.json`` has every field of every record).
-COLUMNS = ["workload", "rows", "cols", "sparsity", "mult", "device", "speed", "status", "luts",
+COLUMNS = ["workload", "rows", "cols", "sparsity", "mult", "target", "device", "speed", "status",
+           "luts",
            "dsps", "fmax_mhz", "clock", "io", "cycles_sparse", "cycles_dense",
            "utilization_sparse", "gops_sparse", "gops_dense", "inferences_s",
            "inferences_s_dense", "inferences_s_per_klut", "inferences_s_per_dsp",

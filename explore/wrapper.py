@@ -24,10 +24,12 @@ output bit's path gains at most one 2-input XOR before its MISR register.
 The wrapper's own cells (:func:`cost`): one flip-flop per input bit and per output bit, and
 at most one LUT per output bit (the XOR: none where the output is a constant, and Yosys
 often merges it into the LUT driving the output). A 2x2 dense array: 242 flip-flops and at
-most 63 LUTs. What the wrapped design costs over the array alone is smaller still, as the
-sweep measures it: an array register that samples an input bit on every clock has the same
-input as the next chain register, and synthesis merges the two (1x1 dense on ice40-hx8k:
-47 LUTs and 149 flip-flops more than the array's 5381 LUTs and 2416 flip-flops).
+most 63 LUTs. What the wrapped design costs over the array alone, as the sweep measures it,
+is usually smaller still: an array register that samples an input bit on every clock has the
+same input as the next chain register, and synthesis merges the two (1x1 dense on
+ice40-hx8k: 47 LUTs and 149 flip-flops more than the array's 5381 LUTs and 2416
+flip-flops). The LUT difference also carries how differently synthesis maps the array in
+the two contexts, a few LUTs either way (59 LUTs for 55 output bits, on a later design).
 """
 
 import re

@@ -41,7 +41,7 @@ def _saturate(value, width):
 
 
 #: Pipeline registers of each rounding mode (see :attr:`Requant.latency`).
-LATENCY = {"double": 12, "single": 9}
+LATENCY = {"double": 13, "single": 10}
 
 
 class Requant(wiring.Component):
@@ -191,8 +191,8 @@ class Requant(wiring.Component):
         """Cycles from an input transfer to its result on :py:`o` when :py:`o` is not stalled.
 
         A beat transferred on clock edge ``n`` is presented with :py:`o.valid` high after edge
-        ``n + latency - 1``, i.e. ``latency`` is the number of pipeline registers: 12 with
-        double rounding, 9 with single rounding.
+        ``n + latency - 1``, i.e. ``latency`` is the number of pipeline registers: 13 with
+        double rounding, 10 with single rounding.
         """
         return LATENCY[self._rounding]
 
@@ -256,27 +256,26 @@ class Requant(wiring.Component):
     # "ecp5" target instantiates the primitive with its own input and output registers.
 
     def _multiply(self, regs, x, multiplier, *, x_name, m_name):
-        """Three stages towards ``x * multiplier`` (signed 32 by unsigned 31 bits), from the
+        """Four stages towards ``x * multiplier`` (signed 32 by unsigned 31 bits), from the
         values (``x`` wrapped to 32 bits) that the caller's stage computes.
 
-        The product is split into four partial products that each fit one 18x18 signed DSP
-        multiplier (:class:`~hdl.multiplier.Multiplier`), registered on their inputs (stage 1)
-        and outputs (stage 2), then the two middle ones are summed (stage 3). Generic: the
-        inputs are fabric registers named ``x_name`` and ``m_name``, shared by the four
-        multipliers. ECP5: every ``MULT18X18D`` registers its own operands, and ``x_name`` and
-        ``m_name`` name the wires into them. Returns registers ``(ll, mid, hh)`` with
+        ``x`` and ``multiplier`` are registered in the fabric (stage 1, ``x_name`` and
+        ``m_name``), then split into four partial products that each fit one 18x18 signed DSP
+        multiplier (:class:`~hdl.multiplier.Multiplier`), each between its input (stage 2) and
+        output (stage 3) registers: for ``"ecp5"`` the ``MULT18X18D``'s own, so that the only
+        path into a DSP block is the routing from a fabric register (the caller's logic into
+        the DSP pins took 8.2 ns of a 4x4 array's clock). Stage 4 sums the two middle ones.
+        Returns registers ``(ll, mid, hh)`` with
         ``x * multiplier == Cat(ll, hh).as_signed() + (mid << 16)``, the caller's next stage.
         """
-        absorb = self._target == "ecp5"
-        stage = regs.wire if absorb else regs
-        x = stage(x_name, x, signed(32))
-        multiplier = stage(m_name, multiplier, unsigned(31))
+        x = regs(x_name, x, signed(32))
+        multiplier = regs(m_name, multiplier, unsigned(31))
         x_lo, x_hi = x[:16], x[16:].as_signed()
         m_lo, m_hi = multiplier[:16], multiplier[16:]
 
         def product(name, a, b):
             mult = Multiplier(target=self._target, a_shape=a.shape(), b_shape=b.shape(),
-                              input_registers=absorb, output_register=True)
+                              input_registers=True, output_register=True)
             regs.submodule(name, mult)
             regs.module.d.comb += [mult.a.eq(a), mult.b.eq(b), mult.en.eq(regs.enable)]
             return mult.p
@@ -295,20 +294,20 @@ class Requant(wiring.Component):
         return regs(name, coarse >> regs(f"{name}_fine", amount[:3]), shape)
 
     def _double(self, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
-        """Gemmlowp double rounding, 12 stages."""
+        """Gemmlowp double rounding, 13 stages."""
         # 1: bias add with int32 wrap; split the shift.
         x = regs("x", acc + bias, signed(32))
         left = regs("left", Mux(shift > 0, shift, 0), unsigned(5))
         right = regs("right", Mux(shift < 0, -shift, 0), unsigned(5))
         mult = regs("mult_s1", multiplier)
-        # 2-5: the 63-bit product p = xl * multiplier of xl = x << left with int32 wrap (2: the
-        # multipliers' inputs, 3: partial products, 4: middle sum).
+        # 2-6: the 63-bit product p = xl * multiplier of xl = x << left with int32 wrap (2: xl,
+        # 3: the multipliers' inputs, 4: partial products, 5: middle sum).
         ll, mid, hh = self._multiply(regs, x << left, mult, x_name="xl", m_name="mult_s2")
-        right = regs.delay("right", right, 4, first=2)
-        # 5 keeps only p >> 30, all that SaturatingRoundingDoublingHighMul needs (below).
+        right = regs.delay("right", right, 5, first=2)
+        # 6 keeps only p >> 30, all that SaturatingRoundingDoublingHighMul needs (below).
         p = Cat(ll, hh).as_signed() + (mid << 16)
         p_high = regs("p_high", p >> 30, signed(33))
-        # 6: SaturatingRoundingDoublingHighMul(xl, multiplier). gemmlowp adds a nudge of 2^30
+        # 7: SaturatingRoundingDoublingHighMul(xl, multiplier). gemmlowp adds a nudge of 2^30
         # (p >= 0) or 1 - 2^30 (p < 0) and divides by 2^31 truncating toward zero. For p < 0 the
         # numerator is negative, and truncation is floor((num + 2^31 - 1) / 2^31); both cases
         # are then floor((p + 2^30) / 2^31) = (floor(p / 2^30) + 1) >> 1, an increment.
@@ -319,30 +318,30 @@ class Requant(wiring.Component):
         # (q + 2^(right-1) - (q < 0)) >> right, for right = 0 it is q. Decode both addends here.
         half = regs("half", Cat(*(right > i + 1 for i in range(30))))        # 2^(right-1) - 1
         half_up = regs("half_up", Cat(*(right == i + 1 for i in range(31))))  # 2^(right-1)
-        right = regs("right_s6", right)
-        # 7: the rounding add; 8-9: the shift.
+        right = regs("right_s7", right)
+        # 8: the rounding add; 9-10: the shift.
         t = regs("t", q + Mux(q[-1], half, half_up), signed(33))
-        y = self._shift_right(regs, "y", t, regs("right_s7", right), signed(32))
-        # 10: saturate to a short width; 11-12: zero point and clamp, y compared with the moved
+        y = self._shift_right(regs, "y", t, regs("right_s8", right), signed(32))
+        # 11: saturate to a short width; 12-13: zero point and clamp, y compared with the moved
         # bounds while the zero point is added.
         y = regs("y_sat", _saturate(y, _SAT_WIDTH), signed(_SAT_WIDTH))
         return self._clamp(regs, y, lo, hi, act_min, act_max, y + out_zp)
 
     def _single(self, regs, acc, bias, multiplier, shift, out_zp, act_min, act_max, lo, hi):
-        """``TFLITE_SINGLE_ROUNDING``, 9 stages."""
-        # 1-4: the 63-bit product p = x * multiplier of x = acc + bias with int32 wrap (1: the
-        # multipliers' inputs, 2: partial products, 3: middle sum). The rounding is
+        """``TFLITE_SINGLE_ROUNDING``, 10 stages."""
+        # 1-5: the 63-bit product p = x * multiplier of x = acc + bias with int32 wrap (1: x,
+        # 2: the multipliers' inputs, 3: partial products, 4: middle sum). The rounding is
         # (p + 2^(s - 1)) >> s with s = 31 - shift in [1, 62]; keep s - 1 = 30 - shift.
         ll, mid, hh = self._multiply(regs, acc + bias, multiplier, x_name="x", m_name="mult")
         s_minus_1 = regs("s_minus_1", 30 - shift, unsigned(6))
         p = regs("p", Cat(ll, hh).as_signed() + (mid << 16), signed(63))
-        s_minus_1 = regs.delay("s_minus_1", s_minus_1, 3, first=2)
-        # 5-6: floor((p + 2^(s-1)) / 2^s) = (z + 1) >> 1 with z = p >> (s - 1): shift first.
+        s_minus_1 = regs.delay("s_minus_1", s_minus_1, 4, first=2)
+        # 6-7: floor((p + 2^(s-1)) / 2^s) = (z + 1) >> 1 with z = p >> (s - 1): shift first.
         z = self._shift_right(regs, "z", p, s_minus_1, signed(63))
-        # 7: saturate z, which is 2y or 2y - 1: y in [-255, 255], the only results that can
+        # 8: saturate z, which is 2y or 2y - 1: y in [-255, 255], the only results that can
         # escape the clamp, means z in [-511, 510], well inside _SAT_WIDTH bits.
         z = regs("z_sat", _saturate(z, _SAT_WIDTH), signed(_SAT_WIDTH))
-        # 8-9: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; the clamp compares z itself:
+        # 9-10: y + out_zp = (z + 2 * out_zp + 1) >> 1, one add; the clamp compares z itself:
         # y = (z + 1) >> 1 < act_min - out_zp <=> z < 2 (act_min - out_zp) - 1 = lo, and
         # y > act_max - out_zp <=> z > 2 (act_max - out_zp) = hi. (Saturating y to int32 is
         # subsumed by the clamp to int8.)

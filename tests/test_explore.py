@@ -103,7 +103,7 @@ def test_outputs(sweep, tmp_path):
                                        "efficiency_fmax.png"}
     assert json.loads((tmp_path / "sweep.json").read_text())[0]["device"] == "ecp5-25k"
     csv_lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("workload,rows,cols,sparsity,mult,device,speed,status")
+    assert csv_lines[0].startswith("workload,rows,cols,sparsity,mult,target,device,speed,status")
     assert len(csv_lines) == 3
     row = dict(zip(csv_lines[0].split(","), csv_lines[1].split(",")))
     assert row["speed"] == "6"
@@ -227,7 +227,10 @@ def test_ice40_point_placed_inside_the_io_wrapper(ice40, tmp_path):
     assert rec["luts"] == rec["resources"]["LUT"] > 1000
     generate(ICE40_POINT.config(), tmp_path, "sparsemac")
     bound = cost(json.loads((tmp_path / "sparsemac.json").read_text())["ports"])
-    assert 0 <= rec["wrapper_luts"] <= bound["LUT"]
+    # The wrapper's LUTs are measured as wrapped minus alone, and synthesis maps the array a
+    # few LUTs differently in the two contexts (59 against the wrapper's 55 output bits, on
+    # the design of the timing work): the upper bound allows 1 % of the array for that.
+    assert 0 <= rec["wrapper_luts"] <= bound["LUT"] + 0.01 * rec["luts"]
     assert 0 < rec["wrapper_ffs"] <= bound["FF"]
     assert rec["critical_ns"] == pytest.approx(1000 / rec["fmax_mhz"], rel=0.02)
     assert rec["critical_logic_ns"] + rec["critical_routing_ns"] == pytest.approx(
