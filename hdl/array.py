@@ -113,7 +113,8 @@ class Array(wiring.Component):
             m.d.comb += [stage.valid.eq(self.a_in.valid), stage.bank.eq(self.a_in.bank),
                          stage.data.eq(self.a_in.data[r])]
             for d in range(r):
-                nxt = Signal(stage.shape(), name=f"skew_{r}_{d + 1}")
+                # Data, with the flags a PE only carries (the grid's valid is `flags` below).
+                nxt = Signal(stage.shape(), name=f"skew_{r}_{d + 1}", reset_less=True)
                 m.d.sync += nxt.eq(stage)
                 stage = nxt
             m.d.comb += pes[r][0].a_in.eq(stage)
@@ -127,19 +128,21 @@ class Array(wiring.Component):
                 m.d.comb += pes[r][c].p_in.eq(pes[r - 1][c].p_out)
 
         # Weight-load chain: one register per PE row; row r captures beats that name it.
-        prev = self.w_in
+        # Only the valid flags have a reset (the data follow them).
+        prev, prev_valid = self.w_in, self.w_in.valid
         for r in range(cfg.rows):
-            reg = Signal(self.w_in.shape(), name=f"wload_{r}")
-            m.d.sync += reg.eq(prev)
+            reg = Signal(self.w_in.shape(), name=f"wload_{r}", reset_less=True)
+            valid = Signal(name=f"wload_{r}_valid")
+            m.d.sync += [reg.eq(prev), valid.eq(prev_valid)]
             for c in range(cfg.cols):
                 load = pes[r][c].load
                 m.d.comb += [
-                    load.en.eq(reg.valid & (reg.row == r)),
+                    load.en.eq(valid & (reg.row == r)),
                     load.bank.eq(reg.bank),
                     load.w.eq(reg.w[c]),
                     load.idx.eq(reg.idx[c]),
                 ]
-            prev = reg
+            prev, prev_valid = reg, valid
 
         # Output deskew: column c waits cols - 1 - c cycles; flags take the whole latency.
         for c in range(cfg.cols):

@@ -156,7 +156,11 @@ class PE(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        m.d.sync += self.a_out.eq(self.a_in)
+        # Every register of a PE is data without reset: the grid's valid flags travel beside
+        # it (hdl/array.py), and a reset reaching every PE is a high fan-out net.
+        a_out = Signal(self.a_out.shape(), name="a_reg", reset_less=True)
+        m.d.sync += a_out.eq(self.a_in)
+        m.d.comb += self.a_out.eq(a_out)
 
         bank_w = [Signal(data.ArrayLayout(signed(8), cfg.n), name=f"w{b}", reset_less=True)
                   for b in range(2)]
@@ -195,7 +199,7 @@ class PE(wiring.Component):
             multiply = booth_product if cfg.mult == "lut" else (lambda x, y: x * y)
             # A product is data (`valid` travels beside it): without reset, as in the DSP block
             # of the "ecp5" target, so that both targets hold the same values on every cycle.
-            prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}", reset_less=cfg.mult == "dsp")
+            prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}", reset_less=True)
             if cfg.pipeline:
                 # Register the selected operands, then the product: the multiplier (a DSP
                 # block on an FPGA) sits alone between two registers; in logic, its two
@@ -219,5 +223,7 @@ class PE(wiring.Component):
         total = self.p_in
         for prod in products:
             total = total + prod
-        m.d.sync += self.p_out.eq(total)
+        p_out = Signal(self.p_out.shape(), name="p_reg", reset_less=True)
+        m.d.sync += p_out.eq(total)
+        m.d.comb += self.p_out.eq(p_out)
         return m

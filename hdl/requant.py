@@ -212,7 +212,7 @@ class Requant(wiring.Component):
 
         latency = self.latency
         m.d.comb += [
-            self.o.valid.eq(regs.delay("valid", self.i.valid, latency)),
+            self.o.valid.eq(regs.delay("valid", self.i.valid, latency, reset_less=False)),
             self.o.payload.tag.eq(regs.delay("tag", self.i.payload.tag, latency)),
         ]
         # The per-layer constants travel with the beat up to the last two stages, which use
@@ -385,15 +385,17 @@ class _Registers:
         """Add ``elaboratable`` to ``module`` as ``prefix + name``."""
         self.module.submodules[self._prefix + name] = elaboratable
 
-    def __call__(self, name, value, shape=None):
-        """A register named ``prefix + name`` loading ``value`` (truncated or extended)."""
+    def __call__(self, name, value, shape=None, *, reset_less=True):
+        """A register named ``prefix + name`` loading ``value`` (truncated or extended).
+        Data registers have no reset (``reset_less``): only the valid flags need one, and a
+        reset that reaches every register of every lane is a high fan-out net."""
         shape = Value.cast(value).shape() if shape is None else shape
-        reg = Signal(shape, name=self._prefix + name)
+        reg = Signal(shape, name=self._prefix + name, reset_less=reset_less)
         self._updates.append(reg.eq(value))
         return reg
 
-    def delay(self, name, value, cycles, *, first=1):
+    def delay(self, name, value, cycles, *, first=1, reset_less=True):
         """``value`` through ``cycles`` registers named ``name_s{first}`` onwards."""
         for stage in range(first, first + cycles):
-            value = self(f"{name}_s{stage}", value)
+            value = self(f"{name}_s{stage}", value, reset_less=reset_less)
         return value

@@ -69,8 +69,11 @@ class ZeroPoint(wiring.Component):
         # synthesis): a layer's first activation comes at least rows + 2 cycles after its
         # start, since its weight tile must be loaded first.
         zp_row = [Signal.like(self.zp, name=f"zp_row{r}") for r in range(cfg.rows)]
+        # The differences are data without reset (their valid flag beside them has one).
+        data = Signal.like(self.o.data, name="data", reset_less=True)
+        m.d.comb += self.o.data.eq(data)
         for r in range(cfg.rows):
             m.d.sync += zp_row[r].eq(self.zp if r == 0 else zp_row[r - 1])
             for j in range(cfg.m):
-                m.d.sync += self.o.data[r][j].eq(self.i.data[r][j] - zp_row[r])
+                m.d.sync += data[r][j].eq(self.i.data[r][j] - zp_row[r])
         return m
