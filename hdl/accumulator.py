@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from .accram import AccRam
 from .config import Config
+from .fanout import Fanout
 from .layout import QP_FIELDS, qparam_layout
 
 __all__ = ["Accumulator", "side_layout"]
@@ -146,14 +147,25 @@ class Accumulator(wiring.Component):
         # that row is at s5 and R at s2, so fwd6 is set, and in cycle t + 2 R adds total4 or
         # `older`, not `stored`. (Nor is a read used whose row is `first`, or not valid.) The
         # writes of the rows one and two ahead come after the read, so they do not meet it.
-        fwd4 = Signal(name="acc_fwd4")        # the row one ahead: its sum is in total4
-        fwd_old = Signal(name="acc_fwd_old")  # two or three ahead: their sum is in `older`
+        #
+        # Each select drives a multiplexer per accumulator bit of every lane, so each lane
+        # gets its own registered copy (hdl.fanout.Fanout), decided a cycle ahead: `fwd4`
+        # (the row one ahead), `fwd_old` (two or three ahead: their sum is in `older`) and
+        # `fwd5`, which picks `older`'s candidate (the row two ahead, compared when it was at
+        # s3 and this row at `side`).
         fwd5 = writes4 & (s4.addr == s2.addr)
         fwd6 = writes5 & (s5.addr == s2.addr)
-        m.d.sync += [fwd4.eq(writes3 & (s3.addr == s2.addr)), fwd_old.eq(fwd5 | fwd6),
-                     older.eq(Mux(fwd5, total4, total5))]
+        selects = {"fwd4": writes3 & (s3.addr == s2.addr), "fwd_old": fwd5 | fwd6,
+                   "fwd5": writes3 & (s3.addr == side.addr)}
+        copies = {}
+        for name, value in selects.items():
+            m.submodules[f"{name}_copies"] = fan = Fanout(1, copies=cfg.cols, target=cfg.target)
+            m.d.comb += fan.d.eq(value)
+            copies[name] = fan.q
         for c in range(cfg.cols):
-            before = Mux(fwd4, total4[c], Mux(fwd_old, older[c], stored[c]))
+            m.d.sync += older[c].eq(Mux(copies["fwd5"][c], total4[c], total5[c]))
+            before = Mux(copies["fwd4"][c], total4[c],
+                         Mux(copies["fwd_old"][c], older[c], stored[c]))
             m.d.comb += total[c].eq(Mux(s3.first, 0, before) + psum3[c])
 
         params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), name="rq_params",
