@@ -27,8 +27,15 @@ from pathlib import Path
 
 import pytest
 from conftest import require_simulator
+from verilog_harness import (
+    ECP5_MODELS,
+    cycle_rows,
+    cycle_testbench,
+    simulate,
+    verilator_lint,
+)
 
-MODEL = Path(__file__).resolve().parent.parent / "hdl" / "vendor" / "ecp5" / "DP16KD.v"
+MODEL = ECP5_MODELS / "DP16KD.v"
 
 WIDTHS = (1, 2, 4, 9, 18)
 SHIFT = {1: 0, 2: 1, 4: 2, 9: 3, 18: 4}
@@ -314,40 +321,22 @@ def _testbench(path, params, vecfiles):
     10 i + 8."""
     names = list(params)
     body = "".join(_instance(n, params[n], vecfiles[n]) for n in names)
-    fmt = " ".join(["%0d"] + ["%b %b"] * len(names))
-    outs = ", ".join(f"doa_{n}, dob_{n}" for n in names)
     pulse_if = " || ".join(f"i == {c}" for c in PULSE_CYCLES)
-    apply = " ".join(f"v_{n} = vec_{n}[i];" for n in names)
-    path.write_text(f"""`timescale 1ns / 1ps
-module tb;
-    reg clk = 1'b0;
-    reg pulse = 1'b0;
-    integer i;
-{body}
-    initial begin
-        for (i = 0; i < {CYCLES}; i = i + 1) begin
-            {apply}
-            #1 pulse = {pulse_if};
-            #2 pulse = 1'b0;
-            #1 $display("{fmt}", i, {outs});
-            #1 clk = 1'b1;
-            #3 clk = 1'b0;
-            #2;
-        end
-        $display("DONE");
-        $finish;
-    end
-endmodule
-""")
+    step = f"""#1 pulse = {pulse_if};
+#2 pulse = 1'b0;
+#1 {{display}};
+#1 clk = 1'b1;
+#3 clk = 1'b0;
+#2;"""
+    path.write_text(cycle_testbench("    reg pulse = 1'b0;\n" + body, CYCLES,
+                                    [f"do{p}_{n}" for n in names for p in "ab"],
+                                    apply=" ".join(f"v_{n} = vec_{n}[i];" for n in names),
+                                    radix="b", step=step))
 
 
 def _parse(stdout, names):
     """{name: {p: [(value, xmask) per cycle]}}; X or Z bits give an X mask bit."""
-    lines = stdout.splitlines()
-    assert "DONE" in lines, stdout[-3000:]
-    assert "ERROR" not in stdout, stdout[-3000:]
-    rows = [line.split() for line in lines if re.match(r"^\d+ ", line)]
-    assert [int(r[0]) for r in rows] == list(range(CYCLES))
+    rows = cycle_rows(stdout, CYCLES)
 
     def bits(text):
         assert len(text) == 18, text
@@ -355,7 +344,7 @@ def _parse(stdout, names):
         xmask = int("".join("0" if c in "01" else "1" for c in text), 2)
         return value, xmask
 
-    return {n: {p: [bits(r[1 + 2 * k + (p == "B")]) for r in rows] for p in "AB"}
+    return {n: {p: [bits(r[2 * k + (p == "B")]) for r in rows] for p in "AB"}
             for k, n in enumerate(names)}
 
 
@@ -468,28 +457,16 @@ def _check(results, params, vectors, *, x_known):
 
 @pytest.mark.sim
 def test_model_icarus(bench):
-    require_simulator("iverilog")
     tmp, params, vectors = bench
-    subprocess.run(["iverilog", "-o", str(tmp / "tb.vvp"), str(tmp / "tb.v"), str(MODEL)],
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp / "tb.vvp")], capture_output=True, text=True,
-                         check=True, timeout=120)
-    _check(_parse(run.stdout, list(params)), params, vectors, x_known=True)
+    out = simulate("icarus", tmp, [tmp / "tb.v", MODEL], timeout=120)
+    _check(_parse(out, list(params)), params, vectors, x_known=True)
 
 
 @pytest.mark.sim
 def test_model_verilator(bench):
-    require_simulator("verilator")
     tmp, params, vectors = bench
-    build = subprocess.run(["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines",
-                            "-Wno-fatal", "-Wno-lint", "--top-module", "tb",
-                            "-Mdir", str(tmp / "obj"), "-o", "tb",
-                            str(tmp / "tb.v"), str(MODEL)],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(tmp / "obj" / "tb")], capture_output=True, text=True, check=True,
-                         timeout=120)
-    _check(_parse(run.stdout, list(params)), params, vectors, x_known=False)
+    out = simulate("verilator", tmp, [tmp / "tb.v", MODEL], timeout=120)
+    _check(_parse(out, list(params)), params, vectors, x_known=False)
 
 
 def test_reference_sanity():
@@ -617,12 +594,9 @@ module tb;
     end
 endmodule
 """)
-    subprocess.run(["iverilog", "-o", str(tmp_path / "tb.vvp"), str(tmp_path / "tb.v"),
-                    str(tmp_path / "net.v"), str(tmp_path / "rams_rtl.v"), str(MODEL)],
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], capture_output=True,
-                         text=True, check=True, timeout=120, cwd=tmp_path)
-    assert "ERROR" not in run.stdout and "compared=3995 bad=0" in run.stdout, run.stdout[-3000:]
+    sources = [tmp_path / "tb.v", tmp_path / "net.v", tmp_path / "rams_rtl.v", MODEL]
+    out = simulate("icarus", tmp_path, sources, timeout=120)
+    assert "ERROR" not in out and "compared=3995 bad=0" in out, out[-3000:]
     assert len(re.findall(r"\.INITVAL_[0-9A-F]{2}\(320'h0*[1-9a-f]", net)) > 300  # initialized
 
 
@@ -644,12 +618,9 @@ LINT_CONFIGS = {
 @pytest.mark.parametrize("name", list(LINT_CONFIGS))
 def test_model_lint_clean(name):
     """``verilator --lint-only -Wall`` passes in every configuration (no waiver file)."""
-    require_simulator("verilator")
     args = [f"-G{k}={v}" if isinstance(v, int) else f'-G{k}="{v}"'
             for k, v in LINT_CONFIGS[name].items()]
-    run = subprocess.run(["verilator", "--lint-only", "-Wall", *args, str(MODEL)],
-                         capture_output=True, text=True)
-    assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr
+    verilator_lint(*args, MODEL)
 
 
 @pytest.mark.sim
@@ -660,14 +631,10 @@ def test_model_lint_clean(name):
     ("OCEBMUX", '"1"'), ("GSR", '"YES"'), ("INIT_DATA", '"LATER"'),
     ("ASYNC_RESET_RELEASE", '"NEVER"')])
 def test_unmodelled_configuration_stops(tmp_path, param, value):
-    require_simulator("iverilog")
     (tmp_path / "tb.v").write_text(f"""module tb;
     DP16KD #(.{param}({value})) dut ();
     initial #10 $display("RAN");
 endmodule
 """)
-    subprocess.run(["iverilog", "-o", str(tmp_path / "tb.vvp"), str(tmp_path / "tb.v"),
-                    str(MODEL)], check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], capture_output=True,
-                         text=True, timeout=30)
-    assert "ERROR: DP16KD model" in run.stdout and "RAN" not in run.stdout, run.stdout
+    out = simulate("icarus", tmp_path, [tmp_path / "tb.v", MODEL], timeout=30)
+    assert "ERROR: DP16KD model" in out and "RAN" not in out, out

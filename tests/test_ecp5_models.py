@@ -14,13 +14,18 @@ what its header says; they cannot check the silicon.
 
 import random
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_simulator
+from verilog_harness import (
+    ECP5_MODELS,
+    cycle_rows,
+    cycle_testbench,
+    simulate,
+    verilator_lint,
+)
 
-MODEL = Path(__file__).resolve().parent.parent / "hdl" / "vendor" / "ecp5" / "MULT18X18D.v"
+MODEL = ECP5_MODELS / "MULT18X18D.v"
 
 #: Extreme operands: 18-bit two's complement, and 18-bit unsigned.
 SIGNED_EXTREMES = (-131072, 131071, 0, -1, 1)
@@ -175,12 +180,7 @@ def _instance(name, params):
 
 def _testbench(path, vecfile):
     names = list(CONFIGS)
-    body = "".join(_instance(n, p) for n, (p, _) in CONFIGS.items())
-    fmt = " ".join(["%0d"] + ["%h"] * len(names))
-    path.write_text(f"""`timescale 1ns / 1ps
-module tb;
-    reg clk = 1'b0;
-    wire zero = 1'b0;
+    declarations = f"""    wire zero = 1'b0;
     reg [47:0] vec [0:{STEADY + RANDOM - 1}];
     reg [47:0] v = 48'd0;
     wire [17:0] a = v[17:0];
@@ -189,21 +189,9 @@ module tb;
     wire sb = v[37];
     wire [3:0] ce = v[41:38];
     wire [3:0] rst = v[45:42];
-    integer i;
-{body}
-    initial begin
-        $readmemh("{vecfile}", vec);
-        for (i = 0; i < {STEADY + RANDOM}; i = i + 1) begin
-            v = vec[i];
-            #4 $display("{fmt}", i, {", ".join(f"p_{n}" for n in names)});
-            #1 clk = 1'b1;
-            #5 clk = 1'b0;
-        end
-        $display("DONE");
-        $finish;
-    end
-endmodule
-""")
+""" + "".join(_instance(n, p) for n, (p, _) in CONFIGS.items())
+    path.write_text(cycle_testbench(declarations, STEADY + RANDOM, [f"p_{n}" for n in names],
+                                    apply="v = vec[i];", setup=f'$readmemh("{vecfile}", vec);'))
     return names
 
 
@@ -214,11 +202,8 @@ def _write_vectors(path, vectors):
 
 
 def _parse(stdout, names):
-    lines = stdout.splitlines()
-    assert "DONE" in lines, stdout[-2000:]
-    rows = [line.split() for line in lines if re.match(r"^\d+ ", line)]
-    assert [int(r[0]) for r in rows] == list(range(STEADY + RANDOM))
-    return {n: [int(r[1 + k], 16) for r in rows] for k, n in enumerate(names)}
+    rows = cycle_rows(stdout, STEADY + RANDOM)
+    return {n: [int(r[k], 16) for r in rows] for k, n in enumerate(names)}
 
 
 def _check(results, vectors):
@@ -259,51 +244,30 @@ def bench(tmp_path):
 
 
 def test_model_icarus(bench):
-    require_simulator("iverilog")
     tmp, vectors, names = bench
-    subprocess.run(["iverilog", "-g2012", "-o", str(tmp / "tb.vvp"), str(tmp / "tb.v"),
-                    str(MODEL)], check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp / "tb.vvp")], capture_output=True, text=True,
-                         check=True, timeout=60)
-    _check(_parse(run.stdout, names), vectors)
+    out = simulate("icarus", tmp, [tmp / "tb.v", MODEL], language="2012", timeout=60)
+    _check(_parse(out, names), vectors)
 
 
 def test_model_verilator(bench):
-    require_simulator("verilator")
     tmp, vectors, names = bench
-    build = subprocess.run(["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines",
-                            "-Wno-fatal", "-Wno-lint", "--top-module", "tb",
-                            "-Mdir", str(tmp / "obj"), "-o", "tb",
-                            str(tmp / "tb.v"), str(MODEL)],
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(tmp / "obj" / "tb")], capture_output=True, text=True, check=True,
-                         timeout=60)
-    _check(_parse(run.stdout, names), vectors)
+    out = simulate("verilator", tmp, [tmp / "tb.v", MODEL], timeout=60)
+    _check(_parse(out, names), vectors)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_model_lint_clean(name):
     """``verilator --lint-only -Wall`` passes in every configuration (no waiver file)."""
-    require_simulator("verilator")
-    params = CONFIGS[name][0]
-    run = subprocess.run(["verilator", "--lint-only", "-Wall", *(f'-G{k}="{v}"'
-                                                                  for k, v in params.items()),
-                          str(MODEL)], capture_output=True, text=True)
-    assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr
+    verilator_lint(*(f'-G{k}="{v}"' for k, v in CONFIGS[name][0].items()), MODEL)
 
 
 @pytest.mark.parametrize("param, value", [("RESETMODE", "ASYNC"), ("MULT_BYPASS", "ENABLED"),
                                           ("REG_OUTPUT_CLK", "CLK4"), ("REG_INPUTA_CE", "CE7")])
 def test_unmodelled_configuration_stops(tmp_path, param, value):
-    require_simulator("iverilog")
     (tmp_path / "tb.v").write_text(f"""module tb;
     MULT18X18D #(.{param}("{value}")) dut ();
     initial #10 $display("RAN");
 endmodule
 """)
-    subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "tb.vvp"), str(tmp_path / "tb.v"),
-                    str(MODEL)], check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], capture_output=True,
-                         text=True, timeout=30)
-    assert "ERROR: MULT18X18D model" in run.stdout and "RAN" not in run.stdout, run.stdout
+    out = simulate("icarus", tmp_path, [tmp_path / "tb.v", MODEL], language="2012", timeout=30)
+    assert "ERROR: MULT18X18D model" in out and "RAN" not in out, out

@@ -13,19 +13,17 @@ is the old word with ``"generic"``, unspecified with ``"ecp5"`` (X on Icarus).
 
 import random
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-from conftest import require_simulator
+from verilog_harness import ECP5_MODELS, cycle_rows, cycle_testbench, simulate, verilator_lint
 
 from hdl.accram import DP16KD_SHAPES, AccRam, dp16kd_layout
 
-ROOT = Path(__file__).resolve().parent.parent
-DP16KD_MODEL = ROOT / "hdl" / "vendor" / "ecp5" / "DP16KD.v"
-WAIVER = ROOT / "hdl" / "sparsemac.vlt"
+DP16KD_MODEL = ECP5_MODELS / "DP16KD.v"
+WAIVER = Path(__file__).resolve().parent.parent / "hdl" / "sparsemac.vlt"
 #: Cycles from a read's address to its word (the property, checked in test_members).
 LATENCY = 2
 
@@ -197,34 +195,15 @@ def _testbench(tmp):
 """)
         outs.append(f"rd_{name}")
         applies.append(f"v_{name} = vec_{name}[i];")
-    (tmp / "tb.v").write_text(f"""`timescale 1ns / 1ps
-module tb;
-    reg clk = 1'b0;
-    integer i;
-{"".join(body)}
-    initial begin
-        for (i = 0; i < {CYCLES}; i = i + 1) begin
-            {" ".join(applies)}
-            #4 $display("%0d {" ".join(["%h"] * len(outs))}", i, {", ".join(outs)});
-            #1 clk = 1'b1;
-            #5 clk = 1'b0;
-        end
-        $display("DONE");
-        $finish;
-    end
-endmodule
-""")
+    (tmp / "tb.v").write_text(cycle_testbench("".join(body), CYCLES, outs,
+                                              apply=" ".join(applies)))
     return sources, ops
 
 
 def _parse(stdout):
     """{name: [word or None (any X) per cycle]}."""
-    lines = stdout.splitlines()
-    assert "DONE" in lines, stdout[-3000:]
-    assert "ERROR" not in stdout, stdout[-3000:]
-    rows = [line.split() for line in lines if re.match(r"^\d+ ", line)]
-    assert [int(r[0]) for r in rows] == list(range(CYCLES))
-    return {_name(*c): [None if re.search("[xXzZ]", r[1 + k]) else int(r[1 + k], 16)
+    rows = cycle_rows(stdout, CYCLES)
+    return {_name(*c): [None if re.search("[xXzZ]", r[k]) else int(r[k], 16)
                         for r in rows] for k, c in enumerate(CONFIGS)}
 
 
@@ -243,41 +222,26 @@ def _check_all(results, ops, *, collision):
 
 @pytest.mark.sim
 def test_ecp5_icarus(bench):
-    require_simulator("iverilog")
     tmp, sources, ops = bench
-    subprocess.run(["iverilog", "-s", "tb", "-o", str(tmp / "tb.vvp"), str(tmp / "tb.v"),
-                    *map(str, sources), str(DP16KD_MODEL)],
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", str(tmp / "tb.vvp")], capture_output=True, text=True,
-                         check=True, timeout=300)
-    _check_all(_parse(run.stdout), ops, collision="x")
+    out = simulate("icarus", tmp, [tmp / "tb.v", *sources, DP16KD_MODEL], timeout=300)
+    _check_all(_parse(out), ops, collision="x")
 
 
 @pytest.mark.sim
 def test_ecp5_verilator(bench):
-    require_simulator("verilator")
     tmp, sources, ops = bench
-    build = subprocess.run(["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines",
-                            "-Wno-fatal", "-Wno-lint", "--timescale", "1ns/1ps",
-                            "--top-module", "tb", "-Mdir", str(tmp / "obj"), "-o", "tb",
-                            str(tmp / "tb.v"), *map(str, sources), str(DP16KD_MODEL)],
-                           capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(tmp / "obj" / "tb")], capture_output=True, text=True, check=True,
-                         timeout=300)
-    _check_all(_parse(run.stdout), ops, collision=None)
+    out = simulate("verilator", tmp, [tmp / "tb.v", *sources, DP16KD_MODEL],
+                   verilator_options=("--timescale", "1ns/1ps"), timeout=300)
+    _check_all(_parse(out), ops, collision=None)
 
 
 @pytest.mark.sim
 def test_ecp5_lint_clean(tmp_path):
     """The ecp5 RAM with the model: ``verilator --lint-only -Wall`` with the shipped waiver
     (the generated Verilog has no `timescale, the model has one: ``--timescale``)."""
-    require_simulator("verilator")
     for depth, width in ((1024, 48), (16384, 5)):
         path = tmp_path / f"{_name(depth, width)}.v"
         path.write_text(verilog.convert(AccRam(width=width, depth=depth, target="ecp5"),
                                         name=_name(depth, width)))
-        run = subprocess.run(["verilator", "--lint-only", "-Wall", "--timescale", "1ns/1ps",
-                              "--top-module", _name(depth, width), str(WAIVER), str(path),
-                              str(DP16KD_MODEL)], capture_output=True, text=True)
-        assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr
+        verilator_lint("--timescale", "1ns/1ps", "--top-module", _name(depth, width), WAIVER,
+                       path, DP16KD_MODEL)

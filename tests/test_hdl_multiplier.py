@@ -8,156 +8,23 @@ the same operands, every register combination, operand shapes from 18x18 signed 
 the requantizer and the PEs use, random and extreme operands and a clock enable held low for
 stretches; both are compared with exact products and with a cycle model of the registers.
 
-:func:`run_verilog` (open-loop Verilog simulation of converted components with the ECP5 models)
-and :func:`record_ports` (every port of a component, per cycle, in the Amaranth simulator) are
-also used by ``test_hdl_requant.py`` and ``test_hdl_pe.py``: they record a generic unit's
-ports and replay its inputs into the ECP5 unit, whose outputs must match on every cycle.
+The Verilog runs through :func:`verilog_harness.run_verilog` (open-loop simulation of converted
+components with the ECP5 models), which ``test_hdl_requant.py`` and ``test_hdl_pe.py`` use too,
+with :func:`verilog_harness.record_ports`: they record a generic unit's ports and replay its
+inputs into the ECP5 unit, whose outputs must match on every cycle. They also use
+:func:`ecp5_instances`.
 """
 
 import random
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module, Value, signed, unsigned
-from amaranth.lib.wiring import In
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.sim import Simulator
-from conftest import require_simulator
+from verilog_harness import SIMULATORS, run_verilog
 
 from hdl.multiplier import Multiplier
-
-MODELS = (Path(__file__).resolve().parent.parent / "hdl" / "vendor" / "ecp5" / "MULT18X18D.v",)
-SIMULATORS = ("icarus", "verilator")
-
-
-# --- open-loop Verilog simulation of converted components -------------------------------------
-
-def component_ports(dut):
-    """``(inputs, outputs)`` of a component: lists of ``(Verilog port name, Value)``, the
-    names :func:`amaranth.back.verilog.convert` gives them (``i__payload``...), 0-bit ports
-    left out."""
-    inputs, outputs = [], []
-    for path, member, value in dut.signature.flatten(dut):
-        value = Value.cast(value)
-        if len(value):
-            (inputs if member.flow == In else outputs).append(("__".join(map(str, path)),
-                                                               value))
-    return inputs, outputs
-
-
-def record_ports(sim, dut, trace):
-    """Append to ``trace``, at every clock edge of ``sim``, every port of ``dut`` just before
-    the edge (``{name: unsigned bit pattern}``): the inputs to replay, the outputs to match."""
-    inputs, outputs = component_ports(dut)
-    ports = inputs + outputs
-
-    async def recorder(ctx):
-        async for _, _, *values in ctx.tick().sample(*(value for _, value in ports)):
-            trace.append({name: int(v) & ((1 << len(value)) - 1)
-                          for (name, value), v in zip(ports, values)})
-
-    sim.add_testbench(recorder, background=True)
-
-
-def run_verilog(sim, workdir, duts, *, sources=MODELS):
-    """Simulate components as Verilog, each driven open loop by its own stimulus.
-
-    ``duts`` is a list of ``(component, stimulus)``, the stimulus a list over cycles of
-    ``{input name: value}`` (missing inputs are 0, ``rst`` is held at 0). One testbench holds
-    every component (converted as ``dut0``, ``dut1``...) and ``sources`` (the primitives'
-    models), all on one clock, for as many cycles as the longest stimulus. Returns, per
-    component, its outputs of every cycle just before the clock edge: ``{name: unsigned}``.
-    """
-    require_simulator(sim)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cycles = max(len(stimulus) for _, stimulus in duts)
-    texts, body, fields, shown = [], [], [], []
-    offset = 0
-    for k, (dut, _) in enumerate(duts):
-        name = f"dut{k}"
-        text = verilog.convert(dut, name=name)
-        texts.append(text)
-        header = re.search(rf"\bmodule {name}\((.*?)\);", text, re.S).group(1)
-        module_ports = {p.strip() for p in header.split(",")}
-        inputs, outputs = component_ports(dut)
-        conns = [f".{p}({v})" for p, v in (("clk", "clk"), ("rst", "1'b0"))
-                 if p in module_ports]
-        for port, value in inputs:
-            conns.append(f".{port}(v[{offset + len(value) - 1}:{offset}])")
-            fields.append((k, port, len(value)))
-            offset += len(value)
-        for port, value in outputs:
-            body.append(f"    wire [{len(value) - 1}:0] {name}_{port};")
-            conns.append(f".{port}({name}_{port})")
-            shown.append((k, port))
-        body.append(f"    {name} {name}_i (" + ", ".join(conns) + ");")
-    width = max(offset, 1)
-    words = []
-    for cycle in range(cycles):
-        word = 0
-        shift = 0
-        for k, port, bits in fields:
-            stimulus = duts[k][1]
-            value = stimulus[cycle].get(port, 0) if cycle < len(stimulus) else 0
-            word |= (value & ((1 << bits) - 1)) << shift
-            shift += bits
-        words.append(word)
-    digits = -(-width // 4)
-    (workdir / "vectors.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
-    (workdir / "duts.v").write_text("\n".join(texts))
-    fmt = " ".join(["%0d"] + ["%h"] * len(shown))
-    args = ", ".join(f"dut{k}_{port}" for k, port in shown)
-    (workdir / "tb.v").write_text(f"""`timescale 1ns / 1ps
-module tb;
-    reg clk = 1'b0;
-    reg [{width - 1}:0] vec [0:{cycles - 1}];
-    reg [{width - 1}:0] v = {width}'d0;
-    integer i;
-{chr(10).join(body)}
-    initial begin
-        $readmemh("{workdir / 'vectors.hex'}", vec);
-        for (i = 0; i < {cycles}; i = i + 1) begin
-            v = vec[i];
-            #4 $display("{fmt}", i, {args});
-            #1 clk = 1'b1;
-            #5 clk = 1'b0;
-        end
-        $display("DONE");
-        $finish;
-    end
-endmodule
-""")
-    files = [str(workdir / "tb.v"), str(workdir / "duts.v"), *map(str, sources)]
-    if sim == "icarus":
-        # Verilog-2005: there the registers' initial values (`reg x = 0;`) are assignments at
-        # time 0 that wake the `always @*` blocks reading them (Yosys's Verilog counts on it);
-        # with -g2012 they are not events, and such a block stays x until an input changes.
-        subprocess.run(["iverilog", "-g2005", "-s", "tb", "-o", str(workdir / "tb.vvp"),
-                        *files], check=True, capture_output=True, text=True)
-        run = ["vvp", "-n", str(workdir / "tb.vvp")]
-    else:
-        build = subprocess.run(["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines",
-                                "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "tb",
-                                "-Mdir", str(workdir / "obj"), "-o", "tb", *files],
-                               capture_output=True, text=True, timeout=600)
-        assert build.returncode == 0, build.stderr[-3000:]
-        run = [str(workdir / "obj" / "tb")]
-    out = subprocess.run(run, capture_output=True, text=True, check=True, timeout=600).stdout
-    lines = out.splitlines()
-    assert "DONE" in lines and "ERROR" not in out, out[-2000:]
-    rows = [line.split() for line in lines if re.match(r"^\d+ ", line)]
-    assert [int(r[0]) for r in rows] == list(range(cycles))
-    results = [[{} for _ in range(cycles)] for _ in duts]
-    for cycle, row in enumerate(rows):
-        for (k, port), text in zip(shown, row[1:]):
-            results[k][cycle][port] = int(text, 16)    # an x or z fails here
-    return results
-
-
-# --- the multiplier ---------------------------------------------------------------------------
 
 #: Operand shapes: the full 18x18 signed, the requantizer's four partial products (x_lo
 #: unsigned 16, x_hi signed 16, m_lo unsigned 16, m_hi unsigned 15), the PE's product (an

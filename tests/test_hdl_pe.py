@@ -13,13 +13,8 @@ import pytest
 from amaranth.back import verilog
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
-from test_hdl_multiplier import (
-    SIMULATORS,
-    component_ports,
-    ecp5_instances,
-    record_ports,
-    run_verilog,
-)
+from test_hdl_multiplier import ecp5_instances
+from verilog_harness import SIMULATORS, component_ports, record_ports, run_verilog
 
 from golden_model import wrap_signed
 from hdl.config import Config

@@ -20,13 +20,8 @@ from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
-from test_hdl_multiplier import (
-    SIMULATORS,
-    component_ports,
-    ecp5_instances,
-    record_ports,
-    run_verilog,
-)
+from test_hdl_multiplier import ecp5_instances
+from verilog_harness import SIMULATORS, component_ports, record_ports, run_verilog
 
 import golden_model
 from hdl.requant import Requant
@@ -165,7 +160,7 @@ def _simulate(dut, beats, *, seed, idle=0.0, stall=0.0, trace=None):
 
     Returns the output lanes (n, lanes) and tags (n,), in arrival order. Also checks the stream
     rule that a stalled output holds its payload. With a list ``trace``, every port of every
-    cycle is appended to it (:func:`test_hdl_multiplier.record_ports`).
+    cycle is appended to it (:func:`verilog_harness.record_ports`).
     """
     n_beats = len(beats["acc"])
     results = []
