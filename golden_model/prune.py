@@ -21,6 +21,13 @@ Filter / channel (:func:`filter_prune_mask`, :func:`channel_prune_mask`)
 Neurons (:func:`neuron_prune_mask`, :func:`remove_neurons`)
     Units with the smallest mean ``|activation|`` are pruned (ties: lower index kept), and
     :func:`remove_neurons` physically removes their rows, biases and next-layer columns.
+Importance scores (:func:`taylor_scores`, :func:`taylor_filter_scores`, :func:`obd_scores`,
+:func:`obd_filter_scores`)
+    From the loss's derivatives instead of the weights alone: first-order Taylor
+    ``|w * dL/dw|`` (Molchanov et al. 2017, 2019) and Optimal Brain Damage's
+    ``h_ii * w_i^2 / 2`` (LeCun et al. 1990). Any per-weight score chooses the kept weights of
+    :func:`score_mask` (unstructured; a 1-D per-filter score gives a filter mask) and of
+    :func:`prune_n_m` (``scores=``); the lowest scores are pruned, with the same tie rule.
 Gradual pruning (:func:`cubic_sparsity`, :class:`PruningSchedule`)
     Zhu & Gupta 2017: ``s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3``.
 
@@ -33,13 +40,21 @@ import numbers
 
 import numpy as np
 
-from common.checks import as_float_array, check_axis, check_choice, check_finite, check_int
+from common.checks import (
+    as_float_array,
+    check_axis,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+)
 
 __all__ = [
     "magnitude_mask", "global_magnitude_masks", "prune_count",
     "prune_n_m", "sparsify_n_m", "is_n_m", "check_n_m", "N_M_GROUP_SIZES",
     "filter_norms", "fpgm_scores", "filter_scores", "filter_prune_mask", "channel_prune_mask",
     "neuron_scores", "neuron_prune_mask", "remove_neurons",
+    "taylor_scores", "taylor_filter_scores", "obd_scores", "obd_filter_scores", "score_mask",
     "cubic_sparsity", "PruningSchedule",
     "apply_mask",
 ]
@@ -86,6 +101,15 @@ def _as_mask(mask, name="mask"):
     if arr.dtype != np.bool_:
         raise TypeError(f"{name} must be a boolean array, not dtype {arr.dtype}")
     return arr
+
+
+def _same_shape(w, values, name):
+    """``values`` (a per-weight quantity: scores, gradient, Hessian diagonal) as a finite float64
+    array of ``w``'s shape."""
+    arr = _as_weights(values, name)
+    if arr.shape != w.shape:
+        raise ValueError(f"{name} must have the shape of w {w.shape}, not {arr.shape}")
+    return arr.astype(np.float64)
 
 
 def _magnitude_key(arr):
@@ -276,21 +300,27 @@ def _from_groups(groups, axis):
 
 def _n_m_keep_groups(groups, n):
     """Grouped keep-mask: the ``n`` largest ``|w|`` of each group, ties keep the lower index."""
-    order = np.argsort(_magnitude_key(groups), axis=-1, kind="stable")
-    m = groups.shape[-1]
-    ranks = np.empty(groups.shape, dtype=np.intp)
-    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(m), groups.shape), axis=-1)
+    return _n_m_keep_lowest_keys(_magnitude_key(groups), n)
+
+
+def _n_m_keep_lowest_keys(keys, n):
+    """Grouped keep-mask: the ``n`` lowest ``keys`` of each group, ties keep the lower index."""
+    order = np.argsort(keys, axis=-1, kind="stable")
+    m = keys.shape[-1]
+    ranks = np.empty(keys.shape, dtype=np.intp)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(m), keys.shape), axis=-1)
     return ranks < n
 
 
-def prune_n_m(w, n, m, axis=-1):
+def prune_n_m(w, n, m, axis=-1, *, scores=None):
     """Keep-mask of N:M structured pruning.
 
     In every group of ``m`` consecutive weights along ``axis`` the ``n`` weights of largest
-    ``|w|`` are kept. Among equal ``|w|`` the lower index within the group is kept, so the result
-    is deterministic; in particular a group with fewer than ``n`` non-zeros keeps all its
-    non-zeros plus its lowest-index zeros, and the mask always has exactly ``n`` ``True`` per
-    group. ``|w|`` is exact for every dtype (``|-128|`` of int8 is 128).
+    ``|w|`` (or, given ``scores``, of largest score) are kept. Among equal ``|w|`` the lower
+    index within the group is kept, so the result is deterministic; in particular a group with
+    fewer than ``n`` non-zeros keeps all its non-zeros plus its lowest-index zeros, and the mask
+    always has exactly ``n`` ``True`` per group. ``|w|`` is exact for every dtype (``|-128|``
+    of int8 is 128).
 
     Parameters
     ----------
@@ -303,6 +333,10 @@ def prune_n_m(w, n, m, axis=-1):
     axis : int
         The reduction (input) axis, e.g. ``-1`` (or 1) for a linear weight ``(out, in)``. Its
         length must be divisible by ``m``.
+    scores : ndarray of float, optional
+        Importance of every weight, shape ``w.shape`` (e.g. :func:`taylor_scores` or
+        :func:`obd_scores`), ranked instead of ``|w|``: the ``n`` highest of each group are
+        kept, among equal scores the lower index.
 
     Returns
     -------
@@ -311,14 +345,18 @@ def prune_n_m(w, n, m, axis=-1):
     Raises
     ------
     TypeError
-        If ``w`` is not a real numeric array, or ``n``, ``m``, ``axis`` are not integers.
+        If ``w`` is not a real numeric array, ``scores`` not a floating-point array, or ``n``,
+        ``m``, ``axis`` are not integers.
     ValueError
         If ``m`` or ``n`` is out of range, ``axis`` is out of range or its length is not
-        divisible by ``m``, or ``w`` is not finite.
+        divisible by ``m``, ``w`` or ``scores`` is not finite, or ``scores`` has another shape.
     """
     arr = _as_real_array(w)
     groups, axis = _n_m_groups(arr, n, m, axis)
-    return _from_groups(_n_m_keep_groups(groups, n), axis)
+    if scores is None:
+        return _from_groups(_n_m_keep_groups(groups, n), axis)
+    score_groups, _ = _n_m_groups(_same_shape(arr, scores, "scores"), n, m, axis)
+    return _from_groups(_n_m_keep_lowest_keys(-score_groups, n), axis)
 
 
 def _first_n_m_violation(w, n, m, axis):
@@ -638,6 +676,153 @@ def remove_neurons(w_this, b_this, w_next, keep):
             raise ValueError(f"b_this must have shape {(out,)}, not {b.shape}")
         bias = b[keep].copy()
     return wt[keep].copy(), bias, wn[:, keep].copy()
+
+
+# --- importance scores from derivatives of the loss -------------------------------------------
+
+def taylor_scores(w, grad, *, squared=False):
+    """First-order Taylor importance of every weight: ``|w * g|``, or ``(w * g)^2``.
+
+    Zeroing weight ``i`` changes the loss by ``L(w - w_i e_i) - L(w) ~ -g_i w_i`` to first
+    order, with ``g = dL/dw``; the score is the size of that change, ``|w_i g_i|``
+    (Molchanov et al. 2017, "Pruning Convolutional Neural Networks for Resource Efficient
+    Inference", applied to weights), or with ``squared`` ``(w_i g_i)^2``, the per-weight
+    criterion of Molchanov et al. 2019, "Importance Estimation for Neural Network Pruning".
+
+    Parameters
+    ----------
+    w : ndarray of float
+        Weights of any shape.
+    grad : ndarray of float
+        ``dL/dw``, shape ``w.shape`` (e.g. from :func:`.train.weight_gradients`).
+    squared : bool
+        Square instead of the absolute value.
+
+    Returns
+    -------
+    ndarray of float64, shape ``w.shape``
+
+    Raises
+    ------
+    TypeError
+        If ``w`` or ``grad`` is not a floating-point array, or ``squared`` not a bool.
+    ValueError
+        If ``w`` or ``grad`` is not finite or ``grad`` has another shape.
+    """
+    arr = _as_weights(w).astype(np.float64)
+    product = arr * _same_shape(arr, grad, "grad")
+    return np.square(product) if check_bool(squared, "squared") else np.abs(product)
+
+
+def taylor_filter_scores(w, grad, *, axis=0, squared=False):
+    """First-order Taylor importance of every filter (slice of ``w`` along ``axis``).
+
+    ``sum_{k in F} |w_k g_k|``: the sum of the filter's :func:`taylor_scores`; or with
+    ``squared`` ``(sum_{k in F} w_k g_k)^2``, Molchanov et al. 2019's group criterion, the
+    squared first-order change of the loss when the whole filter is zeroed.
+
+    Parameters
+    ----------
+    w, grad : ndarray of float
+        Weights, e.g. conv OIHW or linear ``(out, in)``, and ``dL/dw`` of the same shape.
+    axis : int
+        0 for output channels (filters, neurons), 1 for input channels.
+    squared : bool
+        The 2019 variant.
+
+    Returns
+    -------
+    ndarray of float64, shape ``(w.shape[axis],)``
+
+    Raises
+    ------
+    As :func:`taylor_scores`, and ``ValueError`` if ``w`` is 0-d or ``axis`` out of range.
+    """
+    arr = _as_weights(w, min_ndim=1).astype(np.float64)
+    product = arr * _same_shape(arr, grad, "grad")
+    if check_bool(squared, "squared"):
+        return np.square(_channels(product, axis).sum(axis=1))
+    return _channels(np.abs(product), axis).sum(axis=1)
+
+
+def obd_scores(w, hessian_diag):
+    """Optimal Brain Damage saliency of every weight: ``h_ii * w_i^2 / 2``.
+
+    With the loss at a minimum (gradient ~ 0) and the Hessian taken as diagonal, zeroing
+    weight ``i`` changes the loss by ``h_ii w_i^2 / 2`` (LeCun, Denker & Solla 1990, "Optimal
+    Brain Damage"). The sign is kept: a negative ``h_ii`` (a non-convex direction, or
+    the noise of an estimated diagonal) ranks the weight first for pruning.
+
+    Parameters
+    ----------
+    w : ndarray of float
+        Weights of any shape.
+    hessian_diag : ndarray of float
+        ``d^2 L / dw_i^2``, shape ``w.shape`` (e.g. from :func:`.train.hessian_diagonal`).
+
+    Returns
+    -------
+    ndarray of float64, shape ``w.shape``
+
+    Raises
+    ------
+    TypeError
+        If ``w`` or ``hessian_diag`` is not a floating-point array.
+    ValueError
+        If either is not finite or ``hessian_diag`` has another shape.
+    """
+    arr = _as_weights(w).astype(np.float64)
+    return 0.5 * _same_shape(arr, hessian_diag, "hessian_diag") * np.square(arr)
+
+
+def obd_filter_scores(w, hessian_diag, *, axis=0):
+    """OBD saliency of every filter: ``sum_{k in F} h_kk w_k^2 / 2``.
+
+    Under OBD's diagonal approximation the loss change of zeroing a set of weights is the sum
+    of their saliencies (:func:`obd_scores`).
+
+    Returns
+    -------
+    ndarray of float64, shape ``(w.shape[axis],)``
+
+    Raises
+    ------
+    As :func:`obd_scores`, and ``ValueError`` if ``w`` is 0-d or ``axis`` out of range.
+    """
+    arr = _as_weights(w, min_ndim=1)
+    return _channels(obd_scores(arr, hessian_diag), axis).sum(axis=1)
+
+
+def score_mask(scores, amount):
+    """Keep-mask pruning the ``prune_count(amount, scores.size)`` lowest ``scores``.
+
+    The rule of :func:`magnitude_mask` by amount with any importance in place of ``|w|``:
+    among equal scores the lower flat (C-order) index is kept. Per-weight scores
+    (:func:`taylor_scores`, :func:`obd_scores`) give an unstructured mask of ``w``'s shape;
+    per-filter scores (:func:`taylor_filter_scores`, :func:`obd_filter_scores`) give a 1-D
+    filter mask for ``apply_mask(w, keep, axis=0)`` or :func:`remove_neurons`.
+
+    Parameters
+    ----------
+    scores : ndarray of float
+        Importance, any shape (higher = kept).
+    amount : float or int
+        Fraction (float in [0, 1]) or number (int) of entries to prune.
+
+    Returns
+    -------
+    ndarray of bool, shape ``scores.shape``
+
+    Raises
+    ------
+    TypeError
+        If ``scores`` is not a floating-point array or ``amount`` has a wrong type.
+    ValueError
+        If ``scores`` is not finite or ``amount`` is out of range.
+    """
+    arr = _as_weights(scores, "scores")
+    count = prune_count(amount, arr.size)
+    return _prune_lowest(arr.astype(np.float64).ravel(), count).reshape(arr.shape)
 
 
 # --- gradual pruning schedule ------------------------------------------------------------------

@@ -38,9 +38,23 @@ Knowledge distillation (``teacher_logits=``, ``distill=``)
     (Hinton et al. 2015), batch means, with the teacher's logits ``t`` given per sample
     (:func:`distillation_loss`).
 
+Sparse regularization (``regularization=``)
+    :class:`SparseRegularization`: ``lambda_l1 * sum|w| + lambda_group * sum_g ||w_g||_2``
+    over the weights (not biases) of chosen layers, groups being output neurons / filters
+    (Wen et al. 2016), its (sub)gradient (:func:`sparsity_penalty`) added to the loss
+    gradient before the optimizer step; its value is logged (:attr:`TrainLog.penalties`).
+
 Filter pruning that removes filters (:func:`prune_filters`): the lowest-scored filters (L1,
 L2 or FPGM, :func:`.prune.filter_scores`) of a layer are deleted together with the matching
 input channels of the next layer, giving a smaller dense model to fine-tune.
+:func:`prune_neurons_by_gradient` removes the same way the units whose loss gradient stays
+near zero over the data (:func:`gradient_neuron_scores`).
+
+Importance from the loss's derivatives: :func:`weight_gradients` (loss and ``dL/dW`` of a
+batch, by the network's own backward pass), :func:`taylor_importance` (first-order Taylor,
+:func:`.prune.taylor_scores`) and :func:`obd_importance` (Optimal Brain Damage, with the
+Hessian diagonal of :func:`hessian_diagonal`: Hutchinson's estimator over Hessian-vector
+products by central differences of the gradient).
 
 The data they train on is in :mod:`.datasets`, the reference networks of the demos and
 regressions in :mod:`.networks`.
@@ -53,7 +67,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.checks import as_float_array, as_int_array, check_choice, check_finite, check_int
+from common.checks import (
+    as_float_array,
+    as_int_array,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+)
 
 from .calibration import MovingAverageMinMax
 from .graph import Conv2d, Dense, Flatten, MaxPool2d
@@ -63,21 +84,31 @@ from .prune import (
     filter_prune_mask,
     global_magnitude_masks,
     magnitude_mask,
+    obd_filter_scores,
+    obd_scores,
     prune_n_m,
     remove_neurons,
+    score_mask,
+    taylor_filter_scores,
+    taylor_scores,
 )
 from .quant import fake_quantize, qparams, qparams_from_range, quantize, ste_mask
 
 __all__ = [
     "accuracy", "softmax", "cross_entropy",
     "distillation_loss", "quantize_gradient", "MLP", "CNN", "Distillation", "GradualPruning",
-    "NMPruning", "TrainLog", "train", "prune_filters", "LR_SCHEDULES", "PRUNING_SCOPES",
+    "NMPruning", "SparseRegularization", "sparsity_penalty", "TrainLog", "train",
+    "prune_filters", "weight_gradients", "taylor_importance", "hessian_diagonal",
+    "obd_importance", "gradient_neuron_scores", "prune_neurons_by_gradient",
+    "LR_SCHEDULES", "PRUNING_SCOPES", "IMPORTANCE_UNITS",
 ]
 
 #: Learning-rate schedules of :func:`train`.
 LR_SCHEDULES = ("constant", "cosine")
 #: Where :class:`GradualPruning` ranks the weights: each layer on its own, or all together.
 PRUNING_SCOPES = ("layer", "global")
+#: What :func:`taylor_importance` and :func:`obd_importance` score: each weight, or each filter.
+IMPORTANCE_UNITS = ("weight", "filter")
 
 
 # --- losses -----------------------------------------------------------------------------------
@@ -432,8 +463,13 @@ class _Network:
             tape.append(rec)
         return h, outs, tape
 
-    def _backward(self, tape, g):
-        """``[(dW, db)]`` per weighted layer from d loss / d logits (STE through fake quant)."""
+    def _backward(self, tape, g, signals=None):
+        """``[(dW, db)]`` per weighted layer from d loss / d logits (STE through fake quant).
+
+        A dict ``signals`` receives, for every weighted layer's index, its error signal
+        ``d loss / d z`` (``z``: the pre-activation, so after the ReLU's gate), one row per
+        sample (dense) or per sample and output pixel (convolution), one column per unit.
+        """
         grads = [None] * len(self.weights)
         for k in range(len(tape) - 1, -1, -1):
             rec = tape[k]
@@ -451,6 +487,8 @@ class _Network:
                 if rec["wste"] is not None:
                     dw = dw * rec["wste"]
                 grads[op.index] = (dw, g2.sum(axis=0))
+                if signals is not None:
+                    signals[op.index] = g2
                 if k == 0:
                     break
                 da = g2 @ rec["wm"]
@@ -719,6 +757,96 @@ class NMPruning:
         prune_n_m(np.zeros((1, self.m)), self.n, self.m, axis=1)   # validates N and M
 
 
+@dataclass(frozen=True)
+class SparseRegularization:
+    """Sparsity-inducing penalty :func:`train` adds to the loss (:func:`sparsity_penalty`).
+
+    ``R(W) = sum_layers lambda_l1 * sum|w| + lambda_group * sum_g ||w_g||_2``, over the
+    weights (not the biases) of ``layers``, the groups ``g`` being the output neurons / filters
+    (rows of ``w.reshape(out, -1)``): L1 drives single weights to zero (seeds 001 and 003,
+    "sparse regularization"), the group lasso whole filters (Wen et al. 2016, "Learning
+    Structured Sparsity in Deep Neural Networks").
+
+    Members
+    -------
+    lambda_l1, lambda_group : float
+        Finite, non-negative strengths (0 turns a term off).
+    layers : tuple of str, optional
+        Names of the regularized layers; ``None`` for every weighted layer but the output
+        layer, whose groups are the classes (the layers :func:`prune_filters` prunes).
+    """
+
+    lambda_l1: float = 0.0
+    lambda_group: float = 0.0
+    layers: tuple = None
+
+    def __post_init__(self):
+        for name in ("lambda_l1", "lambda_group"):
+            object.__setattr__(self, name, _real(getattr(self, name), name, lo=0.0,
+                                                 lo_open=False))
+
+
+def sparsity_penalty(w, *, lambda_l1=0.0, lambda_group=0.0):
+    """Value and (sub)gradient of L1 plus group-lasso regularization of one weight tensor.
+
+    ``R = lambda_l1 * sum_i |w_i| + lambda_group * sum_g ||w_g||_2`` with the groups ``g``
+    the slices along axis 0 (output neurons / filters; Wen et al. 2016), and
+    ``dR/dw = lambda_l1 * sign(w) + lambda_group * w_g / ||w_g||_2``: the subgradient 0 at a
+    zero weight and at a zero group. Computed in float64.
+
+    Parameters
+    ----------
+    w : float array, at least 1-d
+        Weights, ``(out, in)`` or OIHW.
+    lambda_l1, lambda_group : float
+        Finite, non-negative strengths.
+
+    Returns
+    -------
+    (value, grad) : float and an array like ``w`` (same dtype).
+
+    Raises
+    ------
+    TypeError
+        ``w`` not floating point, or a strength not a real number.
+    ValueError
+        ``w`` 0-d or not finite, or a strength negative or not finite.
+    """
+    w = check_finite(as_float_array(w, "w"), "w")
+    if w.ndim < 1:
+        raise ValueError("w must have at least 1 dimension, not 0")
+    lambda_l1 = _real(lambda_l1, "lambda_l1", lo=0.0, lo_open=False)
+    lambda_group = _real(lambda_group, "lambda_group", lo=0.0, lo_open=False)
+    rows = w.astype(np.float64).reshape(w.shape[0], -1)
+    norms = np.sqrt(np.square(rows).sum(axis=1, keepdims=True))
+    unit = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+    value = lambda_l1 * np.abs(rows).sum() + lambda_group * norms.sum()
+    grad = lambda_l1 * np.sign(rows) + lambda_group * unit
+    return float(value), grad.reshape(w.shape).astype(w.dtype)
+
+
+def _add_penalty(model, regularization, idx, grads):
+    """Add the penalty's gradient of the layers ``idx`` to ``grads`` (``[dW0, db0, dW1, ...]``,
+    in place); return the penalty's value."""
+    total = 0.0
+    for i in idx:
+        value, g = sparsity_penalty(model.weights[i], lambda_l1=regularization.lambda_l1,
+                                    lambda_group=regularization.lambda_group)
+        grads[2 * i] = grads[2 * i] + g
+        total += value
+    return total
+
+
+def _regularized_layers(model, regularization):
+    """Indices of the layers ``regularization`` applies to (``None`` without one)."""
+    if regularization is None:
+        return None
+    if regularization.layers is None:
+        return list(range(len(model.weights) - 1))
+    names = _check_names(model, regularization.layers, "regularization")
+    return [model.layer_index(n) for n in names]
+
+
 @dataclass
 class TrainLog:
     """What :func:`train` learned besides the weights.
@@ -736,12 +864,16 @@ class TrainLog:
     pruning : list of (step, sparsity)
         Every mask update of a :class:`GradualPruning` schedule: the step and the fraction of
         the pruned layers' weights that is zero after it.
+    penalties : list of float
+        With a :class:`SparseRegularization`: the mean penalty ``R(W)`` of every epoch (at the
+        weights each step starts from; ``losses`` stay the data loss alone). Empty without.
     """
 
     steps: int = 0
     losses: list = field(default_factory=list)
     act_ranges: list = None
     pruning: list = field(default_factory=list)
+    penalties: list = field(default_factory=list)
 
 
 def _update_gradual(model, pruning, step, names):
@@ -787,7 +919,7 @@ def _act_range_list(model, observed):
 
 def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="constant",
           pruning=None, qat=False, act_momentum=0.01, grad_bits=None, teacher_logits=None,
-          distill=None, loss_grad=None):
+          distill=None, loss_grad=None, regularization=None):
     """Train ``model`` (an :class:`MLP` or :class:`CNN`) in place with Adam.
 
     Parameters
@@ -824,6 +956,10 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     loss_grad : callable, optional
         ``loss_grad(logits, idx) -> d loss / d logits`` replaces the loss (not with
         distillation).
+    regularization : SparseRegularization, optional
+        L1 / group-lasso penalty on the weights: its gradient (:func:`sparsity_penalty`) is
+        added to the loss gradient before ``grad_bits`` quantization and the optimizer step;
+        its value is logged in :attr:`TrainLog.penalties`.
 
     Returns
     -------
@@ -837,7 +973,8 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     x, y, epochs, batch, seed, lr, act_momentum, grad_bits, distill = _check_train_args(
         model, x, y, epochs=epochs, lr=lr, batch=batch, seed=seed, lr_schedule=lr_schedule,
         pruning=pruning, qat=qat, act_momentum=act_momentum, grad_bits=grad_bits,
-        teacher_logits=teacher_logits, distill=distill, loss_grad=loss_grad)
+        teacher_logits=teacher_logits, distill=distill, loss_grad=loss_grad,
+        regularization=regularization)
     if teacher_logits is not None:
         teacher_logits = check_finite(as_float_array(teacher_logits, "teacher_logits"),
                                       "teacher_logits")
@@ -852,6 +989,7 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
                              f"steps ({total}), not {pruning.schedule.end_step}")
     elif isinstance(pruning, NMPruning):
         _set_n_m(model, pruning, _check_names(model, pruning.layers, "pruning"))
+    reg_idx = _regularized_layers(model, regularization)
 
     rng = np.random.default_rng(seed)
     grad_rng = np.random.default_rng([seed, 1])
@@ -861,7 +999,7 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     step = 0
     for _ in range(epochs):
         order = rng.permutation(len(x))
-        losses = []
+        losses, penalties = [], []
         for s in range(0, len(x), batch):
             if names is not None and pruning.schedule.should_prune(step):
                 log.pruning.append((step, _update_gradual(model, pruning, step, names)))
@@ -870,6 +1008,8 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
             loss, g = _loss_gradient(logits, y, idx, loss_grad, teacher_logits, distill)
             losses.append(loss)
             grads = [gp for gw in model._backward(tape, g) for gp in gw]
+            if reg_idx is not None:
+                penalties.append(_add_penalty(model, regularization, reg_idx, grads))
             if grad_bits is not None:
                 for i, gp in enumerate(grads):
                     codes, scale = quantize_gradient(gp, bits=grad_bits, rng=grad_rng)
@@ -880,6 +1020,8 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
             model.apply_masks()
             step += 1
         log.losses.append(float(np.mean(losses)))
+        if reg_idx is not None:
+            log.penalties.append(float(np.mean(penalties)))
     log.steps = step
     if qat and observed.observers:
         log.act_ranges = _act_range_list(model, observed)
@@ -921,16 +1063,23 @@ class _Adam:
                   ).astype(p.dtype)
 
 
-def _check_train_args(model, x, y, *, epochs, lr, batch, seed, lr_schedule, pruning, qat,
-                      act_momentum, grad_bits, teacher_logits, distill, loss_grad):
-    """Validate :func:`train`'s arguments; returns the normalized
-    ``(x, y, epochs, batch, seed, lr, act_momentum, grad_bits, distill)``."""
+def _check_data(model, x, y):
+    """``(x, y)`` checked for ``model``: inputs of its input shape, one integer label each."""
     if not isinstance(model, _Network):
         raise TypeError(f"model must be an MLP or a CNN, not {type(model).__name__}")
     x = model._check_x(x)
     y = as_int_array(y, "y")
     if y.shape != (len(x),):
         raise ValueError(f"y must have shape ({len(x)},), not {y.shape}")
+    return x, y
+
+
+def _check_train_args(model, x, y, *, epochs, lr, batch, seed, lr_schedule, pruning, qat,
+                      act_momentum, grad_bits, teacher_logits, distill, loss_grad,
+                      regularization):
+    """Validate :func:`train`'s arguments; returns the normalized
+    ``(x, y, epochs, batch, seed, lr, act_momentum, grad_bits, distill)``."""
+    x, y = _check_data(model, x, y)
     epochs = check_int(epochs, "epochs", lo=0)
     batch = check_int(batch, "batch", lo=1)
     seed = check_int(seed, "seed", lo=0)
@@ -946,6 +1095,9 @@ def _check_train_args(model, x, y, *, epochs, lr, batch, seed, lr_schedule, prun
     if pruning is not None and not isinstance(pruning, (GradualPruning, NMPruning)):
         raise TypeError(f"pruning must be a GradualPruning or an NMPruning, not "
                         f"{type(pruning).__name__}")
+    if regularization is not None and not isinstance(regularization, SparseRegularization):
+        raise TypeError(f"regularization must be a SparseRegularization, not "
+                        f"{type(regularization).__name__}")
     distill = _check_distillation(model, x, teacher_logits, distill, loss_grad)
     if loss_grad is not None and not callable(loss_grad):
         raise TypeError(f"loss_grad must be callable, not {type(loss_grad).__name__}")
@@ -1003,20 +1155,34 @@ def prune_filters(model, amount, *, criterion="l1", layers=None):
     """
     if not isinstance(model, _Network):
         raise TypeError(f"model must be an MLP or a CNN, not {type(model).__name__}")
+    targets = _prunable_layers(model, layers, "filter pruning")
+    keeps = {name: _leaves_a_filter(
+        filter_prune_mask(model.weights[model.layer_index(name)], amount, criterion=criterion),
+        name, amount) for name in targets}
+    return _remove_filters(model, keeps), keeps
+
+
+def _prunable_layers(model, layers, what):
+    """The layers named for removal (default: all but the output layer, which is refused)."""
     names = model.layer_names()
-    targets = _check_names(model, layers if layers is not None else names[:-1],
-                           "filter pruning")
+    targets = _check_names(model, layers if layers is not None else names[:-1], what)
     if names[-1] in targets:
-        raise ValueError(f"filter pruning layers must not include the output layer "
+        raise ValueError(f"{what} layers must not include the output layer "
                          f"{names[-1]!r}, whose filters are the classes")
-    keeps = {}
-    for name in targets:
-        w = model.weights[model.layer_index(name)]
-        keep = filter_prune_mask(w, amount, criterion=criterion)
-        if not keep.any():
-            raise ValueError(f"amount must leave at least one filter of layer {name!r}, "
-                             f"not {amount!r}")
-        keeps[name] = keep
+    return targets
+
+
+def _leaves_a_filter(keep, name, amount):
+    if not keep.any():
+        raise ValueError(f"amount must leave at least one filter of layer {name!r}, "
+                         f"not {amount!r}")
+    return keep
+
+
+def _remove_filters(model, keeps):
+    """A copy of ``model`` without the filters ``keeps[name]`` marks ``False`` (with
+    :func:`.prune.remove_neurons`, through the flatten when a convolution feeds a dense
+    layer); masks are sliced along."""
     new = model.copy()
     new.masks = new.full_masks()
     for name, keep in keeps.items():
@@ -1039,4 +1205,280 @@ def prune_filters(model, amount, *, criterion="l1", layers=None):
             m_next = None if m_next is None else m_next.reshape(wn.shape)
         new.weights[i], new.biases[i], new.weights[i + 1] = wt, bt, wn
         new.masks[i + 1] = m_next
-    return new, keeps
+    return new
+
+
+# --- gradients and importance scores --------------------------------------------------------
+
+def _check_scoring_data(model, x, y, batch):
+    """``(x, y, batch)`` checked for scoring: at least one sample, labels among the classes."""
+    x, y = _check_data(model, x, y)
+    if len(x) == 0:
+        raise ValueError("x must hold at least one sample, not 0")
+    _check_labels(y, len(x), model.weights[-1].shape[0], "y")
+    return x, y, check_int(batch, "batch", lo=1)
+
+
+def _batch_gradients(model, x, y, signals=None):
+    """Mean cross-entropy of the batch and its ``dL/dW`` per weighted layer (biases dropped),
+    by the network's backward pass; ``signals`` as in :meth:`_Network._backward`."""
+    logits, _, tape = model._forward(x)
+    loss, g = cross_entropy(logits, y)
+    return loss, [dw for dw, _ in model._backward(tape, g, signals)]
+
+
+def _batch_mean(fn, x, y, batch):
+    """``sum_b (n_b / n) * fn(x_b, y_b)`` over the consecutive batches (``fn`` returns a list of
+    arrays): the mean over the samples of a per-batch mean."""
+    total = None
+    for s in range(0, len(x), batch):
+        xb, yb = x[s:s + batch], y[s:s + batch]
+        weight = len(xb) / len(x)
+        part = [weight * np.asarray(p, np.float64) for p in fn(xb, yb)]
+        total = part if total is None else [t + p for t, p in zip(total, part)]
+    return total
+
+
+def weight_gradients(model, x, y):
+    """Mean cross-entropy of the batch ``(x, y)`` and its gradient w.r.t. every weight tensor.
+
+    ``L = -mean_n log softmax(f(x_n))[y_n]`` and ``dL/dW`` of every weighted layer, computed by
+    the network's own backward pass (float, no fake quantization). Pruned weights get their
+    gradient too (training keeps them zero by re-applying the masks, not by the gradient).
+
+    Parameters
+    ----------
+    model : MLP or CNN
+    x : float array ``(n, *model.input_shape)``, ``n >= 1``
+    y : int array ``(n,)``
+        Class labels.
+
+    Returns
+    -------
+    (loss, grads) : float and ``{layer name: dL/dW}`` (arrays like the weights, same dtype),
+    in :meth:`~_Network.layer_names` order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad model, inputs of the wrong shape, no sample, or labels out of range.
+    """
+    x, y, _ = _check_scoring_data(model, x, y, 1)
+    loss, grads = _batch_gradients(model, x, y)
+    return loss, dict(zip(model.layer_names(), grads))
+
+
+def taylor_importance(model, x, y, *, per="weight", squared=False, batch=64):
+    """First-order Taylor importance (Molchanov et al. 2017, 2019) of every weight or filter.
+
+    Per batch ``b`` of ``batch`` consecutive samples the score of :func:`.prune.taylor_scores`
+    (``per="weight"``: ``|w g_b|``, or ``(w g_b)^2`` with ``squared``) or of
+    :func:`.prune.taylor_filter_scores` (``per="filter"``: ``sum_F |w g_b|``, or
+    ``(sum_F w g_b)^2``) is taken with the batch's gradient ``g_b`` (:func:`weight_gradients`),
+    and the scores are averaged over the batches, weighted by their sizes.
+
+    The mean of per-batch scores, not the score of the mean gradient: at the minimum a trained
+    model sits at, the data's mean gradient vanishes and ``|w * mean g|`` keeps only noise,
+    while the per-batch magnitudes keep measuring how much the loss depends on ``w`` (their
+    squares are the empirical Fisher information, an approximation of the Hessian diagonal);
+    Molchanov et al. average over mini-batches the same way. The price: the scores depend on
+    ``batch`` (smaller batches, noisier gradients, larger scores), so compare scores computed
+    with the same ``batch``.
+
+    Parameters
+    ----------
+    model : MLP or CNN
+    x, y : the data (as :func:`weight_gradients`)
+    per : {"weight", "filter"}
+        Score every weight, or every output channel (neuron) of every layer.
+    squared : bool
+        Molchanov et al. 2019's squared criterion.
+    batch : int
+        Batch size, >= 1.
+
+    Returns
+    -------
+    dict of layer name -> ndarray of float64
+        Shaped like the weights (``per="weight"``) or ``(out,)`` (``per="filter"``); pass them
+        to :func:`.prune.score_mask` or ``prune_n_m(..., scores=)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`weight_gradients`, or a bad ``per``, ``squared`` or ``batch``.
+    """
+    x, y, batch = _check_scoring_data(model, x, y, batch)
+    check_choice(per, "per", IMPORTANCE_UNITS)
+    squared = check_bool(squared, "squared")
+    score = taylor_scores if per == "weight" else taylor_filter_scores
+
+    def batch_scores(xb, yb):
+        _, grads = _batch_gradients(model, xb, yb)
+        return [score(w, g, squared=squared) for w, g in zip(model.weights, grads)]
+
+    return dict(zip(model.layer_names(), _batch_mean(batch_scores, x, y, batch)))
+
+
+def _float64_copy(model):
+    new = model.copy()
+    new.weights = [w.astype(np.float64) for w in new.weights]
+    new.biases = [b.astype(np.float64) for b in new.biases]
+    return new
+
+
+def _check_hessian_args(samples, eps, seed):
+    return (check_int(samples, "samples", lo=1), _real(eps, "eps", lo=0.0, lo_open=True),
+            check_int(seed, "seed", lo=0))
+
+
+def hessian_diagonal(model, x, y, *, samples=64, eps=1e-5, seed=0, batch=256):
+    """Hutchinson estimate of the diagonal of the Hessian of the mean cross-entropy.
+
+    ``diag(H) ~ (1/S) sum_s v_s * (H v_s)`` over ``S = samples`` Rademacher vectors ``v_s``
+    (entries +-1 with probability 1/2; Hutchinson 1990, the diagonal form of Bekas et al.
+    2007), each Hessian-vector product by central differences of the exact gradient,
+    ``H v ~ (g(W + eps v) - g(W - eps v)) / (2 eps)``, with ``g`` the gradient of the loss
+    over all of ``x`` (:func:`weight_gradients` batch by batch, weighted by batch size). The
+    Hessian is taken w.r.t. the weights of all layers together, the biases held fixed; the
+    computation runs in float64 on a copy of the model.
+
+    Accuracy: the estimate of ``h_ii`` is unbiased with variance ``sum_{j != i} H_ij^2 / S``
+    (the off-diagonal mass of row ``i``), so its error falls as ``1 / sqrt(S)``. The central
+    difference adds ``O(eps^2)`` (from the third derivatives) plus rounding
+    ``~ 1e-16 |g| / eps``; ``eps = 1e-5`` keeps both near ``1e-10`` relative. The loss of a
+    ReLU network is not twice differentiable where a ReLU's input is 0: a pre-activation
+    within about ``eps * sum|input|`` of 0 spoils that sample's product. Weights pruned by
+    ``model.masks`` are not perturbed (``v = 0`` there, so a pruned neuron whose inputs are all
+    zero stays exactly off); their entry of the result is 0.
+
+    Parameters
+    ----------
+    model : MLP or CNN
+    x, y : the data (as :func:`weight_gradients`)
+    samples : int
+        Number of probe vectors ``S``, >= 1.
+    eps : float
+        Finite-difference step, > 0.
+    seed : int
+        Seeds the probe vectors: same seed, same estimate.
+    batch : int
+        Samples per forward/backward pass (memory only; the result does not depend on it
+        beyond rounding).
+
+    Returns
+    -------
+    dict of layer name -> ndarray of float64 shaped like the weights
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`weight_gradients`, or a bad ``samples``, ``eps``, ``seed`` or ``batch``.
+    """
+    x, y, batch = _check_scoring_data(model, x, y, batch)
+    samples, eps, seed = _check_hessian_args(samples, eps, seed)
+    net, x = _float64_copy(model), x.astype(np.float64)
+    base = [w.copy() for w in net.weights]
+    masks = [np.ones(w.shape) if m is None else m for w, m in zip(base, net.full_masks())]
+    rng = np.random.default_rng(seed)
+
+    def gradient_at(v, step):
+        net.weights = [w + step * vi for w, vi in zip(base, v)]
+        return _batch_mean(lambda xb, yb: _batch_gradients(net, xb, yb)[1], x, y, batch)
+
+    total = [np.zeros_like(w) for w in base]
+    for _ in range(samples):
+        v = [(2.0 * rng.integers(0, 2, w.shape) - 1.0) * m for w, m in zip(base, masks)]
+        for t, vi, hi, lo in zip(total, v, gradient_at(v, eps), gradient_at(v, -eps)):
+            t += vi * (hi - lo) / (2 * eps)
+    return {name: t / samples for name, t in zip(model.layer_names(), total)}
+
+
+def obd_importance(model, x, y, *, per="weight", samples=64, eps=1e-5, seed=0, batch=256):
+    """Optimal Brain Damage saliency (LeCun et al. 1990) of every weight or filter.
+
+    ``s_i = h_ii w_i^2 / 2`` (:func:`.prune.obd_scores`; ``per="filter"``: summed over each
+    output channel, :func:`.prune.obd_filter_scores`), with ``h_ii`` from
+    :func:`hessian_diagonal` (its arguments ``samples``, ``eps``, ``seed``, ``batch``). OBD
+    assumes a trained model (gradient ~ 0), where the second-order term is the loss change.
+
+    Returns
+    -------
+    dict of layer name -> ndarray of float64
+        Shaped like the weights (``per="weight"``) or ``(out,)`` (``per="filter"``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`hessian_diagonal`, or a bad ``per``.
+    """
+    check_choice(per, "per", IMPORTANCE_UNITS)
+    h = hessian_diagonal(model, x, y, samples=samples, eps=eps, seed=seed, batch=batch)
+    score = obd_scores if per == "weight" else obd_filter_scores
+    return {name: score(w, h[name]) for name, w in zip(model.layer_names(), model.weights)}
+
+
+def gradient_neuron_scores(model, x, y, *, batch=64):
+    """Mean magnitude of every unit's loss gradient over the data (seed 000's criterion).
+
+    ``score_j = mean_{n, p} |d l_n / d z_{n,p,j}|``: ``z`` is unit ``j``'s pre-activation (its
+    output before the ReLU, at output pixel ``p`` of a convolution), ``l_n`` the cross-entropy
+    of sample ``n`` alone; so ``d l_n / d z`` is the error signal behind the unit's incoming
+    weight gradient, ``dL/dW_j = mean_n sum_p (d l_n / d z_{n,p,j}) a_{n,p}``, and it is zero
+    where the ReLU is off. A unit whose gradient stays near zero (a dead unit, or one the
+    loss does not depend on) scores near 0: the network does not learn through it. Independent
+    of ``batch`` (the samples' losses are independent).
+
+    Parameters
+    ----------
+    model : MLP or CNN
+    x, y : the data (as :func:`weight_gradients`)
+    batch : int
+        Samples per backward pass, >= 1.
+
+    Returns
+    -------
+    dict of layer name -> ndarray of float64, shape ``(out,)``
+        Every weighted layer, the output layer included.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`weight_gradients`, or a bad ``batch``.
+    """
+    x, y, batch = _check_scoring_data(model, x, y, batch)
+
+    def batch_scores(xb, yb):
+        signals = {}
+        _batch_gradients(model, xb, yb, signals)
+        # The batch loss is the mean of the samples' losses: times len(xb), d l_n / d z.
+        return [len(xb) * np.abs(signals[i].astype(np.float64)).mean(axis=0)
+                for i in range(len(model.weights))]
+
+    return dict(zip(model.layer_names(), _batch_mean(batch_scores, x, y, batch)))
+
+
+def prune_neurons_by_gradient(model, x, y, amount, *, layers=None, batch=64):
+    """A smaller copy of ``model`` without the units of lowest :func:`gradient_neuron_scores`.
+
+    In every named layer (default: every weighted layer but the output layer) the
+    ``prune_count(amount, units)`` units of smallest score are removed (ties: the lower index
+    is kept, :func:`.prune.score_mask`) with their biases and the next layer's matching input
+    columns (:func:`.prune.remove_neurons`, as :func:`prune_filters` removes filters). The
+    scores are computed once, on the original model.
+
+    Returns
+    -------
+    (model, keep) : the new model and ``{name: bool keep-mask over its units}``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`gradient_neuron_scores` and :func:`prune_filters` (a bad amount or layer
+        name, the output layer, or no unit left).
+    """
+    x, y, batch = _check_scoring_data(model, x, y, batch)
+    targets = _prunable_layers(model, layers, "neuron pruning")
+    scores = gradient_neuron_scores(model, x, y, batch=batch)
+    keeps = {name: _leaves_a_filter(score_mask(scores[name], amount), name, amount)
+             for name in targets}
+    return _remove_filters(model, keeps), keeps
