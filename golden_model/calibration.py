@@ -20,6 +20,16 @@ Algorithms
 ``kl``
     TensorRT entropy calibration: the threshold minimizing ``KL(P || Q)`` (:func:`kl_range`).
 
+Which quantizer the search optimizes
+------------------------------------
+By default ``mse`` and ``kl`` search the threshold of a symmetric signed code (``2^(bits-1) - 1``
+levels each side; 128 levels for KL, TensorRT's int8). Non-negative data such as ReLU outputs
+is then quantized one-sided: ``quant.qparams_from_range(0, t)`` gives an affine code of
+``2^bits - 1`` steps over ``[0, t]`` with 0 at the bottom code (int8: scale ``t / 255``, zero
+point -128). ``one_sided=True`` makes both searches optimize that quantizer instead:
+``2^bits - 1`` steps for MSE, ``2^bits`` levels for KL, the range ``(0, t)``. ``bits`` (2 to
+16) sets the levels of both (``kl_range`` derives ``num_quant_bins`` from it).
+
 Shared conventions
 ------------------
 - Input is any float16/32/64 array (or a list of numbers); computation is in float64.
@@ -35,7 +45,14 @@ Shared conventions
 - Data (or a channel) that is all zeros gives the range ``(0.0, 0.0)`` from every algorithm,
   without a division by zero or a warning; ``qparams_from_range`` maps it to its fallback
   scale 1.0.
-- Symmetric algorithms return ``(-t, t)`` with ``0 <= t <= max|x|``.
+- Symmetric algorithms return ``(-t, t)`` with ``0 <= t <= max|x|``; one-sided ones
+  (``one_sided=True``) return ``(0, t)`` with ``0 <= t <= max(x, 0)``, their histograms being
+  those of the positive values only, over ``[0, max(x)]``. The one-sided quantizer maps every
+  value ``<= 0`` to code 0, exactly for 0 and whatever ``t`` is for a negative value, so
+  leaving them out does not change the MSE argmin; for KL, exact zeros are a level shared by
+  ``P`` and ``Q`` (leaving them out scales every divergence by one factor), and negative
+  values, which a one-sided range is not meant for, are not part of the distribution. Data
+  or a channel with no positive value gives ``(0.0, 0.0)``.
 - Ties between candidate thresholds go to the first candidate (the smallest threshold), as
   ``np.argmin`` returns.
 """
@@ -117,20 +134,23 @@ def _check_real(value, name, lo, hi, *, lo_open):
     return value
 
 
-def _abs_histograms(a, num_bins):
+def _abs_histograms(a, num_bins, one_sided=False):
     """Histograms of ``|row| / max|row|`` over ``[0, 1]``; rows with max 0 are skipped.
+
+    ``one_sided``: of the positive values of each row only, over ``[0, max(row)]``.
 
     Returns ``(amax, live, hist, edges)``: ``amax`` per row, ``live`` the indices of the rows
     with ``amax > 0``, ``hist`` their float64 counts (2-D) and ``edges`` the unit bin edges
     (``np.linspace(0, 1, num_bins + 1)``, shared by every row).
     """
-    mag = np.abs(a)
+    mag = np.maximum(a, 0.0) if one_sided else np.abs(a)
     amax = mag.max(axis=1)
     live = np.flatnonzero(amax > 0)
     hist = np.empty((live.size, num_bins), dtype=np.float64)
     edges = np.linspace(0.0, 1.0, num_bins + 1)
     for k, c in enumerate(live):
-        hist[k], _ = np.histogram(mag[c] / amax[c], bins=num_bins, range=(0.0, 1.0))
+        row = mag[c][mag[c] > 0] if one_sided else mag[c]
+        hist[k], _ = np.histogram(row / amax[c], bins=num_bins, range=(0.0, 1.0))
     return amax, live, hist, edges
 
 
@@ -399,7 +419,7 @@ def _mse_affine(a, num_bins, bits):
     return lo_out[k], hi_out[k]
 
 
-def mse_range(x, *, bits=8, axis=None, symmetric=True, num_bins=2048):
+def mse_range(x, *, bits=8, axis=None, symmetric=True, num_bins=2048, one_sided=False):
     """Clipping range minimizing the mean squared quantization error over a histogram.
 
     Symmetric (the default): the histogram of ``|x|`` (``num_bins`` bins over
@@ -413,6 +433,13 @@ def mse_range(x, *, bits=8, axis=None, symmetric=True, num_bins=2048):
     method, with edges as candidates instead of centres). The smallest-error candidate wins,
     the smallest ``t`` on a tie; the range is ``(-t, t)``. Each bin stands at its centre, so a
     tensor of equal magnitudes gets ``t`` just below ``max|x|`` (by about ``w / 2``).
+
+    One-sided (``one_sided=True``): the quantizer applied to non-negative data, affine over
+    ``[0, t]`` with ``L = 2^bits - 1`` steps and 0 at the bottom code (what
+    ``quant.qparams_from_range(0, t, bits=bits)`` gives; ``scale = t / L``). The same search
+    as the symmetric one, with that ``L`` and the histogram of the positive values over
+    ``[0, max(x)]`` (values ``<= 0`` are left out: their error does not depend on ``t``);
+    the range is ``(0, t)``.
 
     Asymmetric (``symmetric=False``): a coarse grid search. The histogram is of ``x`` over
     ``[min(x, 0), max(x, 0)]`` (``num_bins`` bins, computed on the scale where the larger of
@@ -435,6 +462,9 @@ def mse_range(x, *, bits=8, axis=None, symmetric=True, num_bins=2048):
         Symmetric threshold search, or the asymmetric grid search.
     num_bins : int
         Histogram bins, at least 1.
+    one_sided : bool
+        Optimize the one-sided quantizer over ``[0, t]`` (for ReLU outputs); needs
+        ``symmetric=True`` (the default).
 
     Returns
     -------
@@ -444,14 +474,26 @@ def mse_range(x, *, bits=8, axis=None, symmetric=True, num_bins=2048):
     ------
     TypeError
         ``x`` not floating point; ``bits``, ``num_bins`` or ``axis`` not an integer;
-        ``symmetric`` not a bool.
+        ``symmetric`` or ``one_sided`` not a bool.
     ValueError
-        ``x`` empty or not finite; ``bits``, ``num_bins`` or ``axis`` out of range.
+        ``x`` empty or not finite; ``bits``, ``num_bins`` or ``axis`` out of range;
+        ``one_sided=True`` with ``symmetric=False``.
     """
     bits = check_bits(bits)
     symmetric = _check_bool(symmetric, "symmetric")
+    one_sided = _check_bool(one_sided, "one_sided")
+    if one_sided and not symmetric:
+        raise ValueError("one_sided=True searches a range (0, t) and takes symmetric=True, "
+                         "not symmetric=False")
     num_bins = check_int(num_bins, "num_bins", lo=1)
     a, axis = _channels(x, axis)
+    if one_sided:
+        levels = float((1 << bits) - 1)
+        amax, live, hist, edges = _abs_histograms(a, num_bins, one_sided=True)
+        t = np.zeros(a.shape[0], dtype=np.float64)
+        for k, c in enumerate(live):
+            t[c] = edges[1 + _mse_symmetric(hist[k], edges, levels)] * amax[c]
+        return _out(np.zeros_like(t), t, axis)
     if not symmetric:
         pairs = [_mse_affine(row, num_bins, bits) for row in a]
         lo, hi = np.array(pairs, dtype=np.float64).reshape(-1, 2).T
@@ -508,8 +550,9 @@ def _kl_divergences(hist, num_quant_bins):
     return kl / total
 
 
-def kl_range(x, *, axis=None, num_bins=2048, num_quant_bins=128):
-    """Symmetric range minimizing the KL divergence: TensorRT entropy calibration.
+def kl_range(x, *, axis=None, num_bins=2048, num_quant_bins=None, bits=None, one_sided=False):
+    """Range minimizing the KL divergence: TensorRT entropy calibration, symmetric or
+    one-sided.
 
     With ``hist`` the histogram of ``|x|`` (``num_bins`` bins of width ``w`` over
     ``[0, max|x|]``, see the module docstring), every ``i`` in ``[num_quant_bins, num_bins]``
@@ -533,6 +576,16 @@ def kl_range(x, *, axis=None, num_bins=2048, num_quant_bins=128):
     here, but the last argmin.) The range is ``(-t, t)``. The histogram's bin 0 is used as is
     (pytorch-quantization overwrites it with bin 1).
 
+    One-sided (``one_sided=True``, for the quantizer over ``[0, t]`` applied to ReLU outputs):
+    the same search on the histogram of the positive values over ``[0, max(x)]`` (exact zeros
+    are a level of their own in both ``P`` and ``Q``, and leaving them out scales every
+    divergence by the same factor); the range is ``(0, t)``.
+
+    The number of levels follows the code: ``num_quant_bins = 2^(bits-1)`` symmetric (128 at
+    8 bits, TensorRT's, the magnitudes 0 .. 127 of a signed code), ``2^bits`` one-sided (the
+    codes 0 .. 2^bits - 1), ``bits`` 8 by default. ``num_quant_bins``, when given, sets it
+    directly instead.
+
     The sum of step 4 is evaluated per level, with prefix sums, for all candidates at once
     (the same sum up to float rounding; ``O(num_quant_bins)`` per candidate instead of
     ``O(i)``).
@@ -545,9 +598,13 @@ def kl_range(x, *, axis=None, num_bins=2048, num_quant_bins=128):
         As in :func:`minmax_range`.
     num_bins : int
         Histogram bins, at least ``num_quant_bins``.
-    num_quant_bins : int
-        Levels of the candidate distribution, at least 1: 128 for int8 (the magnitudes of a
-        symmetric signed code).
+    num_quant_bins : int or None
+        Levels of the candidate distribution, at least 1; None (the default) derives them
+        from ``bits``: 128 for int8 (the magnitudes of a symmetric signed code).
+    bits : int or None
+        Code width, 2 to 16 (8 when None); not together with ``num_quant_bins``.
+    one_sided : bool
+        Optimize the one-sided quantizer over ``[0, t]`` (for ReLU outputs).
 
     Returns
     -------
@@ -556,22 +613,32 @@ def kl_range(x, *, axis=None, num_bins=2048, num_quant_bins=128):
     Raises
     ------
     TypeError
-        ``x`` not floating point; ``num_bins``, ``num_quant_bins`` or ``axis`` not an integer.
+        ``x`` not floating point; ``num_bins``, ``num_quant_bins``, ``bits`` or ``axis`` not
+        an integer; ``one_sided`` not a bool.
     ValueError
-        ``x`` empty or not finite; ``num_quant_bins < 1``; ``num_bins < num_quant_bins``;
-        ``axis`` out of range.
+        ``x`` empty or not finite; ``num_quant_bins < 1``; ``bits`` out of range; both
+        ``bits`` and ``num_quant_bins``; ``num_bins < num_quant_bins``; ``axis`` out of range.
     """
+    one_sided = _check_bool(one_sided, "one_sided")
+    if num_quant_bins is None:
+        bits = 8 if bits is None else check_bits(bits)
+        num_quant_bins = 1 << bits if one_sided else 1 << (bits - 1)
+    elif bits is not None:
+        raise ValueError(f"kl_range takes bits or num_quant_bins, not both (bits={bits!r}, "
+                         f"num_quant_bins={num_quant_bins!r})")
     num_quant_bins = check_int(num_quant_bins, "num_quant_bins", lo=1)
     num_bins = check_int(num_bins, "num_bins")
     if num_bins < num_quant_bins:
         raise ValueError(f"num_bins must be at least num_quant_bins ({num_quant_bins}), "
                          f"not {num_bins}")
     a, axis = _channels(x, axis)
-    amax, live, hist, edges = _abs_histograms(a, num_bins)
+    amax, live, hist, edges = _abs_histograms(a, num_bins, one_sided)
     t = np.zeros(a.shape[0], dtype=np.float64)
     for k, c in enumerate(live):
         i = num_quant_bins + int(np.argmin(_kl_divergences(hist[k], num_quant_bins)))
         t[c] = edges[i] * amax[c]
+    if one_sided:
+        return _out(np.zeros_like(t), t, axis)
     return _symmetric(t, axis)
 
 
@@ -595,7 +662,10 @@ def calibrate(x, method="minmax", *, axis=None, **kwargs):
     axis : int or None
         As in :func:`minmax_range`.
     **kwargs
-        Passed on to the method's function (e.g. ``percentile=99.9``, ``bits=4``).
+        Passed on to the method's function (e.g. ``percentile=99.9``, ``bits=4``). For data
+        that the graph quantizes one-sided (non-negative, range ``(0, t)``), pass
+        ``one_sided=True`` to ``"mse"`` and ``"kl"`` so that they optimize that quantizer;
+        both take ``bits``.
 
     Returns
     -------

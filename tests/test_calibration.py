@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import golden_model as gm
 from golden_model import calibration as cal
 from golden_model.calibration import (
     KL_EPSILON,
@@ -448,6 +449,142 @@ def test_kl_constant_magnitude_gives_max():
     assert kl_range(np.array([2.0, -2.0, 2.0])) == (-2.0, 2.0)
 
 
+# -- one-sided searches: the quantizer applied to ReLU outputs --------------------------------
+
+def half_rectified(seed, n=50_000):
+    """ReLU-like data: half exact zeros, half exponential."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([np.zeros(n), rng.exponential(1.0, n)])
+
+
+def applied_mse(x, t, bits):
+    """MSE of the quantizer the graph applies to non-negative data: qparams_from_range(0, t)."""
+    scale, zp = gm.qparams_from_range(0.0, t, bits=bits)
+    qmin, qmax = gm.qrange(bits)
+    q = gm.quantize(x, scale, zp, qmin=qmin, qmax=qmax)
+    return float(np.mean((gm.dequantize(q, scale, zp, dtype=np.float64) - x) ** 2))
+
+
+def positive_unit_histogram(x, num_bins):
+    pos = np.asarray(x, dtype=np.float64).ravel()
+    pos = pos[pos > 0]
+    amax = float(pos.max())
+    hist, edges = np.histogram(pos / amax, bins=num_bins, range=(0.0, 1.0))
+    return amax, hist, edges
+
+
+@pytest.mark.parametrize("bits", [8, 4, 3])
+def test_one_sided_mse_beats_symmetric_under_the_applied_quantizer(bits):
+    x = half_rectified(11)
+    lo_s, hi_s = mse_range(x, bits=bits)
+    lo_o, hi_o = mse_range(x, bits=bits, one_sided=True)
+    assert lo_s == -hi_s and lo_o == 0.0 and 0.0 < hi_o < x.max()
+    assert hi_o > hi_s            # 2^b - 1 steps over [0, t] afford a wider clip than 2^(b-1) - 1
+    assert applied_mse(x, hi_o, bits) < 0.95 * applied_mse(x, hi_s, bits)
+
+
+@pytest.mark.parametrize("seed, bits, num_bins", [(0, 2, 8), (1, 3, 16), (2, 4, 24), (3, 8, 32)])
+def test_one_sided_mse_is_the_argmin_of_the_applied_quantizer_over_the_grid(seed, bits,
+                                                                              num_bins):
+    """Brute force: every candidate edge t, scored with quant.qparams_from_range(0, t) /
+    quantize / dequantize at the bin centres of the positive values."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([np.zeros(50), -rng.exponential(1.0, 30),
+                        rng.gamma(2.0, 1.0, 300), [9.0]])
+    amax, hist, edges = positive_unit_histogram(x, num_bins)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    qmin, qmax = gm.qrange(bits)
+    errors = []
+    for k in range(1, num_bins + 1):
+        scale, zp = gm.qparams_from_range(0.0, edges[k], bits=bits)
+        q = gm.quantize(centres, scale, zp, qmin=qmin, qmax=qmax)
+        back = gm.dequantize(q, scale, zp, dtype=np.float64)
+        errors.append(float(np.sum(hist * (centres - back) ** 2)))
+    best = int(np.argmin(errors))                       # the first minimum
+    assert mse_range(x, bits=bits, num_bins=num_bins, one_sided=True) == (
+        0.0, edges[best + 1] * amax)
+    # negatives and zeros do not move it
+    assert mse_range(x[x > 0], bits=bits, num_bins=num_bins, one_sided=True) == (
+        0.0, edges[best + 1] * amax)
+
+
+def test_one_sided_mse_hand_built_histogram():
+    # Positive values only, 4 bins of width 0.25 over [0, 1]: ten at 0.3 (centre 0.375), the
+    # maximum at 1.0 (centre 0.875); zeros and negatives are left out. bits=2: codes 0..3,
+    # scale t / 3. Errors of the candidates t:
+    #   0.25: levels {0, 1/12, .., .25}: 10 * 0.125^2 + 0.625^2 = 0.546875
+    #   0.50: levels step 1/6: 0.375 -> 2/6 (0.0417 off), 0.875 -> 0.5:
+    #         10 * (1/24)^2 + 0.375^2 = 0.15799
+    #   0.75: step 0.25: 0.375 -> 0.25 or 0.5 (tie, 1.5 -> 2, 0.5), 0.875 -> 0.75:
+    #         10 * 0.125^2 + 0.125^2 = 0.171875
+    #   1.00: step 1/3: 0.375 -> 1/3, 0.875 -> 1: 10 * (1/24)^2 + 0.125^2 = 0.03299 <- minimum
+    x = np.array([0.3] * 10 + [0.0] * 5 + [-0.7] * 3 + [1.0])
+    assert mse_range(x, bits=2, num_bins=4, one_sided=True) == (0.0, 1.0)
+    # The symmetric search on |x| (the -0.7 now count) picks a narrower range.
+    assert mse_range(x, bits=2, num_bins=4)[1] < 1.0
+
+
+def test_one_sided_kl_matches_brute_force():
+    rng = np.random.default_rng(12)
+    x = np.concatenate([np.zeros(2000), rng.exponential(1.0, 3000), [-5.0, 14.0]])
+    amax, hist, edges = positive_unit_histogram(x, 128)
+    # the symmetric brute force, on the positive values only: zeros and negatives left out
+    t = kl_threshold_brute(x[x > 0], 128, 16)
+    assert kl_range(x, num_bins=128, num_quant_bins=16, one_sided=True) == (0.0, t)
+    assert t == edges[round(t / amax * 128)] * amax
+
+
+def test_kl_levels_follow_bits():
+    x = half_rectified(13, n=20_000)
+    g = gaussian_with_outliers(14, n=20_000)
+    # defaults: 8 bits, 128 levels symmetric (TensorRT) and 256 one-sided
+    assert kl_range(g) == kl_range(g, bits=8) == kl_range(g, num_quant_bins=128)
+    assert kl_range(x, one_sided=True) == kl_range(x, num_quant_bins=256, one_sided=True)
+    for bits in (2, 3, 4):
+        assert kl_range(g, bits=bits) == kl_range(g, num_quant_bins=2 ** (bits - 1))
+        assert kl_range(x, bits=bits, one_sided=True) == kl_range(
+            x, num_quant_bins=2 ** bits, one_sided=True)
+    # fewer bits, a different (here narrower) range
+    for data, kw in [(g, {}), (x, {"one_sided": True})]:
+        _, hi8 = kl_range(data, bits=8, **kw)
+        _, hi4 = kl_range(data, bits=4, **kw)
+        assert hi4 != hi8 and hi4 < hi8
+    assert calibrate(x, "kl", bits=4, one_sided=True) == kl_range(x, bits=4, one_sided=True)
+
+
+def test_one_sided_kl_escapes_the_zero_spike():
+    """Half the values exactly 0: the symmetric search folds the zero spike into its first
+    level and picks a tiny threshold; the one-sided search represents 0 exactly, so it does
+    not, and its range gives a lower error under the applied quantizer."""
+    x = half_rectified(15)
+    _, hi_s = kl_range(x, bits=4)
+    _, hi_o = kl_range(x, bits=4, one_sided=True)
+    assert hi_s < 0.1 < 1.0 < hi_o
+    assert applied_mse(x, hi_o, 4) < 0.02 * applied_mse(x, hi_s, 4)
+
+
+@pytest.mark.parametrize("method", ["mse", "kl"])
+def test_one_sided_shared_behaviour(method):
+    kw = SMALL[method]
+    # no positive value: (0, 0)
+    for x in (np.zeros(5), np.array([-1.0, -2.0, 0.0]), np.array([-0.0])):
+        lo, hi = calibrate(x, method, one_sided=True, **kw)
+        assert (lo, hi) == (0.0, 0.0) and not np.signbit(lo) and not np.signbit(hi)
+    # per channel = per tensor on each channel
+    x = np.maximum(np.random.default_rng(16).standard_t(4, size=(3, 4, 40)), 0.0)
+    x[1] = -x[1]                                 # a channel with no positive value
+    lo, hi = calibrate(x, method, axis=0, one_sided=True, **kw)
+    assert lo.tolist() == [0.0] * 3 and hi[1] == 0.0
+    for c in range(3):
+        assert (lo[c], hi[c]) == calibrate(x[c], method, one_sided=True, **kw)
+    # bounded by max(x), a bin edge of it, and exact under scaling by powers of two
+    y = np.maximum(gaussian_with_outliers(17, n=5000), 0.0)
+    _, hi = calibrate(y, method, one_sided=True, **kw)
+    assert 0.0 < hi <= y.max() and (hi / y.max() * kw["num_bins"]) % 1 == 0
+    for k in (-40, 3, 60):
+        assert calibrate(y * 2.0 ** k, method, one_sided=True, **kw) == (0.0, hi * 2.0 ** k)
+
+
 # -- shared behaviour ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", METHODS)
@@ -564,10 +701,28 @@ def test_mse_errors():
         mse_range(x, num_bins=0)
     with raises(TypeError, "symmetric must be a bool, not 'no'"):
         mse_range(x, symmetric="no")
+    with raises(TypeError, "one_sided must be a bool, not 1"):
+        mse_range(x, one_sided=1)
+    with raises(ValueError, "one_sided=True searches a range (0, t) and takes symmetric=True, "
+                            "not symmetric=False"):
+        mse_range(x, one_sided=True, symmetric=False)
+    with pytest.raises(TypeError, match="one_sided"):
+        calibrate(x, "minmax", one_sided=True)
 
 
 def test_kl_errors():
     x = np.ones(3)
+    with raises(ValueError, "kl_range takes bits or num_quant_bins, not both (bits=4, "
+                            "num_quant_bins=16)"):
+        kl_range(x, bits=4, num_quant_bins=16)
+    with raises(ValueError, "bits must be between 2 and 16, not 1"):
+        kl_range(x, bits=1)
+    with raises(TypeError, "bits must be an integer, not 4.0"):
+        kl_range(x, bits=4.0)
+    with raises(ValueError, "num_bins must be at least num_quant_bins (4096), not 2048"):
+        kl_range(x, bits=12, one_sided=True)
+    with raises(TypeError, "one_sided must be a bool, not 'yes'"):
+        kl_range(x, one_sided="yes")
     with raises(ValueError, "num_bins must be at least num_quant_bins (128), not 100"):
         kl_range(x, num_bins=100)
     with raises(ValueError, "num_quant_bins must be at least 1, not 0"):

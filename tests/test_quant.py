@@ -246,7 +246,7 @@ def test_quantize_errors():
     with pytest.raises(ValueError, match=r"axis 1 has length 10, not divisible by group_size = 4"):
         gm.quantize(np.ones((2, 10)), np.ones((2, 2)), axis=1, group_size=4)
     with pytest.raises(ValueError, match=r"rounding must be one of 'half_even', 'half_away', "
-                                         r"'floor', 'stochastic', not 'up'"):
+                                         r"'floor', 'stochastic', 'toward_zero', not 'up'"):
         gm.quantize(x, 0.1, rounding="up")
     with pytest.raises(ValueError, match=r"axis must be in \[-2, 1\] for a 2-d array, not 2"):
         gm.quantize(np.ones((2, 3)), np.ones(3), axis=2)
