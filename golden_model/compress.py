@@ -26,6 +26,20 @@ of ``b`` bits are counted densely bit-packed: ``ceil(count * b / 8)`` bytes, whi
 ``values.nbytes`` for ``b = 8`` and an int8 array). :func:`compression_report` and
 :func:`format_report` compare the formats for a set of layers.
 
+Sub-8-bit codes (:func:`pack_values`, :func:`unpack_values`)
+    Signed codes of ``b`` bits (2 to 8, two's complement, ``[-2^(b-1), 2^(b-1) - 1]``) packed
+    into the same little-endian bit stream as the N:M indices: code ``k`` occupies bits
+    ``k*b .. k*b+b-1``, so two 4-bit codes share a byte (the first in the low nibble) and
+    ``count`` 3-bit codes take ``ceil(count * 3 / 8)`` bytes. At 8 bits the stream is the int8
+    array's own bytes.
+Stored weights (:func:`storage_footprints`, :func:`storage_format`, :func:`encode_weights`,
+:func:`decode_weights`)
+    A 2-D integer weight matrix is stored dense, as a bitmap or as CSR (:data:`STORAGE_FORMATS`),
+    or as N:M when the hardware runs it sparse; its values at ``value_bits`` bits, packed.
+    :func:`storage_format` picks the smallest of the formats offered (ties: the first listed,
+    so dense before bitmap before CSR); :func:`encode_weights` produces the buffers, whose
+    byte counts are the :class:`Footprint` of the format (the test of the accounting).
+
 Signed zeros: ``-0.0`` counts as zero everywhere, so a round trip turns it into ``+0.0``.
 """
 
@@ -51,7 +65,8 @@ __all__ = [
     "compress_n_m", "decompress_n_m", "pack_indices", "unpack_indices", "index_bits",
     "to_bitmap", "from_bitmap", "BITMAP_BITORDER", "to_csr", "from_csr", "csr_index_dtype",
     "Footprint", "nbytes_dense", "nbytes_n_m", "nbytes_bitmap", "nbytes_csr",
-    "compression_report", "format_report",
+    "compression_report", "format_report", "pack_values", "unpack_values", "STORAGE_FORMATS",
+    "storage_footprints", "storage_format", "encode_weights", "decode_weights",
 ]
 
 #: Bit order of the packed bitmap (``np.packbits`` / ``np.unpackbits``).
@@ -516,6 +531,206 @@ def nbytes_csr(shape, nnz, value_bits=8):
     meta = (nnz * csr_index_dtype(max(cols - 1, 0)).itemsize
             + (rows + 1) * csr_index_dtype(nnz).itemsize)
     return Footprint(_value_bytes(nnz, value_bits), meta)
+
+
+# --- sub-8-bit values -------------------------------------------------------------------------
+
+def _check_value_bits(bits, name="value_bits"):
+    return check_int(bits, name, lo=2, hi=8)
+
+
+def pack_values(q, bits):
+    """Pack signed ``bits``-bit codes (two's complement) into a little-endian bit stream.
+
+    The codes are taken in C order; code ``k`` occupies bits ``k*bits .. k*bits+bits-1`` of
+    the stream (its LSB first), bit ``j`` of the stream being bit ``j % 8`` of byte ``j // 8``
+    (the layout of :func:`pack_indices`). Unused high bits of the last byte are 0. For
+    ``bits = 8`` the result is the bytes of ``q`` as int8.
+
+    Parameters
+    ----------
+    q : array of integers
+        Codes in ``[-2^(bits-1), 2^(bits-1) - 1]``, any shape.
+    bits : int
+        2 to 8.
+
+    Returns
+    -------
+    ndarray of uint8, shape ``(ceil(q.size * bits / 8),)``
+
+    Raises
+    ------
+    TypeError
+        If ``q`` is not an integer array or ``bits`` not an integer.
+    ValueError
+        If ``bits`` is out of range or a code does not fit ``bits`` bits.
+    """
+    bits = _check_value_bits(bits, "bits")
+    codes = as_int_array(q, "q")
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    bad = (codes < lo) | (codes > hi)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"q must hold {bits}-bit codes in [{lo}, {hi}], not "
+                         f"{int(codes[where])} at index {where}")
+    flat = (codes.ravel().astype(np.int64) & ((1 << bits) - 1)).astype(np.uint8)
+    if bits == 8:
+        return flat
+    stream = (flat[:, None] >> np.arange(bits, dtype=np.uint8)) & np.uint8(1)
+    return np.packbits(stream.ravel(), bitorder="little")
+
+
+def unpack_values(packed, bits, count):
+    """Inverse of :func:`pack_values`: the first ``count`` codes, sign-extended to int8.
+
+    Raises
+    ------
+    TypeError
+        If ``packed`` is neither bytes nor a uint8 array.
+    ValueError
+        If ``packed`` has the wrong length or non-zero padding bits.
+    """
+    bits = _check_value_bits(bits, "bits")
+    count = check_int(count, "count", lo=0)
+    buf = _as_bytes(packed, "packed")
+    need = -(-count * bits // 8)
+    if buf.size != need:
+        raise ValueError(f"packed must be {need} bytes long for {count} {bits}-bit codes, "
+                         f"not {buf.size}")
+    stream = np.unpackbits(buf, bitorder="little")
+    if stream[count * bits:].any():
+        raise ValueError("packed must have zero padding bits after the last code")
+    weights = np.int64(1) << np.arange(bits, dtype=np.int64)
+    raw = (stream[:count * bits].reshape(count, bits).astype(np.int64) * weights).sum(axis=1)
+    return np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw).astype(np.int8)
+
+
+# --- stored weights -----------------------------------------------------------------------------
+
+#: The formats an unstructured (or dense) weight matrix may be stored in, in order of preference
+#: on a tie of byte counts.
+STORAGE_FORMATS = ("dense", "bitmap", "csr")
+
+
+def _matrix(w2d):
+    arr = as_int_array(w2d, "w2d")
+    if arr.ndim != 2:
+        raise ValueError(f"w2d must be a 2-D matrix, not {arr.ndim}-D")
+    return arr
+
+
+def _check_formats(formats):
+    if isinstance(formats, str) or not isinstance(formats, (tuple, list)) or not formats:
+        raise TypeError(f"formats must be a non-empty tuple of names among "
+                        f"{', '.join(map(repr, STORAGE_FORMATS))}, not {formats!r}")
+    for f in formats:
+        if f not in STORAGE_FORMATS:
+            raise ValueError(f"formats must be among {', '.join(map(repr, STORAGE_FORMATS))}, "
+                             f"not {f!r}")
+    return tuple(dict.fromkeys(formats))
+
+
+def _check_fmt(fmt):
+    if fmt not in (*STORAGE_FORMATS, "n_m"):
+        raise ValueError(f"fmt must be one of {', '.join(map(repr, STORAGE_FORMATS))}, 'n_m', "
+                         f"not {fmt!r}")
+
+
+def storage_footprints(w2d, value_bits=8, *, formats=STORAGE_FORMATS, n_m=None):
+    """The :class:`Footprint` of an integer weight matrix in each format offered.
+
+    Parameters
+    ----------
+    w2d : 2-D integer array
+        The (out, k) GEMM weight codes.
+    value_bits : int
+        Bits per stored value, 2 to 8 (sub-8-bit values packed, :func:`pack_values`).
+    formats : tuple of str
+        Among :data:`STORAGE_FORMATS`; ignored with ``n_m``.
+    n_m : (int, int) or None
+        The ``(n, m)`` pattern the matrix is stored in (along its rows, axis 1): then the only
+        format is ``"n_m"`` (:func:`nbytes_n_m`).
+
+    Returns
+    -------
+    dict of str -> Footprint, in the order of ``formats`` (or ``{"n_m": ...}``).
+    """
+    arr = _matrix(w2d)
+    value_bits = _check_value_bits(value_bits)
+    if n_m is not None:
+        n, m = n_m
+        return {"n_m": nbytes_n_m(arr.shape, n, m, axis=1, value_bits=value_bits)}
+    nnz = int(np.count_nonzero(arr))
+    make = {"dense": lambda: nbytes_dense(arr.shape, value_bits),
+            "bitmap": lambda: nbytes_bitmap(arr.shape, nnz, value_bits),
+            "csr": lambda: nbytes_csr(arr.shape, nnz, value_bits)}
+    return {f: make[f]() for f in _check_formats(formats)}
+
+
+def storage_format(w2d, value_bits=8, *, formats=STORAGE_FORMATS, n_m=None):
+    """``(format, Footprint)``: the smallest of :func:`storage_footprints` (metadata
+    included; on a tie the format listed first, so dense beats an equal-sized bitmap)."""
+    prints = storage_footprints(w2d, value_bits, formats=formats, n_m=n_m)
+    best = min(prints, key=lambda f: prints[f].nbytes)     # min keeps the first of equals
+    return best, prints[best]
+
+
+def encode_weights(w2d, fmt, value_bits=8, *, n_m=None):
+    """The buffers an integer weight matrix is stored as, in format ``fmt``.
+
+    Returns a dict of 1-D arrays: ``values`` (the codes :func:`pack_values` packs: all of
+    them for ``"dense"``, the non-zeros in C order for ``"bitmap"`` and ``"csr"``, the kept
+    values of :func:`compress_n_m` for ``"n_m"``) and the metadata: ``bitmap``
+    (:func:`to_bitmap`), ``indices`` and ``indptr`` (:func:`to_csr`) or ``indices``
+    (:func:`pack_indices`). ``values.nbytes`` and the sum of the metadata buffers' ``nbytes``
+    are the format's :class:`Footprint`.
+    """
+    arr = _matrix(w2d)
+    value_bits = _check_value_bits(value_bits)
+    if fmt == "n_m":
+        if n_m is None:
+            raise ValueError("format 'n_m' needs n_m=(n, m)")
+        n, m = n_m
+        values, indices = compress_n_m(arr, n, m, axis=1)
+        return {"values": pack_values(values, value_bits),
+                "indices": pack_indices(indices, m)}
+    _check_fmt(fmt)
+    if fmt == "dense":
+        return {"values": pack_values(arr, value_bits)}
+    if fmt == "bitmap":
+        bitmap, values = to_bitmap(arr)
+        return {"values": pack_values(values, value_bits), "bitmap": bitmap}
+    data, indices, indptr = to_csr(arr)
+    return {"values": pack_values(data, value_bits), "indices": indices, "indptr": indptr}
+
+
+def decode_weights(buffers, fmt, shape, value_bits=8, *, n_m=None):
+    """Inverse of :func:`encode_weights`: the int8 matrix of ``shape`` (``n_m``: the
+    ``(n, m)`` pattern, for ``"n_m"``)."""
+    rows, cols = _shape(shape)
+    value_bits = _check_value_bits(value_bits)
+    if fmt == "n_m":
+        if n_m is None:
+            raise ValueError("format 'n_m' needs n_m=(n, m)")
+        n, m = _check_n_m_params(*n_m)
+        if cols % m:
+            raise ValueError(f"shape {(rows, cols)} has rows of {cols}, not divisible by "
+                             f"M = {m}")
+        kept = rows * cols // m * n
+        idx = unpack_indices(buffers["indices"], m, kept).reshape(rows, cols // m, n)
+        vals = unpack_values(buffers["values"], value_bits, kept).reshape(idx.shape)
+        return decompress_n_m(vals, idx, m, axis=1)
+    _check_fmt(fmt)
+    if fmt == "dense":
+        return unpack_values(buffers["values"], value_bits, rows * cols).reshape(rows, cols)
+    if fmt == "bitmap":
+        bitmap = _as_bytes(buffers["bitmap"], "bitmap")
+        nnz = int(np.unpackbits(bitmap, bitorder=BITMAP_BITORDER)[:rows * cols].sum())
+        return from_bitmap(bitmap, unpack_values(buffers["values"], value_bits, nnz),
+                           (rows, cols))
+    nnz = len(buffers["indices"])
+    return from_csr(unpack_values(buffers["values"], value_bits, nnz), buffers["indices"],
+                    buffers["indptr"], (rows, cols))
 
 
 # --- report -----------------------------------------------------------------------------------

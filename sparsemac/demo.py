@@ -180,22 +180,22 @@ def _as(values, dtype, what):
     return b
 
 
-def encoded_bytes(layer):
-    """The bytes of a weighted integer layer's arrays, encoded as stored: int8 weights (an N:M
-    layer: :func:`golden_model.compress_n_m` values and :func:`golden_model.pack_indices`
-    metadata), int32 bias, int32 multiplier and int8 shift per output channel.
+def encoded_bytes(layer, fmt=None, bits=8):
+    """The bytes of a weighted integer layer's arrays, encoded as stored: its weight codes in
+    format ``fmt`` at ``bits`` bits (:func:`golden_model.encode_weights`: the values packed,
+    plus the format's metadata: N:M indices, a bitmap, or CSR column indices and row
+    pointers; by default N:M for an N:M layer, else dense), int32 bias, int32 multiplier and
+    int8 shift per output channel.
 
     Returns ``{"weights", "metadata", "bias", "requant", "total"}``: what
     :meth:`IntGraph.nbytes` must state, counted from the encoded arrays rather than from its
     formula.
     """
     wm = _as(layer.gemm_weights(), np.int8, f"{layer.name} weights")
-    if layer.sparsity is not None:
-        n, m = layer.sparsity
-        values, indices = gm.compress_n_m(wm, n, m, axis=1)
-        weights, meta = values.nbytes, gm.pack_indices(indices, m).nbytes
-    else:
-        weights, meta = wm.nbytes, 0
+    fmt = fmt or ("dense" if layer.sparsity is None else "n_m")
+    buffers = gm.encode_weights(wm, fmt, bits, n_m=layer.sparsity)
+    weights = buffers.pop("values").nbytes
+    meta = sum(b.nbytes for b in buffers.values())
     bias = _as(layer.bias, np.int32, f"{layer.name} bias").nbytes
     requant = (_as(layer.multiplier, np.int32, f"{layer.name} multiplier").nbytes
                + _as(layer.shift, np.int8, f"{layer.name} shift").nbytes)
@@ -208,7 +208,7 @@ def byte_rows(graph):
     ``exact`` (every field equal)."""
     rows = []
     for row, layer in zip(graph.nbytes(), graph.weighted()):
-        enc = encoded_bytes(layer)
+        enc = encoded_bytes(layer, row["format"], row["weight_bits"])
         rows.append({**row, "sparsity": layer.sparsity, "encoded": enc,
                      "exact": all(row[k] == enc[k] for k in enc)})
     return rows

@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from golden_model.compress import (
+    STORAGE_FORMATS,
     Footprint,
     compress_n_m,
     compression_report,
     csr_index_dtype,
+    decode_weights,
     decompress_n_m,
+    encode_weights,
     format_report,
     from_bitmap,
     from_csr,
@@ -24,9 +27,13 @@ from golden_model.compress import (
     nbytes_dense,
     nbytes_n_m,
     pack_indices,
+    pack_values,
+    storage_footprints,
+    storage_format,
     to_bitmap,
     to_csr,
     unpack_indices,
+    unpack_values,
 )
 from golden_model.prune import apply_mask, is_n_m, prune_n_m
 
@@ -203,6 +210,93 @@ def test_pack_errors():
         unpack_indices(np.zeros(1, dtype=np.int8), 4, 1)
     with raises(ValueError, "count must be at least 0, not -1"):
         unpack_indices(b"", 4, -1)
+
+
+# --- sub-8-bit values --------------------------------------------------------------------------
+
+def test_pack_values_layout():
+    # 4-bit two's complement, first code in the low nibble: 1, -2 -> 0xE1; 7, -8 -> 0x87.
+    assert pack_values(np.array([1, -2, 7, -8], dtype=np.int8), 4).tobytes() == b"\xe1\x87"
+    # 3-bit codes straddle bytes: 3 | (-4 & 7) << 3 | (-1 & 7) << 6 = 0b111_100_011 -> E3 01.
+    np.testing.assert_array_equal(pack_values([3, -4, -1], 3), [0xE3, 0x01])
+    # 8 bits: the int8 array's own bytes.
+    q = np.array([[-128, 5], [127, -1]], dtype=np.int8)
+    assert pack_values(q, 8).tobytes() == q.tobytes()
+    assert pack_values(np.zeros(0, dtype=np.int8), 4).shape == (0,)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 8), st.data())
+def test_pack_unpack_values_round_trip(bits, data):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    q = np.array(data.draw(st.lists(st.integers(lo, hi), max_size=40)), dtype=np.int8)
+    packed = pack_values(q, bits)
+    assert packed.dtype == np.uint8 and packed.shape == (math.ceil(q.size * bits / 8),)
+    stream = sum((int(v) & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(q))
+    assert int.from_bytes(packed.tobytes(), "little") == stream
+    assert same_bits(unpack_values(packed, bits, q.size), q)
+    assert same_bits(unpack_values(packed.tobytes(), bits, q.size), q)
+
+
+def test_pack_values_errors():
+    with raises(ValueError, "q must hold 4-bit codes in [-8, 7], not 8 at index (1,)"):
+        pack_values([0, 8], 4)
+    with raises(ValueError, "q must hold 3-bit codes in [-4, 3], not -5 at index (0, 0)"):
+        pack_values(np.array([[-5]]), 3)
+    with raises(ValueError, "bits must be between 2 and 8, not 9"):
+        pack_values([0], 9)
+    with raises(TypeError, "q must be an integer array, not dtype float32"):
+        pack_values(np.zeros(2, dtype=np.float32), 4)
+    with raises(ValueError, "packed must be 2 bytes long for 3 4-bit codes, not 1"):
+        unpack_values(b"\x00", 4, 3)
+    with raises(ValueError, "packed must have zero padding bits after the last code"):
+        unpack_values(b"\x10", 4, 1)
+
+
+# --- stored weights ----------------------------------------------------------------------------
+
+def test_storage_format_picks_the_smallest_ties_to_dense():
+    # 8 x 8, one non-zero: dense 64, bitmap 8 + 1, CSR 1 + (1 + 9) -> bitmap.
+    w = np.zeros((8, 8), dtype=np.int8)
+    w[3, 5] = -2
+    prints = storage_footprints(w)
+    assert {f: fp.nbytes for f, fp in prints.items()} == {"dense": 64, "bitmap": 9, "csr": 11}
+    assert storage_format(w) == ("bitmap", Footprint(1, 8))
+    assert storage_format(w, formats=("dense", "csr")) == ("csr", Footprint(1, 10))
+    # 1 x 8 at 8 bits, all non-zero but one: dense 8, bitmap 1 + 7 = 8 -> tie, dense wins.
+    tie = np.array([[1, 2, 3, 4, 5, 6, 7, 0]], dtype=np.int8)
+    assert storage_format(tie)[0] == "dense"
+    assert storage_format(tie, formats=("bitmap", "dense"))[0] == "bitmap"
+    assert storage_format(w, n_m=(2, 4)) == ("n_m", nbytes_n_m((8, 8), 2, 4, axis=1))
+    assert STORAGE_FORMATS == ("dense", "bitmap", "csr")
+    with raises(ValueError, "formats must be among 'dense', 'bitmap', 'csr', not 'coo'"):
+        storage_footprints(w, formats=("coo",))
+    with raises(ValueError, "w2d must be a 2-D matrix, not 1-D"):
+        storage_footprints(w.ravel())
+    with raises(ValueError, "value_bits must be between 2 and 8, not 1"):
+        storage_footprints(w, 1)
+    with raises(ValueError, "fmt must be one of 'dense', 'bitmap', 'csr', 'n_m', not 'coo'"):
+        encode_weights(w, "coo")
+    with raises(ValueError, "format 'n_m' needs n_m=(n, m)"):
+        encode_weights(w, "n_m")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 8), st.integers(1, 6), st.integers(1, 4), st.floats(0, 1), st.data())
+def test_encoded_buffers_have_the_counted_sizes(bits, rows, groups, density, data):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    w = data.draw(hnp.arrays(np.int8, (rows, 4 * groups), elements=st.integers(lo, hi)))
+    w = np.where(np.random.default_rng(rows).random(w.shape) < density, w, 0).astype(np.int8)
+    for fmt, fp in storage_footprints(w, bits).items():
+        buffers = encode_weights(w, fmt, bits)
+        assert buffers["values"].nbytes == fp.values
+        assert sum(b.nbytes for k, b in buffers.items() if k != "values") == fp.metadata
+        assert same_bits(decode_weights(buffers, fmt, w.shape, bits), w)
+    sparse = apply_mask(w, prune_n_m(w, 2, 4, axis=1))
+    buffers = encode_weights(sparse, "n_m", bits, n_m=(2, 4))
+    fp = nbytes_n_m(w.shape, 2, 4, axis=1, value_bits=bits)
+    assert (buffers["values"].nbytes, buffers["indices"].nbytes) == (fp.values, fp.metadata)
+    assert same_bits(decode_weights(buffers, "n_m", w.shape, bits, n_m=(2, 4)), sparse)
 
 
 # --- bitmap ------------------------------------------------------------------------------------

@@ -196,6 +196,13 @@ def test_save_and_load_round_trip(net, tmp_path):
     assert manifest["version"] == 2
     assert manifest["layers"][4]["inputs"] == ["pool", "b2"]
     assert manifest["layers"][4]["out_shape"] == [8, 4, 4]
+    # The widths, written out in full (all 8 here); the byte rows with their formats.
+    assert manifest["bits"] == {
+        "weights": dict.fromkeys(["stem", "b1", "b2", "left", "dw", "fc"], 8),
+        "activations": dict.fromkeys(["input", "stem", "b1", "b2", "res", "left", "dw", "cat",
+                                      "gap", "fc"], 8)}
+    assert [r["format"] for r in manifest["bytes"]] == ["dense"] * 6
+    assert (loaded.weight_bits, loaded.act_bits) == (graph.weight_bits, graph.act_bits)
 
 
 def test_a_version_1_chain_still_loads(tmp_path):
