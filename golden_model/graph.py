@@ -42,9 +42,7 @@ a reader that ignores it still runs the graph bit-exactly (only the byte counts 
 """
 
 import dataclasses
-import json
 import numbers
-from pathlib import Path
 
 import numpy as np
 
@@ -449,53 +447,18 @@ class IntGraph:
         from .graph_file import save_graph  # noqa: PLC0415 (the file format's own module)
 
         save_graph(self, directory)
-        path = Path(directory) / "graph.json"
-        manifest = json.loads(path.read_text())
-        manifest["bits"] = self.bits_entry()
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory):
         """Read a graph written by :meth:`save`; a bad file raises :class:`GraphError`."""
         from .graph_file import load_graph  # noqa: PLC0415
 
-        graph = load_graph(cls, directory)
-        path = Path(directory) / "graph.json"
-        entry = json.loads(path.read_text()).get("bits")
-        if entry is not None:
-            graph.weight_bits, graph.act_bits = _read_bits_entry(entry, f"{path}: bits")
-            try:
-                graph.validate()                # every name and width, 8 bits included
-            except GraphError as exc:
-                raise GraphError(f"{path}: {exc}") from None
-            graph.weight_bits, graph.act_bits = (_below_8(graph.weight_bits),
-                                                 _below_8(graph.act_bits))
-        return graph
+        return load_graph(cls, directory)
 
 
 def _below_8(table):
     """The entries of a width table below 8 bits (what :class:`IntGraph` keeps)."""
     return {name: bits for name, bits in table.items() if bits != 8}
-
-
-def _read_bits_entry(entry, where):
-    """``(weight_bits, act_bits)`` of a manifest's ``bits`` object (names are checked against
-    the graph by :meth:`IntGraph.validate`)."""
-    if not isinstance(entry, dict) or set(entry) - {"weights", "activations"}:
-        raise GraphError(f"{where} must be an object with 'weights' and 'activations', not "
-                         f"{entry!r}")
-    tables = []
-    for key in ("weights", "activations"):
-        table = entry.get(key, {})
-        if not isinstance(table, dict):
-            raise GraphError(f"{where}.{key} must be an object of name -> bits, not {table!r}")
-        for name, bits in table.items():
-            if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) \
-                    or not BIT_WIDTHS[0] <= bits <= BIT_WIDTHS[1]:
-                raise GraphError(f"{where}.{key}[{name!r}] must be an integer from "
-                                 f"{BIT_WIDTHS[0]} to {BIT_WIDTHS[1]}, not {bits!r}")
-        tables.append({str(k): int(v) for k, v in table.items()})
-    return tables[0], tables[1]
 
 
 def _check_qlayer(layer):

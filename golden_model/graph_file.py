@@ -7,8 +7,16 @@ layer's parameters; ``bytes`` and ``total_bytes`` report what the weighted layer
 arrays of weighted layer ``i`` are ``i.w`` (int8), ``i.bias`` (int32), ``i.multiplier`` and
 ``i.shift`` (int64) and ``i.w_scale`` (float32); its entry records their ``sha256``.
 
+The optional top-level ``bits`` object, ``{"weights": {layer: b}, "activations": {tensor:
+b}}``, holds the bit widths (2 to 8) of every weighted layer's weights and of every tensor with
+its own quantization (:class:`~golden_model.graph.IntGraph`); a file without it (every file
+written before the widths) is all 8-bit, and a reader that ignores it still runs the graph
+bit-exactly (the codes sit in int8 containers; only the byte counts differ), so the version
+stays 2.
+
 :func:`load_graph` checks every field: the format and version (1, the chains of earlier
-releases, or 2), each entry's fields (no missing or unknown one, each of its type and range),
+releases, or 2), the widths (names, values, the codes and clamps within them), each entry's
+fields (no missing or unknown one, each of its type and range),
 the arrays (exactly the expected keys, dtypes, shapes and value ranges, each layer's digest,
 the weights matching their declared shape and N:M sparsity), the wiring (names, references to
 earlier tensors), the shapes (inferred from the input and compared with the recorded ones) and
@@ -196,7 +204,8 @@ def save_graph(graph, directory):
         entries.append(entry)
     manifest = {"format": FORMAT, "version": VERSION, "input_shape": list(graph.input_shape),
                 "input_scale": float(graph.input_scale), "input_zp": int(graph.input_zp),
-                "layers": entries, "bytes": graph.nbytes(), "total_bytes": graph.total_bytes()}
+                "layers": entries, "bits": graph.bits_entry(), "bytes": graph.nbytes(),
+                "total_bytes": graph.total_bytes()}
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "graph.npz", "wb") as f:
         np.savez(f, **arrays)
@@ -287,6 +296,28 @@ def _header(manifest, where):
     return head, entries
 
 
+def _bits(entry, where):
+    """``(weight_bits, act_bits)`` of the manifest's ``bits`` object, each ``{name: bits}``
+    (the names are checked against the graph by ``IntGraph.validate``)."""
+    if not isinstance(entry, dict) or set(entry) - {"weights", "activations"}:
+        raise L.GraphError(f"{where} must be an object with 'weights' and 'activations', not "
+                           f"{entry!r}")
+    tables = []
+    for key in ("weights", "activations"):
+        table = entry.get(key, {})
+        if not isinstance(table, dict):
+            raise L.GraphError(f"{where}.{key} must be an object of name -> bits, not "
+                               f"{table!r}")
+        for name, bits in table.items():
+            try:
+                _int(bits, 2, 8)
+            except _Bad:
+                raise L.GraphError(f"{where}.{key}[{name!r}] must be an integer from 2 to 8, "
+                                   f"not {bits!r}") from None
+        tables.append({str(k): int(v) for k, v in table.items()})
+    return tables[0], tables[1]
+
+
 def _entry_fields(e, version, where):
     """``(kind, name, checked fields, recorded shape or None)`` of one layer entry."""
     if not isinstance(e, dict):
@@ -352,10 +383,15 @@ def load_graph(cls, directory):
         raise L.GraphError(f"{directory / 'graph.npz'} holds arrays no layer uses: "
                            f"{', '.join(extra[:5])}")
     graph = cls(head["input_shape"], head["input_scale"], head["input_zp"], layers)
+    if manifest.get("bits") is not None:
+        graph.weight_bits, graph.act_bits = _bits(manifest["bits"], f"{where_file}: bits")
     try:
-        shapes = graph.validate().shapes()
+        shapes = graph.validate().shapes()          # the widths' names and ranges included
     except L.GraphError as exc:
         raise L.GraphError(f"{where_file}: {exc}") from None
+    # Keep what IntGraph keeps: the widths below 8 bits.
+    graph.weight_bits = {k: v for k, v in graph.weight_bits.items() if v != 8}
+    graph.act_bits = {k: v for k, v in graph.act_bits.items() if v != 8}
     for i, (want, got) in enumerate(zip(recorded, shapes[1:])):
         if want is not None and tuple(want) != tuple(got):
             raise L.GraphError(f"{where_file}: layer {i} ({layers[i].label()}) records shape "
