@@ -10,10 +10,15 @@ output register (``REGMODE_B="OUTREG"``): Yosys infers a DP16KD from the generic
 leaves the register in the fabric, and the block's clock-to-output without its output register
 (5.8 ns at speed grade 6, against about 1 ns with it) then sits in the next stage. Both targets
 give the same values on the same cycles.
+
+The write address, the write enable and the read address come once per block
+(:attr:`AccRam.blocks`), all equal: a user registers a copy for each block (with
+:class:`~hdl.fanout.Fanout`), so that the copy sits beside its block instead of one register
+reaching blocks across the chip (15 blocks on an 8x8 array).
 """
 
 from amaranth.hdl import C, ClockSignal, Const, Instance, Module, Signal, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from common.checks import check_choice, check_int
@@ -70,11 +75,12 @@ class AccRam(wiring.Component):
 
     Members
     -------
-    write : ``In(wiring.Signature({"addr": Out(range(depth)), "data": Out(width), "en": Out(1)}))``
-        The write port: address, word, and write enable.
-    read : ``In(wiring.Signature({"addr": Out(range(depth)), "data": In(width)}))``
-        The read port: :py:`read.addr` in, :py:`read.data` out, :attr:`read_latency` cycles
-        later.
+    write : ``In(wiring.Signature({"addr": Out(addrs), "data": Out(width), "en": Out(blocks)}))``
+        The write port: address and enable, one copy per block (:attr:`blocks`; the copies
+        must be equal), and the word. ``addrs`` is ``data.ArrayLayout(range(depth), blocks)``.
+    read : ``In(wiring.Signature({"addr": Out(addrs), "data": In(width)}))``
+        The read port: :py:`read.addr` in (one equal copy per block), :py:`read.data` out,
+        :attr:`read_latency` cycles later.
 
     Raises
     ------
@@ -90,11 +96,14 @@ class AccRam(wiring.Component):
         self._target = check_choice(target, "target", TARGETS)
         self._depth = check_int(depth, "depth", lo=1,
                                 hi=ECP5_MAX_ACC_DEPTH if self._target == "ecp5" else None)
+        self._blocks = (dp16kd_layout(self._width, self._depth)[1] if self._target == "ecp5"
+                        else 1)
+        addr = data.ArrayLayout(range(self._depth), self._blocks)
         super().__init__({
-            "write": In(wiring.Signature({"addr": Out(range(self._depth)),
+            "write": In(wiring.Signature({"addr": Out(addr),
                                           "data": Out(unsigned(self._width)),
-                                          "en": Out(1)})),
-            "read": In(wiring.Signature({"addr": Out(range(self._depth)),
+                                          "en": Out(self._blocks)})),
+            "read": In(wiring.Signature({"addr": Out(addr),
                                          "data": In(unsigned(self._width))})),
         })
 
@@ -111,6 +120,12 @@ class AccRam(wiring.Component):
         return self._target
 
     @property
+    def blocks(self):
+        """RAM blocks side by side (1 for ``"generic"``): the copies of the addresses and of
+        the write enable."""
+        return self._blocks
+
+    @property
     def read_latency(self):
         """Cycles from :py:`read.addr` to its word on :py:`read.data`: the RAM's read and the
         register after it."""
@@ -124,30 +139,34 @@ class AccRam(wiring.Component):
                                                init=[])
         wr = mem.write_port()
         rd = mem.read_port()              # synchronous, not transparent for the write port
-        data = Signal(self._width, name="read_q", reset_less=True)
-        m.d.comb += [wr.addr.eq(self.write.addr), wr.data.eq(self.write.data),
-                     wr.en.eq(self.write.en), rd.addr.eq(self.read.addr),
-                     self.read.data.eq(data)]
-        m.d.sync += data.eq(rd.data)
+        read_q = Signal(self._width, name="read_q", reset_less=True)
+        m.d.comb += [wr.addr.eq(self.write.addr[0]), wr.data.eq(self.write.data),
+                     wr.en.eq(self.write.en[0]), rd.addr.eq(self.read.addr[0]),
+                     self.read.data.eq(read_q)]
+        m.d.sync += read_q.eq(rd.data)
         return m
 
     def _elaborate_ecp5(self):
         m = Module()
         data_width, blocks = dp16kd_layout(self._width, self._depth)
         low = _LOW_BITS[data_width]
-        pad = Const(0, _AD_PINS - low - len(self.read.addr))
-        # ADx13..0: the word address above `low` bits; at width 18 port A's ADA1, ADA0 are the
-        # byte enables of the write (both bytes), port B's (a read) 0, like Yosys's map.
-        ad_a = [C(int(data_width == 18 and i < 2), 1) for i in range(low)]
-        ad_a += [self.write.addr[i] for i in range(len(self.write.addr))] + [pad[i] for i in
-                                                                            range(len(pad))]
-        ad_b = [C(0, 1) for _ in range(low)]
-        ad_b += [self.read.addr[i] for i in range(len(self.read.addr))] + [pad[i] for i in
-                                                                          range(len(pad))]
-        assert len(ad_a) == len(ad_b) == _AD_PINS
+        abits = len(self.read.addr[0])
+        pad = Const(0, _AD_PINS - low - abits)
+
+        def pins(addr, low_bits):
+            # ADx13..0: the word address above `low` bits, then zeros.
+            pins = low_bits + [addr[i] for i in range(abits)] + [pad[i] for i in range(len(pad))]
+            assert len(pins) == _AD_PINS
+            return pins
+
+        # At width 18 port A's ADA1, ADA0 are the byte enables of the write (both bytes), port
+        # B's (a read) 0, like Yosys's map.
+        low_a = [C(int(data_width == 18 and i < 2), 1) for i in range(low)]
+        low_b = [C(0, 1) for _ in range(low)]
         read_data = Signal(self._width, name="read_q")
         m.d.comb += self.read.data.eq(read_data)
         for k in range(blocks):
+            ad_a, ad_b = pins(self.write.addr[k], low_a), pins(self.read.addr[k], low_b)
             lo, hi = k * data_width, min((k + 1) * data_width, self._width)
             used = hi - lo
             di = Signal(18, name=f"b{k}_di")
@@ -165,7 +184,7 @@ class AccRam(wiring.Component):
                 # has none either, and its contents before the first read do not matter.
                 "p_GSR": "DISABLED",
                 "i_CLKA": ClockSignal("sync"), "i_CEA": C(1, 1), "i_OCEA": C(1, 1),
-                "i_WEA": self.write.en, "i_RSTA": zero,
+                "i_WEA": self.write.en[k], "i_RSTA": zero,
                 "i_CLKB": ClockSignal("sync"), "i_CEB": C(1, 1), "i_OCEB": C(1, 1),
                 "i_WEB": zero, "i_RSTB": zero,
             }

@@ -14,6 +14,10 @@ A row of the next pass of the same block, arriving 1 to 3 beats later (tiny bloc
 the sum of the row in flight instead (forwarding). The sum and the block's parameters are
 registered before the requantizer, so no logic follows the RAM's output and none precedes the
 bias add.
+
+The sideband comes a cycle ahead of its partial sums (:attr:`Accumulator.side_lead`): the RAM
+addresses and write enable are registered once per RAM block (:class:`~hdl.fanout.Fanout`), from
+the sideband a stage before they are used, so each block's copy sits beside it.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -62,7 +66,7 @@ class Accumulator(wiring.Component):
     Members
     -------
     side : In(side_layout(config))
-        The sideband of the beat whose sums are on ``psum``.
+        The sideband of the beat whose sums are on ``psum`` :attr:`side_lead` cycles later.
     psum : In(data.ArrayLayout(signed(acc_width), cols))
         The beat's partial sums (the grid's ``p_out``).
     param_bank : Out(1)
@@ -98,6 +102,11 @@ class Accumulator(wiring.Component):
         return self._config
 
     @property
+    def side_lead(self):
+        """Cycles by which a beat's ``side`` comes before its ``psum``."""
+        return 1
+
+    @property
     def latency(self):
         """Cycles from a beat on ``side`` and ``psum`` to its total on ``o``: the RAM read,
         the registered read, the add, the registered sum."""
@@ -112,8 +121,16 @@ class Accumulator(wiring.Component):
         m.submodules.ram = ram = AccRam(width=acc_layout.size, depth=cfg.acc_depth,
                                         target=cfg.target)
         assert ram.read_latency == 2
-        side = self.side
-        m.d.comb += ram.read.addr.eq(side.addr)
+        # `side` is the sideband of the beat whose partial sums are on `psum` (registered
+        # here from the input a cycle ahead); the RAM's read address is registered beside it,
+        # a copy per block.
+        side = Signal(self.side.shape(), name="acc_side_in")
+        m.d.sync += side.eq(self.side)
+        m.submodules.read_addr = read_addr = Fanout(self.side.addr.shape(), copies=ram.blocks,
+                                                    target=cfg.target)
+        m.d.comb += read_addr.d.eq(self.side.addr)
+        for k in range(ram.blocks):
+            m.d.comb += ram.read.addr[k].eq(read_addr.q[k])
         s2 = Signal(side.shape(), name="acc_side")
         s3 = Signal(side.shape(), name="add_side")
         s4 = Signal(side.shape(), name="rq_side")
@@ -133,8 +150,15 @@ class Accumulator(wiring.Component):
                      s5.eq(s4), total4.eq(total), total5.eq(total4)]
         # A sum is written back from its register (total4, at s4), a cycle after the add: the
         # add ends at a flip-flop, not at the block RAM's data pins across the chip.
-        m.d.comb += [ram.write.addr.eq(s4.addr), ram.write.data.eq(total4),
-                     ram.write.en.eq(writes4)]
+        # Its address and enable are s4's, copied per block from s3.
+        m.submodules.write_addr = write_addr = Fanout(
+            data.StructLayout({"addr": side.addr.shape(), "en": 1}), copies=ram.blocks,
+            target=cfg.target)
+        m.d.comb += [write_addr.d.addr.eq(s3.addr), write_addr.d.en.eq(writes3),
+                     ram.write.data.eq(total4)]
+        for k in range(ram.blocks):
+            m.d.comb += [ram.write.addr[k].eq(write_addr.q[k].addr),
+                         ram.write.en[k].eq(write_addr.q[k].en)]
         # The RAM read (issued at `side`) missed the writes of the three rows ahead: by the
         # time this row adds (at s3), they are at s4, s5 and s6, their sums in total4, total5
         # and the one before. Which one holds this row's sum is decided a stage early, and the
@@ -155,8 +179,9 @@ class Accumulator(wiring.Component):
         # s3 and this row at `side`).
         fwd5 = writes4 & (s4.addr == s2.addr)
         fwd6 = writes5 & (s5.addr == s2.addr)
+        # `first` (a block's first pass: add to 0) is copied per lane the same way.
         selects = {"fwd4": writes3 & (s3.addr == s2.addr), "fwd_old": fwd5 | fwd6,
-                   "fwd5": writes3 & (s3.addr == side.addr)}
+                   "fwd5": writes3 & (s3.addr == side.addr), "first": s2.first}
         copies = {}
         for name, value in selects.items():
             m.submodules[f"{name}_copies"] = fan = Fanout(1, copies=cfg.cols, target=cfg.target)
@@ -166,7 +191,7 @@ class Accumulator(wiring.Component):
             m.d.sync += older[c].eq(Mux(copies["fwd5"][c], total4[c], total5[c]))
             before = Mux(copies["fwd4"][c], total4[c],
                          Mux(copies["fwd_old"][c], older[c], stored[c]))
-            m.d.comb += total[c].eq(Mux(s3.first, 0, before) + psum3[c])
+            m.d.comb += total[c].eq(Mux(copies["first"][c], 0, before) + psum3[c])
 
         params = Signal(data.ArrayLayout(qparam_layout(), cfg.cols), name="rq_params",
                         reset_less=True)

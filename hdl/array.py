@@ -24,6 +24,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
+from .fanout import Fanout
 from .pe import ACT_WIDTH, PE, pe_latency
 
 __all__ = ["Array"]
@@ -128,17 +129,22 @@ class Array(wiring.Component):
                 m.d.comb += pes[r][c].p_in.eq(pes[r - 1][c].p_out)
 
         # Weight-load chain: one register per PE row; row r captures beats that name it.
-        # Only the valid flags have a reset (the data follow them).
+        # Only the valid flags have a reset (the data follow them). Whether the beat is for
+        # row r, and its bank, are decided a stage early and registered once per PE
+        # (hdl.fanout.Fanout): each PE's load enables drive only its own weight registers.
         prev, prev_valid = self.w_in, self.w_in.valid
         for r in range(cfg.rows):
             reg = Signal(self.w_in.shape(), name=f"wload_{r}", reset_less=True)
             valid = Signal(name=f"wload_{r}_valid")
             m.d.sync += [reg.eq(prev), valid.eq(prev_valid)]
+            m.submodules[f"wload_{r}_sel"] = sel = Fanout(
+                data.StructLayout({"en": 1, "bank": 1}), copies=cfg.cols, target=cfg.target)
+            m.d.comb += [sel.d.en.eq(prev_valid & (prev.row == r)), sel.d.bank.eq(prev.bank)]
             for c in range(cfg.cols):
                 load = pes[r][c].load
                 m.d.comb += [
-                    load.en.eq(valid & (reg.row == r)),
-                    load.bank.eq(reg.bank),
+                    load.en.eq(sel.q[c].en),
+                    load.bank.eq(sel.q[c].bank),
                     load.w.eq(reg.w[c]),
                     load.idx.eq(reg.idx[c]),
                 ]

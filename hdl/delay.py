@@ -24,6 +24,9 @@ class Delay(wiring.Component):
         Shape of the value.
     cycles : int
         Registers in the line, at least 0 (0: ``o`` is ``i``).
+    reset_less : bool
+        Registers without reset (data that a separate valid flag qualifies): fewer loads on
+        the reset net.
 
     Members
     -------
@@ -38,10 +41,13 @@ class Delay(wiring.Component):
         If ``cycles`` is negative.
     """
 
-    def __init__(self, shape, cycles):
+    def __init__(self, shape, cycles, *, reset_less=False):
         Shape.cast(shape)
         self._shape = shape
         self._cycles = check_int(cycles, "cycles", lo=0)
+        if not isinstance(reset_less, bool):
+            raise TypeError(f"reset_less must be a bool, not {reset_less!r}")
+        self._reset_less = reset_less
         super().__init__({"i": In(shape), "o": Out(shape)})
 
     @property
@@ -52,7 +58,7 @@ class Delay(wiring.Component):
         m = Module()
         stage = self.i
         for d in range(self._cycles):
-            nxt = Signal(self._shape, name=f"stage_{d + 1}")
+            nxt = Signal(self._shape, name=f"stage_{d + 1}", reset_less=self._reset_less)
             m.d.sync += nxt.eq(stage)
             stage = nxt
         m.d.comb += self.o.eq(stage)

@@ -160,8 +160,12 @@ class Engine(wiring.Component):
                                  load_to_use=0, drain=t["param_drain"])
         self._scheduler = Scheduler(config)
         self._zero_point = ZeroPoint(config)
-        self._side = Delay(side_layout(config), self._zero_point.latency + self._grid.latency)
         self._accumulator = Accumulator(config)
+        # The sideband reaches the accumulator `side_lead` cycles before the partial sums; only
+        # its valid flag is reset (the rest is data it qualifies).
+        side_cycles = self.datapath_latency - self._accumulator.side_lead
+        self._side = Delay(side_layout(config), side_cycles, reset_less=True)
+        self._side_valid = Delay(1, side_cycles)
         self._params = ParamBank(lanes=config.cols, target=config.target)
         # The output FIFO's credits leave room for every result: the requantizer never stalls.
         self._requant = Requant(lanes=config.cols, rounding=config.rounding, tag_width=1,
@@ -214,6 +218,7 @@ class Engine(wiring.Component):
         m.submodules.zero_point = zero = self._zero_point
         m.submodules.array = grid = self._grid
         m.submodules.side_delay = side = self._side
+        m.submodules.side_valid = side_valid = self._side_valid
         m.submodules.accumulator = acc = self._accumulator
         m.submodules.param_banks = params = self._params
         m.submodules.requant = rq = self._requant
@@ -247,7 +252,8 @@ class Engine(wiring.Component):
             grid.w_in.w.eq(w.w), grid.w_in.idx.eq(w.idx),
             params.w.eq(qload.w),
             zero.i.eq(sched.o), zero.zp.eq(layer.in_zp), grid.a_in.eq(zero.o),
-            side.i.eq(sched.side), acc.side.eq(side.o), acc.psum.eq(grid.p_out.data),
+            side.i.eq(sched.side), side_valid.i.eq(sched.side.valid), acc.side.eq(side.o),
+            acc.side.valid.eq(side_valid.o), acc.psum.eq(grid.p_out.data),
             params.bank.eq(acc.param_bank), acc.params.eq(params.data),
             rq.out_zp.eq(layer.out_zp), rq.act_min.eq(layer.act_min),
             rq.act_max.eq(layer.act_max),
@@ -260,8 +266,9 @@ class Engine(wiring.Component):
         layer register, its loop constants, and the constants of the layer on ``self.layer``
         (decoded a cycle ahead, for the loops' start)."""
         cfg = self._config
-        layer = Signal(LayerConfig)
-        consts = Signal(Constants, name="layer_consts")
+        # Loaded by every start before they are used: no reset (fewer loads on the reset net).
+        layer = Signal(LayerConfig, reset_less=True)
+        consts = Signal(Constants, name="layer_consts", reset_less=True)
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         # Decoded every cycle from the input, so that `start` only loads registers: no compare

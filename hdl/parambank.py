@@ -84,15 +84,21 @@ class ParamBank(wiring.Component):
         m = Module()
         regs = [Signal(data.ArrayLayout(qparam_layout(), self._lanes), name=f"qparams{b}",
                        reset_less=True) for b in range(2)]
-        wr = Signal(data.StructLayout({"valid": 1, "bank": 1, "index": index_shape(self._lanes)}),
-                    name="qparam_wr")
-        wr_data = Signal(qparam_layout(), name="qparam_wr_data", reset_less=True)
-        m.d.sync += [wr.valid.eq(self.w.valid), wr.bank.eq(self.w.bank),
-                     wr.index.eq(self.w.index), wr_data.eq(self.w.data)]
+        # The write is registered once: the enable of each (bank, lane) decoded from the input,
+        # the word copied per lane (hdl.fanout.Fanout), so that no decode follows the register
+        # and each copy drives one lane's registers.
+        enables = Signal(data.ArrayLayout(self._lanes, 2), name="qparam_wr_en")
         for b in range(2):
             for c in range(self._lanes):
-                with m.If(wr.valid & (wr.bank == b) & (wr.index == c)):
-                    m.d.sync += regs[b][c].eq(wr_data)
+                m.d.sync += enables[b][c].eq(self.w.valid & (self.w.bank == b) &
+                                             (self.w.index == c))
+        m.submodules.wr_data = wr_data = Fanout(qparam_layout(), copies=self._lanes,
+                                                target=self._target)
+        m.d.comb += wr_data.d.eq(self.w.data)
+        for b in range(2):
+            for c in range(self._lanes):
+                with m.If(enables[b][c]):
+                    m.d.sync += regs[b][c].eq(wr_data.q[c])
         m.submodules.select = select = Fanout(1, copies=self._lanes, target=self._target)
         m.d.comb += select.d.eq(self.bank)
         for c in range(self._lanes):

@@ -125,9 +125,14 @@ def test_members():
     ram = AccRam(width=48, depth=32768)               # generic: any depth
     assert (ram.width, ram.depth, ram.target, ram.read_latency) == (48, 32768, "generic",
                                                                      LATENCY)
-    assert len(ram.write.addr) == len(ram.read.addr) == 15
+    assert ram.blocks == len(ram.write.addr) == len(ram.read.addr) == 1
+    assert len(ram.write.addr[0]) == len(ram.read.addr[0]) == 15
     assert len(ram.write.data) == len(ram.read.data) == 48 and len(ram.write.en) == 1
     assert AccRam(width=1, depth=1, target="ecp5").read_latency == LATENCY
+    ecp5 = AccRam(width=96, depth=32, target="ecp5")  # a 2x3 array's accumulators: 6 blocks
+    assert ecp5.blocks == dp16kd_layout(96, 32)[1] == 6
+    assert len(ecp5.write.addr) == len(ecp5.read.addr) == len(ecp5.write.en) == 6
+    assert len(ecp5.write.addr[0]) == len(ecp5.read.addr[5]) == 5
 
 
 @pytest.mark.parametrize("depth, width", CONFIGS)
@@ -144,6 +149,18 @@ def test_verilog(depth, width):
     assert "DP16KD" not in generic
 
 
+def test_ecp5_address_copy_per_block():
+    """Block k's write enable and both address buses come from copy k of the ports (each
+    copy can then come from a register beside its block)."""
+    ram = AccRam(width=40, depth=32, target="ecp5")           # 3 blocks of 18 bits, 5-bit address
+    text = verilog.convert(ram, name="accram")
+    abits, low = 5, 4
+    for pin, port in (("WEA", "write__en"), ("ADA", "write__addr"), ("ADB", "read__addr")):
+        got = re.findall(rf"\.{pin}{low if pin != 'WEA' else ''}\((\w+)\[(\d+)\]\)", text)
+        stride = 1 if pin == "WEA" else abits
+        assert got == [(port, str(k * stride)) for k in range(ram.blocks)], (pin, got)
+
+
 @pytest.mark.parametrize("depth, width", CONFIGS)
 def test_generic_amaranth(depth, width):
     ram = AccRam(width=width, depth=depth)
@@ -152,10 +169,10 @@ def test_generic_amaranth(depth, width):
 
     async def bench(ctx):
         for waddr, data, wen, raddr in ops:
-            ctx.set(ram.write.addr, waddr)
+            ctx.set(ram.write.addr[0], waddr)
             ctx.set(ram.write.data, data)
             ctx.set(ram.write.en, wen)
-            ctx.set(ram.read.addr, raddr)
+            ctx.set(ram.read.addr[0], raddr)
             got.append(ctx.get(ram.read.data))
             await ctx.tick()
 
@@ -176,7 +193,7 @@ def _testbench(tmp):
     for depth, width in CONFIGS:
         name = _name(depth, width)
         ram = AccRam(width=width, depth=depth, target="ecp5")
-        abits = len(ram.write.addr)
+        abits, blocks = len(ram.write.addr[0]), ram.blocks
         (tmp / f"{name}.v").write_text(verilog.convert(ram, name=name))
         sources.append(tmp / f"{name}.v")
         ops[name] = _ops(depth, width, seed=depth + width)
@@ -189,9 +206,10 @@ def _testbench(tmp):
     wire [{width - 1}:0] rd_{name};
     initial $readmemh("{tmp / name}.hex", vec_{name});
     {name} dut_{name} (.clk(clk), .rst(1'b0), .write__data(v_{name}[{width - 1}:0]),
-        .write__addr(v_{name}[{width + abits - 1}:{width}]),
-        .write__en(v_{name}[{width + abits}]),
-        .read__addr(v_{name}[{vbits - 1}:{width + abits + 1}]), .read__data(rd_{name}));
+        .write__addr({{{blocks}{{v_{name}[{width + abits - 1}:{width}]}}}}),
+        .write__en({{{blocks}{{v_{name}[{width + abits}]}}}}),
+        .read__addr({{{blocks}{{v_{name}[{vbits - 1}:{width + abits + 1}]}}}}),
+        .read__data(rd_{name}));
 """)
         outs.append(f"rd_{name}")
         applies.append(f"v_{name} = vec_{name}[i];")

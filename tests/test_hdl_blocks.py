@@ -377,6 +377,20 @@ def test_param_bank_validates_lanes():
 
 # -- accumulator.Accumulator -----------------------------------------------------------------
 
+async def _drive_accumulator(ctx, dut, beats):
+    """Put ``beats`` (``(sideband, partial sums)``, or None for a bubble) on the accumulator,
+    one a cycle: each sideband :attr:`~hdl.accumulator.Accumulator.side_lead` cycles before
+    its partial sums. Returns after the edge that takes the last partial sums."""
+    lead = dut.side_lead
+    for t in range(len(beats) + lead):
+        beat = beats[t] if t < len(beats) else None
+        ctx.set(dut.side, beat[0] if beat else {"valid": 0})
+        if t >= lead and beats[t - lead]:
+            ctx.set(dut.psum, beats[t - lead][1])
+        await ctx.tick()
+    ctx.set(dut.side.valid, 0)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("bubbles", [0, 0.3])
 def test_accumulator_sums_passes_of_short_blocks(rows, bubbles):
@@ -394,19 +408,18 @@ def test_accumulator_sums_passes_of_short_blocks(rows, bubbles):
             for r in range(rows)]
     got = []
 
+    beats = []
+    for k in range(passes):
+        for r in range(rows):
+            while rng.random() < bubbles:
+                beats.append(None)
+            last = k == passes - 1
+            beats.append(({"valid": 1, "addr": base + r, "first": k == 0, "last": last,
+                           "eol": last and r == rows - 1, "gbank": 0}, psums[k][r]))
+
     async def bench(ctx):
         ctx.set(dut.params, [{"bias": 0, "multiplier": 1, "shift": 0}] * CFG.cols)
-        for k in range(passes):
-            for r in range(rows):
-                while rng.random() < bubbles:
-                    ctx.set(dut.side.valid, 0)
-                    await ctx.tick()
-                last = k == passes - 1
-                ctx.set(dut.side, {"valid": 1, "addr": base + r, "first": k == 0, "last": last,
-                                   "eol": last and r == rows - 1, "gbank": 0})
-                ctx.set(dut.psum, psums[k][r])
-                await ctx.tick()
-        ctx.set(dut.side.valid, 0)
+        await _drive_accumulator(ctx, dut, beats)
         await ctx.tick().repeat(dut.latency + 1)
 
     async def monitor(ctx):
@@ -429,15 +442,12 @@ def test_accumulator_forwards_back_to_back_passes_of_a_one_row_block():
     psums = [[1, 2, 3], [10, 20, 30], [100, 200, 300], [-1000, 0, 1000]]
     p = {"bias": 9, "multiplier": 1, "shift": 0}
 
+    beats = [({"valid": 1, "addr": 5, "first": i == 0, "last": i == len(psums) - 1,
+               "eol": i == len(psums) - 1, "gbank": 0}, ps) for i, ps in enumerate(psums)]
+
     async def bench(ctx):
         ctx.set(dut.params, [p] * CFG.cols)
-        for i, ps in enumerate(psums):
-            last = i == len(psums) - 1
-            ctx.set(dut.side, {"valid": 1, "addr": 5, "first": i == 0, "last": last,
-                               "eol": last, "gbank": 0})
-            ctx.set(dut.psum, ps)
-            await ctx.tick()
-        ctx.set(dut.side.valid, 0)
+        await _drive_accumulator(ctx, dut, beats)
         for _ in range(dut.latency - 1):
             assert not ctx.get(dut.o.valid)
             await ctx.tick()
