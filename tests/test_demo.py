@@ -1,13 +1,18 @@
-"""``sparsemac demo`` end to end: every flow, three graphs per model bit-exact on the RTL.
+"""``sparsemac demo`` end to end: every flow over seeds, three graphs per model bit-exact on the
+RTL.
 
-One quick run on Verilator (4x4 arrays, 24 test images) through the command line, its report,
-plots and runs checked against the rows it returned; one quick run with ``--sim none`` (the
-performance model only), whose cycles must equal the RTL's; the errors that must stop the
-demo before any work, and the all-or-nothing output folder.
+One quick run with ``--sim none`` (the performance model only) through the command line: the
+flows of two seeds on the digits and a subset of MNIST-1D, and the residual network's on
+MNIST; its report, summaries and plots checked against the rows it returned. One quick run on
+Verilator (4x4 arrays, 24 test images) through the command line on the same rows (the flows
+are deterministic, tests/test_flows.py; training them twice would double the time): its RTL
+runs bit-exact, its cycles equal to the model-only run's. The errors that must stop the demo
+before any work, and the all-or-nothing output folder.
 """
 
 import contextlib
 import io
+import re
 import struct
 
 import numpy as np
@@ -49,26 +54,23 @@ def mnist():
     return load_mnist_split()
 
 
-def sizes(digits, mnist):
-    """Each model's test split size."""
-    return {"mlp": len(digits[2]), "cnn": len(digits[2]), "resnet": len(mnist[2])}
-
-
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    require_simulator("verilator")
-    out = tmp_path_factory.mktemp("demo") / "out"
-    code, stdout, result = run_main(["demo", "--quick", "--out", str(out)],
-                                    tmp_path_factory.mktemp("demo_build"))
-    assert code == 0
-    return out, stdout, result
-
-
 @pytest.fixture(scope="module")
 def model_only(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_none") / "out"
     code, stdout, result = run_main(["demo", "--quick", "--sim", "none", "--out", str(out)],
                                     tmp_path_factory.mktemp("demo_none_build"))
+    assert code == 0
+    return out, stdout, result
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, model_only):
+    require_simulator("verilator")
+    out = tmp_path_factory.mktemp("demo") / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        reuse_rows(mp, model_only[2]["rows"])
+        code, stdout, result = run_main(["demo", "--quick", "--out", str(out)],
+                                        tmp_path_factory.mktemp("demo_build"))
     assert code == 0
     return out, stdout, result
 
@@ -91,21 +93,58 @@ def test_quick_demo_writes_the_report_and_plots(quick):
     assert (out / "report.md").read_text() == result["report"]
 
 
+def test_quick_demo_rows_cover_every_flow_and_seed(model_only):
+    _, _, result = model_only
+    rows = result["rows"]
+    plan = demo.demo_plan(quick=True)
+    assert [(r["dataset"], r["model"], r["key"], r["seed"]) for r in rows] == plan
+    assert {(d, m) for d, m, _, _ in plan} == {("digits", "mlp"), ("digits", "cnn"),
+                                                ("mnist1d", "mlp"), ("mnist", "resnet")}
+    assert demo.QUICK_SEEDS == (0, 1) and {s for *_, s in plan} == {0, 1}
+    keys = {k for d, _, k, _ in plan if d == "digits"}
+    assert keys == {*fl.QUICK_FLOWS, "nm_1_4"}
+    assert {k for d, _, k, _ in plan if d == "mnist"} == set(demo.RESNET_FLOWS)
+    for r in rows:
+        first = r["seed"] == demo.QUICK_SEEDS[0]
+        # The first seed keeps its networks (the RTL runs use them); the others only numbers.
+        assert (r["net"] is not None) == first
+        if r["graph"] is not None:
+            assert r["bytes"] == r["graph"].total_bytes()
+        assert r["int8_acc"] is None or r["int8_acc"] == float(np.mean(r["correct"]))
+    assert len({len(r["correct"]) for r in rows if r["dataset"] == "mnist1d"} | {500}) == 1
+
+
+def test_quick_demo_summaries_and_noise_verdicts(model_only):
+    out, stdout, result = model_only
+    report = (out / "report.md").read_text()
+    rows, summaries = result["rows"], result["summaries"]
+    assert [(s["dataset"], s["model"], s["key"]) for s in summaries] == list(dict.fromkeys(
+        (r["dataset"], r["model"], r["key"]) for r in rows))
+    for s in summaries:
+        mine = [r for r in rows if (r["dataset"], r["model"], r["key"]) ==
+                (s["dataset"], s["model"], s["key"])]
+        assert s["seeds"] == (0, 1)
+        accs = [r["float_acc"] if r["int8_acc"] is None else r["int8_acc"] for r in mine]
+        assert s["acc"][0] == pytest.approx(np.mean(accs))
+        assert s["acc"][1] == pytest.approx(np.std(accs, ddof=1))
+        if s["key"] != "float":
+            assert s["vs_float"] is not None and s["vs_float"].seeds == 2
+    table = fl.format_summary(summaries)
+    assert table in stdout
+    for line in table.splitlines()[2:]:
+        assert line in report                     # in the report's per-dataset tables
+    # The report says how many comparisons are within noise, and lists the others.
+    counted = [c for s in summaries for c in (s["vs_float"], s["vs_reference"]) if c]
+    inside = sum(c.within_noise for c in counted)
+    assert f"{inside} of {len(counted)} comparisons are within noise" in report
+    assert "within noise" in table and "95 % interval" in table
+    for dataset in ("digits", "mnist1d", "mnist"):
+        assert f"### {dataset}" in report
+
+
 def test_quick_demo_tables_are_the_rows(quick):
     out, stdout, result = quick
     report = (out / "report.md").read_text()
-    rows = result["rows"]
-    keys = [(r["model"], r["key"]) for r in rows]
-    assert keys == fl.flow_plan(quick=True, flows=[*fl.QUICK_FLOWS, "nm_1_4"]) + [
-        ("resnet", key) for key in demo.RESNET_FLOWS]
-    table = fl.format_rows(rows)
-    assert table in report and table in stdout
-    for r in rows:
-        if r["graph"] is not None:
-            assert r["bytes"] == r["graph"].total_bytes()
-        int8 = "-" if r["int8_acc"] is None else f"{100 * r['int8_acc']:.2f}"
-        assert (f"| {r['model']} | {r['flow']} | {100 * r['float_acc']:.2f} | {int8} | "
-                f"{r['bytes']} |") in report
     runs = demo.format_rtl_runs(result["runs"])
     assert runs in report and runs in stdout
     for run in result["runs"]:
@@ -124,13 +163,14 @@ def test_quick_demo_tables_are_the_rows(quick):
 
 def test_quick_demo_rtl_runs_are_bit_exact(quick, digits, mnist):
     _, _, result = quick
-    by = {(r["model"], r["key"]): r for r in result["rows"]}
+    by = {(r["dataset"], r["model"], r["key"]): r for r in result["rows"] if r["seed"] == 0}
     runs = result["runs"]
     assert demo.MODELS == ("mlp", "cnn", "resnet")
-    assert [(r["model"], r["key"], r["array"]) for r in runs] == [
-        (model, key, f"4x4 {sp}") for model in demo.MODELS for key, _, sp in demo.RTL_FLOWS]
+    assert [(r["dataset"], r["model"], r["key"], r["array"]) for r in runs] == [
+        (dataset, model, key, f"4x4 {sp}") for dataset, model in demo.RTL_MODELS
+        for key, _, sp in demo.RTL_FLOWS]
     for run in runs:
-        graph = by[(run["model"], run["key"])]["graph"]
+        graph = by[(run["dataset"], run["model"], run["key"])]["graph"]
         assert run["graph"] is graph
         data = mnist if run["model"] == "resnet" else digits
         x_test, y_test = data[2][:demo.QUICK_IMAGES], data[3][:demo.QUICK_IMAGES]
@@ -161,19 +201,25 @@ def test_quick_demo_targets(quick, digits, mnist):
     report = (out / "report.md").read_text()
     targets = result["targets"]
     assert demo.format_targets(targets) in report and demo.format_targets(targets) in stdout
-    test_images = sizes(digits, mnist)
-    assert targets == demo.check_targets(result["rows"], result["runs"],
-                                         test_images=test_images)
-    by = {(r["model"], r["key"]): r for r in result["rows"]}
-    # The accuracy targets are claims up to the test set's noise (sparsemac.stats), computed
-    # from the rows; their statistical test over several seeds is test_flows.py's.
+    rows = result["rows"]
+    assert targets == demo.check_targets(rows, result["runs"])
+    groups = [("digits", "mlp"), ("digits", "cnn"), ("mnist1d", "mlp"), ("mnist", "resnet")]
+
+    def mean(dataset, model, key, field):
+        return float(np.mean([r[field] for r in rows
+                              if (r["dataset"], r["model"], r["key"]) == (dataset, model, key)]))
+
+    # The accuracy targets are claims on the means over the seeds up to the test set's noise
+    # (sparsemac.stats), computed from the rows; test_flows.py tests them over more seeds.
     for t, (key, limit) in zip(targets, (("ptq_minmax", demo.PTQ_TARGET),
                                          ("nm_2_4", demo.NM_TARGET))):
-        claims = [within(by[(m, key)]["int8_acc"], by[(m, "float")]["float_acc"],
-                         test_images[m], limit) for m in demo.MODELS]
+        claims = [within(mean(d, m, key, "int8_acc"), mean(d, m, "float", "float_acc"),
+                         2 * (500 if d == "mnist1d" else len(digits[2]) if d == "digits"
+                              else len(mnist[2])), limit) for d, m in groups]
         assert t["holds"] == all(c.holds for c in claims)
-        assert [f"noise margin {100 * c.margin:.2f}" in t["measured"] for c in claims] \
-            == [True, True, True]
+        for (d, m), c in zip(groups, claims):
+            assert f"{d} {m}: " in t["measured"]
+            assert f"noise margin {100 * c.margin:.2f}" in t["measured"]
     holds = {t["target"]: t["holds"] for t in targets}
     assert list(holds.values()) == [True, True, True, None, True]
     bit_exact = targets[3]
@@ -215,7 +261,7 @@ def test_model_only_needs_no_simulator(model_only):
     (["--images", "x"], "argument --images: must be an integer, not 'x'"),
 ])
 def test_bad_images_stop_before_any_work(args, message, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(fl, "run_flows", lambda **kw: pytest.fail("the flows started"))
+    monkeypatch.setattr(fl, "run_seeds", lambda **kw: pytest.fail("the flows started"))
     monkeypatch.setattr(rf, "run_resnet_flows", lambda **kw: pytest.fail("the flows started"))
     code = cli.main(["demo", "--quick", "--out", str(tmp_path / "out"), *args])
     captured = capsys.readouterr()
@@ -226,7 +272,7 @@ def test_bad_images_stop_before_any_work(args, message, tmp_path, capsys, monkey
 
 
 def test_out_that_is_a_file_stops_before_any_work(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(fl, "run_flows", lambda **kw: pytest.fail("the flows started"))
+    monkeypatch.setattr(fl, "run_seeds", lambda **kw: pytest.fail("the flows started"))
     monkeypatch.setattr(rf, "run_resnet_flows", lambda **kw: pytest.fail("the flows started"))
     target = tmp_path / "report"
     target.write_text("keep me")
@@ -239,10 +285,12 @@ def test_out_that_is_a_file_stops_before_any_work(tmp_path, capsys, monkeypatch)
 
 
 def reuse_rows(monkeypatch, rows):
-    """The flows return ``rows`` (the digits models' and the residual network's) at once."""
-    monkeypatch.setattr(fl, "run_flows", lambda **kw: [r for r in rows if r["model"] in fl.MODELS])
-    monkeypatch.setattr(rf, "run_resnet_flows",
-                        lambda **kw: [r for r in rows if r["model"] == rf.MODEL])
+    """The flows return ``rows`` (the MLPs' and CNNs', and the residual network's of each
+    seed) at once."""
+    monkeypatch.setattr(fl, "run_seeds",
+                        lambda **kw: [r for r in rows if r["model"] != rf.MODEL])
+    monkeypatch.setattr(rf, "run_resnet_flows", lambda **kw: [
+        r for r in rows if r["model"] == rf.MODEL and r["seed"] == kw["seed"]])
 
 
 def test_failure_while_writing_leaves_nothing(model_only, tmp_path, monkeypatch):
@@ -277,3 +325,15 @@ def test_existing_folder_keeps_other_files(model_only, tmp_path, monkeypatch, ca
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "report.md").read_text() == result["report"] == model_only[2]["report"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("seeds, exc, message", [
+    ([1, 1], ValueError, "seeds must be distinct, not 1 twice"),
+    ([], ValueError, "seeds must hold at least one seed, not []"),
+    ([-2], ValueError, "seeds must be at least 0, not -2"),
+])
+def test_bad_seeds_stop_before_any_work(seeds, exc, message, tmp_path, monkeypatch):
+    monkeypatch.setattr(fl, "run_seeds", lambda **kw: pytest.fail("the flows started"))
+    with pytest.raises(exc, match=re.escape(message)):
+        demo.run_demo(quick=True, sim="none", out=tmp_path / "out", seeds=seeds, bars=False)
+    assert list(tmp_path.iterdir()) == []

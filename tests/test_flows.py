@@ -1,27 +1,60 @@
 """Tests of sparsemac.flows in quick mode: exact byte counts, declared N:M layers, the
-accuracy relations the quick recipe meets, determinism, and argument errors."""
+accuracy relations the quick recipe meets, determinism, every importance / regularization /
+factorization / reduction flow against its definition (masks, kept filters, ranks, removed
+layer recomputed from the baseline and the held-out data), the data of each dataset, the
+multi-seed run and its aggregation into mean ± standard deviation with paired comparisons,
+and argument errors."""
 
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from golden_model.datasets import as_images, load_digits_split
+from golden_model.datasets import (
+    as_images,
+    load_digits_split,
+    load_mnist1d_split,
+    load_mnist_split,
+)
 from golden_model.graph import IntGraph
-from golden_model.prune import is_n_m
+from golden_model.lowrank import Sequential, choose_rank, singular_values
+from golden_model.prune import (
+    global_magnitude_masks,
+    is_n_m,
+    obd_filter_scores,
+    obd_scores,
+    prune_n_m,
+    score_mask,
+)
 from golden_model.quant import qparams_from_range
-from golden_model.train import CNN, MLP, accuracy
+from golden_model.reduction import layer_importance
+from golden_model.train import (
+    CNN,
+    MLP,
+    accuracy,
+    gradient_neuron_scores,
+    hessian_diagonal,
+    taylor_importance,
+)
+from sparsemac import flows as fl
 from sparsemac.flows import (
     FLOWS,
+    QUICK,
     QUICK_FLOWS,
+    aggregate,
     evaluate_graph,
     flow_plan,
     format_rows,
+    format_summary,
+    load_split,
+    model_inputs,
     n_m_layers,
     run_flows,
+    run_seeds,
 )
-from sparsemac.stats import at_least, within
+from sparsemac.stats import at_least, compare, within
 
 
 def raises(exc, message):
@@ -46,6 +79,10 @@ def by_key(rows):
     return {(r["model"], r["key"]): r for r in rows}
 
 
+#: The flows that prune single weights (stored as a bitmap or CSR).
+UNSTRUCTURED = ("magnitude", "taylor_75", "obd_75", "l1_75")
+
+
 def dense_bytes(shapes):
     """int8 weights + int32 bias + 5 bytes of requantization per output channel."""
     return sum(int(np.prod(s)) + 9 * s[0] for s in shapes)
@@ -56,6 +93,7 @@ def test_quick_plan_rows_and_progress(quick):
     plan = flow_plan(quick=True)
     assert [(r["model"], r["key"]) for r in rows] == plan
     assert plan == [(m, k) for m in ("mlp", "cnn") for k in QUICK_FLOWS]
+    assert all(r["dataset"] == "digits" and r["seed"] == 0 for r in rows)
     assert [(d, t) for d, t, _ in calls] == [(i + 1, len(plan)) for i in range(len(plan))]
     assert all(c[2] is r for c, r in zip(calls, rows))
     assert all(r["flow"] == FLOWS[r["key"]] for r in rows)
@@ -72,20 +110,24 @@ def test_every_row_is_measured_on_its_own_graph(quick, test_data):
         with threadpool_limits(limits=1, user_api="blas"):
             assert r["float_acc"] == accuracy(net.forward(x[r["model"]]), y)
         assert r["sparsity"] == net.sparsity()
+        assert r["nonzero"] == sum(np.count_nonzero(w) for w in net.weights)
         if r["key"] == "float":
             assert r["graph"] is None and r["int8_acc"] is None
             params = sum(w.size + b.size for w, b in zip(net.weights, net.biases))
             assert r["bytes"] == 4 * params
+            assert r["correct"].tolist() == (np.argmax(net.forward(x[r["model"]]), 1)
+                                             == y).tolist()
             continue
         graph = r["graph"]
         assert isinstance(graph, IntGraph)
         assert r["int8_acc"] == evaluate_graph(graph, x[r["model"]], y)
+        assert r["correct"].tolist() == (graph.predict(x[r["model"]]) == y).tolist()
         assert r["bytes"] == graph.total_bytes()
         assert [q.name for q in graph.weighted()] == net.layer_names()
         if not r["n_m"]:
             dense = dense_bytes([q.w.shape for q in graph.weighted()])
             assert graph.total_bytes(formats=("dense",)) == dense
-            if r["key"].startswith("magnitude"):
+            if r["key"].startswith(UNSTRUCTURED):
                 assert r["bytes"] < dense          # bitmap / CSR as stored
             else:
                 assert r["bytes"] == dense
@@ -123,13 +165,17 @@ def test_n_m_graphs_declare_exactly_their_sparse_layers(quick, key):
     assert rows["mlp", key]["bytes"] == 12698 and rows["cnn", key]["bytes"] == 9882
 
 
-#: Seeds over which the accuracy relations are checked (seed 0 is the module's ``quick`` run).
+#: Seeds over which the accuracy relations are checked (seed 0 is the module's ``quick`` run),
+#: and the flows they need.
 SEEDS = (0, 1, 2, 3, 4)
+RELATION_FLOWS = ["float", "ptq_minmax", "ptq_kl", "ptq_per_tensor", "ptq_pot",
+                  "magnitude_75", "nm_2_4", "kd_qat_2_4", "grad_int8"]
 
 
 @pytest.fixture(scope="module")
 def seeds(quick):
-    return [by_key(quick[0])] + [by_key(run_flows(quick=True, seed=s)) for s in SEEDS[1:]]
+    return [by_key(quick[0])] + [by_key(run_flows(quick=True, seed=s, flows=RELATION_FLOWS))
+                                 for s in SEEDS[1:]]
 
 
 def test_quick_mode_meets_the_accuracy_relations(seeds, test_data):
@@ -233,6 +279,12 @@ def test_full_plan_covers_every_flow():
     assert plan == [(m, k) for m in ("mlp", "cnn") for k in FLOWS]
     assert flow_plan(models=["cnn"], flows=["qat", "float"]) == [("cnn", "float"),
                                                                 ("cnn", "qat")]
+    assert flow_plan(dataset="mnist1d") == [("mlp", k) for k in FLOWS]
+    assert flow_plan(dataset="mnist", quick=True) == [(m, k) for m in ("mlp", "cnn")
+                                                      for k in QUICK_FLOWS]
+    # Every comparison names a flow (or the residual network's block reduction).
+    assert set(fl.COMPARISONS) <= {*FLOWS, "block_reduction"}
+    assert set(fl.COMPARISONS.values()) <= set(FLOWS)
 
 
 def test_argument_errors():
@@ -250,3 +302,321 @@ def test_argument_errors():
         run_flows(seed=-1)
     with raises(TypeError, "recipe must be a Recipe, not dict"):
         run_flows(recipe={})
+    with raises(ValueError, "dataset must be one of 'digits', 'mnist', 'mnist1d', not 'cifar'"):
+        run_flows(dataset="cifar")
+    with raises(ValueError, "dataset must be one of 'digits', 'mnist', 'mnist1d', not 'mnist2d'"):
+        flow_plan(dataset="mnist2d")
+    with raises(ValueError, "models must be among 'mlp', not 'cnn' (the models of mnist1d)"):
+        run_flows(dataset="mnist1d", models=["cnn"])
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"seeds": []}, ValueError, "seeds must hold at least one seed, not []"),
+    ({"seeds": ()}, ValueError, "seeds must hold at least one seed, not ()"),
+    ({"seeds": [0, 3, 0]}, ValueError, "seeds must be distinct, not 0 twice"),
+    ({"seeds": [2, -1]}, ValueError, "seeds must be at least 0, not -1"),
+    ({"seeds": [1.5]}, TypeError, "seeds must be integers, not 1.5"),
+    ({"seeds": [True]}, TypeError, "seeds must be integers, not True"),
+    ({"seeds": 3}, TypeError, "seeds must be a list of integers, not 3"),
+    ({"seeds": "01"}, TypeError, "seeds must be a list of integers, not '01'"),
+    ({"datasets": []}, ValueError, "datasets must name at least one, not ()"),
+    ({"datasets": ["digits", "digits"]}, ValueError,
+     "datasets must not repeat a name, not 'digits' twice"),
+    ({"datasets": ["cifar"]}, ValueError,
+     "datasets must be among 'digits', 'mnist', 'mnist1d', not 'cifar'"),
+    ({"datasets": "digits"}, TypeError, "datasets must be a list of names, not 'digits'"),
+    ({"flows": ["nope"]}, ValueError, "flows must be among"),
+    ({"quick": 1}, TypeError, "quick must be a bool, not 1"),
+    ({"progress": 3}, TypeError, "progress must be callable, not int"),
+])
+def test_run_seeds_argument_errors(kwargs, exc, message, monkeypatch):
+    monkeypatch.setattr(fl, "run_flows", lambda **kw: pytest.fail("the flows started"))
+    with raises(exc, message):
+        run_seeds(**kwargs)
+
+
+# --- the importance, regularization, factorization and reduction flows --------------------------
+
+#: The flows checked against their definition, run without fine-tuning (their networks are then
+#: exactly what the technique made of the baseline).
+DEFINED = ["float", "magnitude_oneshot_75", "taylor_75", "obd_75", "taylor_2_4", "obd_2_4",
+           "taylor_filter", "obd_filter", "grad_neuron", "lowrank_80", "layer_reduction"]
+
+
+@pytest.fixture(scope="module")
+def untuned():
+    recipe = dataclasses.replace(QUICK, finetune_epochs=0)
+    return by_key(run_flows(quick=True, flows=DEFINED, recipe=recipe))
+
+
+@pytest.fixture(scope="module")
+def scoring():
+    """The held-out digits the scores are computed on, per model."""
+    _, _, x, y, _, _ = load_split("digits", QUICK)
+    return {m: model_inputs("digits", m, x) for m in ("mlp", "cnn")}, y
+
+
+def global_masks(net, scores, amount):
+    flat = np.concatenate([scores[n].ravel() for n in net.layer_names()])
+    keep = score_mask(flat, amount)
+    out, start = [], 0
+    for w in net.weights:
+        out.append(keep[start:start + w.size].reshape(w.shape))
+        start += w.size
+    return out
+
+
+def obd(base, x, y, per="weight"):
+    h = hessian_diagonal(base, x, y, samples=QUICK.hessian_samples, seed=0)
+    score = obd_scores if per == "weight" else obd_filter_scores
+    return {n: score(w, h[n]) for n, w in zip(base.layer_names(), base.weights)}
+
+
+def test_unstructured_flows_prune_the_lowest_scores(untuned, scoring):
+    xs, ys = scoring
+    with threadpool_limits(limits=1, user_api="blas"):
+        for model in ("mlp", "cnn"):
+            base = untuned[model, "float"]["net"]
+            x = xs[model]
+            expect = {
+                "magnitude_oneshot_75": global_magnitude_masks(base.weights, 0.75),
+                "taylor_75": global_masks(base, taylor_importance(base, x, ys), 0.75),
+                "obd_75": global_masks(base, obd(base, x, ys), 0.75)}
+            for key, masks in expect.items():
+                r = untuned[model, key]
+                assert r["sparsity"] == 0.75, (model, key)
+                for m, got, w, wb in zip(masks, r["net"].masks, r["net"].weights, base.weights):
+                    np.testing.assert_array_equal(got, m, err_msg=f"{model} {key}")
+                    np.testing.assert_array_equal(w, np.where(m, wb, 0))
+            # The criteria differ: Taylor and OBD do not keep the largest weights.
+            for key in ("taylor_75", "obd_75"):
+                assert any(not np.array_equal(a, b) for a, b in zip(
+                    untuned[model, key]["net"].masks, expect["magnitude_oneshot_75"]))
+
+
+def test_n_m_flows_keep_the_most_important_of_each_group(untuned, scoring):
+    xs, ys = scoring
+    with threadpool_limits(limits=1, user_api="blas"):
+        for model in ("mlp", "cnn"):
+            base = untuned[model, "float"]["net"]
+            names = n_m_layers(base, 4)
+            scores = {"taylor_2_4": taylor_importance(base, xs[model], ys),
+                      "obd_2_4": obd(base, xs[model], ys)}
+            for key, score in scores.items():
+                r = untuned[model, key]
+                assert r["n_m"] == {name: (2, 4) for name in names}
+                for name in base.layer_names():
+                    i = base.layer_index(name)
+                    w, q = r["net"].weights[i], r["graph"].weighted()[i]
+                    if name not in names:
+                        assert q.sparsity is None and np.count_nonzero(w) == w.size
+                        continue
+                    rows = (w.shape[0], -1)
+                    keep = prune_n_m(base.weights[i].reshape(rows), 2, 4, axis=1,
+                                     scores=score[name].reshape(rows)).reshape(w.shape)
+                    np.testing.assert_array_equal(r["net"].masks[i], keep, err_msg=key)
+                    assert q.sparsity == (2, 4) and is_n_m(q.gemm_weights(), 2, 4, axis=1)
+                    assert is_n_m(w.reshape(rows), 2, 4, axis=1)
+
+
+def test_structured_flows_remove_the_least_important_units(untuned, scoring):
+    xs, ys = scoring
+    with threadpool_limits(limits=1, user_api="blas"):
+        for model in ("mlp", "cnn"):
+            base = untuned[model, "float"]["net"]
+            x = xs[model]
+            first = base.layer_names()[0]
+            scores = {"taylor_filter": taylor_importance(base, x, ys, per="filter"),
+                      "obd_filter": obd(base, x, ys, per="filter"),
+                      "grad_neuron": gradient_neuron_scores(base, x, ys)}
+            for key, score in scores.items():
+                net = untuned[model, key]["net"]
+                keep = score_mask(score[first], QUICK.filter_amount)
+                # The first layer's kept filters (neurons) are the baseline's, unchanged.
+                np.testing.assert_array_equal(net.weights[0], base.weights[0][keep],
+                                              err_msg=f"{model} {key}")
+                np.testing.assert_array_equal(net.biases[0], base.biases[0][keep])
+                assert [w.shape[0] for w in net.weights[:-1]] == [
+                    w.shape[0] // 2 for w in base.weights[:-1]]
+                assert net.weights[-1].shape[0] == 10
+
+
+def test_lowrank_flow_keeps_80_percent_of_each_spectrum(untuned):
+    for model in ("mlp", "cnn"):
+        base = untuned[model, "float"]["net"]
+        r = untuned[model, "lowrank_80"]
+        net = r["net"]
+        assert isinstance(net, Sequential)
+        hidden = base.layer_names()[:-1]
+        assert r["ranks"] == {n: choose_rank(singular_values(base.weights[base.layer_index(n)]),
+                                             0.8) for n in hidden}
+        assert [q.name for q in r["graph"].weighted()] == [
+            name for n in base.layer_names() for name in ((f"{n}.v", n) if n in hidden else (n,))]
+        # Unfine-tuned, the two factors multiply to the truncated matrix: close to the layer.
+        for n in hidden:
+            a = net.weights[net.layer_index(f"{n}.v")]
+            b = net.weights[net.layer_index(n)]
+            w = base.weights[base.layer_index(n)]
+            product = b.reshape(b.shape[0], -1) @ a.reshape(a.shape[0], -1)
+            assert product.shape == w.reshape(w.shape[0], -1).shape
+            error = np.linalg.norm(product - w.reshape(w.shape[0], -1))
+            assert error <= np.sqrt(0.2) * np.linalg.norm(w) * 1.0001
+
+
+def test_layer_reduction_merges_the_least_important_layer(untuned, scoring):
+    xs, ys = scoring
+    with threadpool_limits(limits=1, user_api="blas"):
+        for model in ("mlp", "cnn"):
+            base = untuned[model, "float"]["net"]
+            r = untuned[model, "layer_reduction"]
+            scores = layer_importance(base, xs[model], ys)
+            assert r["removed"] == [min(scores, key=scores.get)]
+            assert len(r["net"].weights) == len(base.weights) - 1
+            assert len(r["graph"].weighted()) == len(base.weights) - 1
+
+
+def test_regularized_flows_shrink_the_weights_before_pruning(quick):
+    rows = by_key(quick[0])
+    for model in ("mlp", "cnn"):
+        base = rows[model, "float"]["net"]
+        r = rows[model, "l1_75"]
+        reg = r["regularized"]
+        # L1 (subgradient steps) leaves the weights it can spare near 0, not exactly 0.
+        small = [float(np.mean(np.concatenate([np.abs(w).ravel() for w in n.weights]) < 1e-3))
+                 for n in (reg, base)]
+        assert small[0] > small[1] + 0.1, (model, small)
+        assert sum(np.abs(w).sum() for w in reg.weights) < sum(np.abs(w).sum()
+                                                               for w in base.weights)
+        assert r["sparsity"] == 0.75 and reg.sparsity() < 0.75
+        g = rows[model, "group_lasso_filter"]
+        norms = [sum(np.linalg.norm(w.reshape(w.shape[0], -1), axis=1).sum()
+                     for w in n.weights[:-1]) for n in (g["regularized"], base)]
+        assert norms[0] < norms[1], (model, norms)
+        assert [q.w.shape for q in g["graph"].weighted()] == [
+            q.w.shape for q in rows[model, "filter_fpgm"]["graph"].weighted()]
+
+
+def test_every_quick_flow_learns(quick):
+    """No new flow collapses (a wrong mask or a broken removal gives chance, 10 %)."""
+    for r in quick[0]:
+        assert r["float_acc"] > 0.6 and (r["int8_acc"] is None or r["int8_acc"] > 0.6), \
+            (r["model"], r["key"], r["float_acc"], r["int8_acc"])
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def test_each_dataset_is_split_into_fit_holdout_and_test():
+    sources = {"digits": load_digits_split(), "mnist": load_mnist_split(),
+               "mnist1d": load_mnist1d_split()}
+    for dataset, (x_train, y_train, x_test, y_test) in sources.items():
+        for recipe in (fl.FULL_RECIPES[dataset], fl.QUICK_RECIPES[dataset]):
+            x_fit, y_fit, x_score, y_score, xt, yt = load_split(dataset, recipe)
+            n = len(x_train) if recipe.train_images is None else recipe.train_images
+            held = round(0.1 * n)
+            assert (len(x_fit), len(x_score)) == (n - held, held), dataset
+            np.testing.assert_array_equal(np.concatenate([x_fit, x_score]), x_train[:n])
+            np.testing.assert_array_equal(np.concatenate([y_fit, y_score]), y_train[:n])
+            m = len(x_test) if recipe.test_images is None else recipe.test_images
+            np.testing.assert_array_equal(xt, x_test[:m])
+            np.testing.assert_array_equal(yt, y_test[:m])
+    assert len(load_split("digits")[0]) == 1213 and len(load_split("mnist")[4]) == 1000
+    x = load_split("mnist", fl.QUICK_RECIPES["mnist"])[0][:3]
+    assert model_inputs("mnist", "mlp", x).shape == (3, 784)
+    assert model_inputs("mnist", "cnn", x).shape == (3, 1, 14, 14)
+    assert model_inputs("digits", "cnn", load_split("digits")[0][:3]).shape == (3, 1, 8, 8)
+    assert model_inputs("mnist1d", "mlp", load_split("mnist1d")[0][:3]).shape == (3, 40)
+    with raises(ValueError, "holdout must leave at least one training image on each side, "
+                            "not 0.0 of 1348"):
+        load_split("digits", dataclasses.replace(QUICK, holdout=0.0))
+
+
+# --- several seeds -------------------------------------------------------------------------------
+
+def fake(dataset, model, key, seed, correct, *, int8=True, nbytes=100):
+    correct = np.asarray(correct, bool)
+    acc = float(np.mean(correct))
+    return {"dataset": dataset, "model": model, "key": key, "flow": FLOWS.get(key, key),
+            "seed": seed, "float_acc": acc if not int8 else 0.5, "int8_acc": acc if int8 else None,
+            "correct": correct, "bytes": nbytes, "sparsity": 0.25, "nonzero": 30}
+
+
+def test_aggregate_means_stds_and_paired_comparisons():
+    right = {  # per seed, 4 test images
+        "float": [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]],
+        "ptq_minmax": [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]],
+        "ptq_kl": [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]],
+    }
+    rows = [fake("digits", "mlp", key, seed, c, int8=key != "float",
+                 nbytes=100 + 10 * i * (key == "ptq_kl"))
+            for key, per_seed in right.items()
+            for i, (seed, c) in enumerate(zip((3, 5, 7), per_seed))]
+    out = aggregate(rows)
+    assert [(s["dataset"], s["model"], s["key"]) for s in out] == [
+        ("digits", "mlp", k) for k in right]
+    base, ptq, kl = out
+    assert base["seeds"] == (3, 5, 7) and base["n_test"] == 4
+    assert base["int8_acc"] is None and base["acc"] == base["float_acc"]
+    assert base["float_acc"][0] == pytest.approx(0.75)
+    assert base["float_acc"][1] == pytest.approx(np.std([0.75, 0.5, 1.0], ddof=1))
+    assert ptq["acc"] == ptq["int8_acc"]
+    assert ptq["int8_acc"][0] == pytest.approx(0.5 + 1 / 12)
+    assert kl["bytes"] == pytest.approx((110.0, 10.0))
+    assert base["vs_float"] is None and base["reference"] is None
+    assert ptq["reference"] is None and ptq["vs_reference"] is None
+    assert ptq["vs_float"].diffs == pytest.approx((-0.25, 0.0, -0.25))
+    assert ptq["vs_float"].mean == pytest.approx(-1 / 6)
+    assert kl["reference"] == "ptq_minmax"
+    assert kl["vs_reference"].diffs == pytest.approx((0.5, 0.25, 0.25))
+    expect = compare([np.array(c, bool) for c in right["ptq_kl"]],
+                     [np.array(c, bool) for c in right["ptq_minmax"]])
+    assert kl["vs_reference"].se == expect.se and kl["vs_reference"].low == expect.low
+    table = format_summary(out).splitlines()
+    assert len(table) == 2 + 3
+    assert "| digits | mlp | float32 baseline | 3 | 75.00 ± 25.00 | - | 100 | 25.0 ± 0.0 |" \
+        in table[2]
+    assert "| 110 ± 10 |" in table[4] and "| ptq_minmax |" in table[4]
+    cell = f"{100 * kl['vs_reference'].mean:+.2f} [{100 * kl['vs_reference'].low:+.2f}, "
+    assert cell in table[4]
+
+
+def test_aggregate_compares_over_the_common_seeds_and_rejects_duplicates():
+    rows = [fake("d", "m", "float", 0, [1, 0], int8=False),
+            fake("d", "m", "float", 1, [1, 1], int8=False),
+            fake("d", "m", "qat", 1, [0, 1]), fake("d", "m", "qat", 2, [0, 0]),
+            fake("d", "m", "student", 4, [0, 0])]
+    out = {s["key"]: s for s in aggregate(rows)}
+    assert out["qat"]["vs_float"].diffs == (-0.5,)            # seed 1 only
+    assert out["qat"]["reference"] is None                    # no ptq_minmax rows
+    assert out["student"]["vs_float"] is None                 # no seed in common
+    with raises(ValueError, "rows must hold one row per (dataset, model, flow, seed), not two "
+                            "of ('d', 'm', 'qat', 2)"):
+        aggregate([*rows, fake("d", "m", "qat", 2, [1, 1])])
+    bad = dict(rows[0])
+    del bad["correct"]
+    with raises(ValueError, "rows must have the field 'correct'"):
+        aggregate([bad])
+
+
+def test_run_seeds_on_mnist1d_aggregates_real_rows():
+    calls = []
+    flows = ["float", "ptq_minmax", "nm_2_4", "taylor_2_4"]
+    rows = run_seeds(quick=True, datasets=["mnist1d"], seeds=[2, 0], flows=flows,
+                     progress=lambda d, t, r: calls.append((d, t)), keep_all=False)
+    assert [(r["dataset"], r["seed"], r["model"], r["key"]) for r in rows] == [
+        ("mnist1d", s, "mlp", k) for s in (2, 0) for k in flows]
+    assert calls == [(i + 1, 8) for i in range(8)]
+    # Only the first seed keeps its networks and graphs.
+    assert all(r["net"] is not None for r in rows[:4])
+    assert all(r["net"] is None and r["graph"] is None for r in rows[4:])
+    assert all(len(r["correct"]) == 500 for r in rows)
+    assert 0.35 < rows[0]["float_acc"] < 0.7            # the MLP on a quarter of MNIST-1D
+    out = {s["key"]: s for s in aggregate(rows)}
+    assert out["nm_2_4"]["int8_acc"][0] == pytest.approx(
+        np.mean([r["int8_acc"] for r in rows if r["key"] == "nm_2_4"]))
+    assert out["taylor_2_4"]["reference"] == "nm_2_4"
+    assert out["taylor_2_4"]["vs_reference"].seeds == 2
+    assert out["ptq_minmax"]["vs_float"].diffs == pytest.approx(tuple(
+        a["int8_acc"] - b["float_acc"] for a, b in zip(rows[1::4], rows[0::4])))
+    # The same seed gives the same rows through run_flows.
+    again = run_flows(quick=True, dataset="mnist1d", seed=0, flows=["nm_2_4"])[0]
+    assert again["int8_acc"] == rows[6]["int8_acc"]

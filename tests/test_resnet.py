@@ -14,8 +14,9 @@ from golden_model.datasets import load_mnist_split
 from golden_model.graph import IntGraph, float_forward
 from golden_model.layers import Add, Conv2d, Dense, Flatten, GlobalAvgPool
 from golden_model.prune import is_n_m
+from golden_model.reduction import block_importance
 from golden_model.resnet import BN_EPS, ResNet, n_m_layers, train
-from sparsemac.resnet_flows import FLOWS, QUICK, run_resnet_flows, summarize
+from sparsemac.resnet_flows import FLOWS, FULL, QUICK, load_split, run_resnet_flows, summarize
 from sparsemac.stats import at_least, within
 
 
@@ -207,7 +208,10 @@ SEEDS = (0, 1, 2, 3)
 
 @pytest.fixture(scope="module")
 def seeds():
-    return [{r["key"]: r for r in run_resnet_flows(quick=True, seed=s)} for s in SEEDS]
+    # Seed 0 also reduces a block (one more epoch of fine-tuning, its baseline shared).
+    return [{r["key"]: r for r in run_resnet_flows(
+        quick=True, seed=s, flows=[*QUICK.flows, "block_reduction"] if s == 0 else None)}
+        for s in SEEDS]
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +226,8 @@ def dense_bytes(shapes):
 
 def test_rows_graphs_and_exact_byte_counts(seeds, mnist):
     rows = seeds[0]
-    assert list(rows) == list(QUICK.flows) == ["float", "ptq_minmax", "nm_2_4"]
+    assert list(QUICK.flows) == ["float", "ptq_minmax", "nm_2_4"]
+    assert list(rows) == [*QUICK.flows, "block_reduction"]
     x_test, y_test = mnist[2], mnist[3]
     # 19,464 weights over 10 layers, 178 output channels.
     assert rows["float"]["bytes"] == 4 * (19464 + 178)
@@ -237,11 +242,17 @@ def test_rows_graphs_and_exact_byte_counts(seeds, mnist):
         assert isinstance(graph, IntGraph) and graph.validate() is graph
         assert r["bytes"] == graph.total_bytes()
         assert r["int8_acc"] == float(np.mean(graph.predict(x_test) == y_test))
+        assert r["correct"].tolist() == (graph.predict(x_test) == y_test).tolist()
         assert [q.name for q in graph.weighted()] == r["net"].layer_names()
         assert r["flow"] == FLOWS[key]
+    for r in rows.values():
+        assert (r["dataset"], r["seed"], r["model"]) == ("mnist", 0, "resnet")
+        net = r["net"]
+        assert r["nonzero"] == sum(np.count_nonzero(net.weight(n)) for n in net.layer_names())
+    assert rows["float"]["correct"].mean() == rows["float"]["float_acc"]
     assert rows["ptq_minmax"]["net"] is rows["float"]["net"]
     table = summarize([list(r.values()) for r in seeds]).splitlines()
-    assert len(table) == 2 + 3 and table[0].startswith(f"| flow ({len(SEEDS)} seeds) |")
+    assert len(table) == 2 + 4 and table[0].startswith(f"| flow ({len(SEEDS)} seeds) |")
     assert table[2].startswith("| float32 baseline (BN folded) | ")
     assert " | - | 78568 | " in table[2] and " | 13914 | " in table[4]
 
@@ -278,6 +289,21 @@ def test_n_m_flow_holds_its_masks_through_fine_tuning(seeds):
     kept = net.masks["layer3.0.conv2"]
     assert not np.array_equal(net.weight("layer3.0.conv2")[kept],
                               base.weight("layer3.0.conv2")[kept])
+
+
+def test_block_reduction_removes_the_weakest_identity_block(seeds):
+    r, base = seeds[0]["block_reduction"], seeds[0]["float"]["net"]
+    _, _, x_score, y_score, _, _ = load_split(QUICK)
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores = block_importance(base, x_score, y_score)
+    # The default network has one block with an identity shortcut: the first stage's.
+    assert list(scores) == ["layer1.0"] and r["removed"] == ["layer1.0"]
+    net = r["net"]
+    assert [b.name for b in net.blocks] == ["layer2.0", "layer3.0"]
+    assert net.layer_names() == [n for n in base.layer_names() if not n.startswith("layer1.")]
+    assert [q.name for q in r["graph"].weighted()] == net.layer_names()
+    assert r["bytes"] == r["graph"].total_bytes() < seeds[0]["ptq_minmax"]["bytes"]
+    assert r["int8_acc"] > 0.8                       # one epoch of fine-tuning recovers it
 
 
 def test_quick_flows_meet_the_accuracy_relations(seeds, mnist):
@@ -326,6 +352,15 @@ def test_mnist_split_is_fixed_stratified_and_scaled(mnist):
     np.testing.assert_array_equal(again[3], y_test)
     other = load_mnist_split(test_per_class=50, seed=1)
     assert len(other[2]) == 500 and not np.array_equal(other[3], y_test[:500])
+
+
+def test_the_flows_hold_out_the_end_of_the_training_split(mnist):
+    x_fit, y_fit, x_score, y_score, x_test, y_test = load_split()
+    assert (len(x_fit), len(x_score), len(x_test)) == (3600, 400, 1000)
+    np.testing.assert_array_equal(np.concatenate([x_fit, x_score]), mnist[0])
+    np.testing.assert_array_equal(np.concatenate([y_fit, y_score]), mnist[1])
+    np.testing.assert_array_equal(y_test, mnist[3])
+    assert load_split(FULL)[0].shape == x_fit.shape
 
 
 def test_argument_errors():
