@@ -109,6 +109,7 @@ from golden_model.datasets import (
 from golden_model.graph import n_m_layers as graph_n_m_layers
 from golden_model.graph import quantize_graph
 from golden_model.lowrank import factorize
+from golden_model.mixed import layer_bytes, mixed_precision
 from golden_model.prune import (
     PruningSchedule,
     global_magnitude_masks,
@@ -155,11 +156,20 @@ FLOWS = {
     "ptq_kl": "PTQ int8 per-channel, KL",
     "ptq_per_tensor": "PTQ int8 per-tensor, min-max",
     "ptq_pot": "PTQ power-of-two weights (4-bit codes), min-max",
-    # (Sub-8-bit weights, bytes as stored and mixed precision: their flows go here.)
+    "ptq_w4a8": "PTQ 4-bit weights, int8 activations, min-max",
+    "ptq_w4a4_minmax": "PTQ 4-bit weights and activations, min-max",
+    "ptq_w4a4_percentile": "PTQ 4-bit weights and activations, percentile",
+    "ptq_w4a4_mse": "PTQ 4-bit weights and activations, MSE",
+    "ptq_w4a4_kl": "PTQ 4-bit weights and activations, KL",
+    "ptq_w3a8": "PTQ 3-bit weights, int8 activations, min-max",
+    "mixed_w843": "mixed precision 8/4/3-bit weights within the all-4-bit bytes, int8 "
+                  "activations",
     "qat": "QAT int8 (fake quant + STE, learned ranges)",
     "magnitude_50": "magnitude pruning 50 % (gradual, global) + fine-tune, int8",
     "magnitude_75": "magnitude pruning 75 % (gradual, global) + fine-tune, int8",
     "magnitude_90": "magnitude pruning 90 % (gradual, global) + fine-tune, int8",
+    "magnitude_90_w4": "magnitude pruning 90 % (gradual, global) + fine-tune, 4-bit weights, "
+                       "int8 activations",
     "magnitude_oneshot_75": "magnitude pruning 75 % (one-shot, global) + fine-tune, int8",
     "taylor_75": "Taylor |w*g| pruning 75 % (one-shot, global) + fine-tune, int8",
     "obd_75": "OBD h*w^2/2 (Hessian diagonal) pruning 75 % (one-shot, global) + fine-tune, int8",
@@ -186,7 +196,8 @@ FLOWS = {
 }
 
 #: The flows of quick mode (tests): one of each kind.
-QUICK_FLOWS = ("float", "ptq_minmax", "ptq_kl", "ptq_per_tensor", "ptq_pot", "qat",
+QUICK_FLOWS = ("float", "ptq_minmax", "ptq_kl", "ptq_per_tensor", "ptq_pot", "ptq_w4a8",
+               "ptq_w4a4_mse", "mixed_w843", "qat",
                "magnitude_75", "taylor_75", "obd_75", "l1_75", "nm_2_4", "taylor_2_4",
                "obd_2_4", "filter_fpgm", "taylor_filter", "obd_filter", "grad_neuron",
                "group_lasso_filter", "lowrank_80", "layer_reduction", "kd_student",
@@ -205,8 +216,11 @@ COMPARISONS = {
     "group_lasso_filter": "filter_l1", "lowrank_80": "ptq_minmax",
     "layer_reduction": "ptq_minmax", "block_reduction": "ptq_minmax",
     "kd_student": "student", "kd_qat_2_4": "nm_2_4", "grad_int8": "ptq_minmax",
-    # (Attention transfer and feature matching: compared with "student" (and "kd_student");
-    # sub-8-bit and mixed-precision flows: with "ptq_minmax".)
+    "ptq_w4a8": "ptq_minmax", "ptq_w4a4_minmax": "ptq_minmax",
+    "ptq_w4a4_percentile": "ptq_w4a4_minmax", "ptq_w4a4_mse": "ptq_w4a4_minmax",
+    "ptq_w4a4_kl": "ptq_w4a4_minmax", "ptq_w3a8": "ptq_minmax", "mixed_w843": "ptq_w4a8",
+    "magnitude_90_w4": "magnitude_90",
+    # (Attention transfer and feature matching: compared with "student" (and "kd_student").)
 }
 
 
@@ -417,9 +431,14 @@ class _Bench:
         return {name: score(w, h[name]) for name, w in zip(base.layer_names(), base.weights)}
 
     def row(self, key, net, *, method="minmax", weights="per_channel", n_m=None,
-            act_ranges=None, extra=None):
+            act_ranges=None, extra=None, weight_bits=8, act_bits=8):
         graph = quantize_graph(net.to_layers(), net.input_shape, self.x_calib, method=method,
-                               weights=weights, sparsity=n_m, act_ranges=act_ranges)
+                               weights=weights, sparsity=n_m, act_ranges=act_ranges,
+                               weight_bits=weight_bits, act_bits=act_bits)
+        return self.graph_row(key, net, graph, n_m=n_m, extra=extra)
+
+    def graph_row(self, key, net, graph, *, n_m=None, extra=None):
+        """The row of ``net`` run as the integer ``graph``."""
         correct = graph.predict(self.x_test) == self.y_test
         return {"dataset": self.dataset, "seed": self.seed, "model": self.model, "key": key,
                 "flow": FLOWS[key], "float_acc": accuracy(net.forward(self.x_test), self.y_test),
@@ -445,10 +464,21 @@ def _float(b, key):
             "int8_sparsity": None, "n_m": {}, "graph": None, "net": net}
 
 
-def _ptq(method, weights="per_channel"):
+def _ptq(method, weights="per_channel", weight_bits=8, act_bits=8):
     def flow(b, key):
-        return b.row(key, b.baseline, method=method, weights=weights)
+        return b.row(key, b.baseline, method=method, weights=weights, weight_bits=weight_bits,
+                     act_bits=act_bits)
     return flow
+
+
+def _mixed(b, key):
+    """Per-layer weight bits from {8, 4, 3} (golden_model.mixed) within the bytes of the
+    all-4-bit weights."""
+    net = b.baseline
+    layers = net.to_layers()
+    budget = sum(v[4] for v in layer_bytes(layers).values())
+    choice = mixed_precision(layers, net.input_shape, b.x_calib, budget)
+    return b.graph_row(key, net, choice.graph)
 
 
 def _qat(b, key):
@@ -458,7 +488,7 @@ def _qat(b, key):
     return b.row(key, net, act_ranges=log.act_ranges)
 
 
-def _magnitude(final):
+def _magnitude(final, weight_bits=8):
     def flow(b, key):
         net = b.baseline.copy()
         steps = b.recipe.finetune_epochs * b.steps_per_epoch
@@ -466,7 +496,7 @@ def _magnitude(final):
         schedule = PruningSchedule(initial=0.0, final=final, begin_step=0, end_step=end,
                                    frequency=max(1, b.steps_per_epoch // 2))
         b.finetune(net, pruning=GradualPruning(schedule, scope="global"))
-        return b.row(key, net)
+        return b.row(key, net, weight_bits=weight_bits)
     return flow
 
 
@@ -644,6 +674,11 @@ _RUNNERS = {
     "ptq_mse": _ptq("mse"), "ptq_kl": _ptq("kl"), "ptq_per_tensor": _ptq("minmax", "per_tensor"),
     "ptq_pot": _ptq("minmax", "pot"), "qat": _qat, "magnitude_50": _magnitude(0.5),
     "magnitude_75": _magnitude(0.75), "magnitude_90": _magnitude(0.9),
+    "magnitude_90_w4": _magnitude(0.9, weight_bits=4),
+    "ptq_w4a8": _ptq("minmax", weight_bits=4),
+    **{f"ptq_w4a4_{m}": _ptq(m, weight_bits=4, act_bits=4)
+       for m in ("minmax", "percentile", "mse", "kl")},
+    "ptq_w3a8": _ptq("minmax", weight_bits=3), "mixed_w843": _mixed,
     "magnitude_oneshot_75": _magnitude_one_shot(0.75), "taylor_75": _scored("taylor", 0.75),
     "obd_75": _scored("obd", 0.75), "l1_75": _l1(0.75), "nm_2_4": _n_m(2, 4),
     "nm_1_4": _n_m(1, 4), "taylor_2_4": _n_m_scored("taylor", 2, 4),

@@ -83,9 +83,11 @@ def by_key(rows):
 UNSTRUCTURED = ("magnitude", "taylor_75", "obd_75", "l1_75")
 
 
-def dense_bytes(shapes):
-    """int8 weights + int32 bias + 5 bytes of requantization per output channel."""
-    return sum(int(np.prod(s)) + 9 * s[0] for s in shapes)
+def dense_bytes(shapes, bits=None):
+    """Weights (int8, or ``bits[i]``-bit codes packed: ``ceil(size * bits / 8)`` bytes) + int32
+    bias + 5 bytes of requantization per output channel."""
+    bits = bits or [8] * len(shapes)
+    return sum(-(-int(np.prod(s)) * b // 8) + 9 * s[0] for s, b in zip(shapes, bits))
 
 
 def test_quick_plan_rows_and_progress(quick):
@@ -125,12 +127,18 @@ def test_every_row_is_measured_on_its_own_graph(quick, test_data):
         assert r["bytes"] == graph.total_bytes()
         assert [q.name for q in graph.weighted()] == net.layer_names()
         if not r["n_m"]:
-            dense = dense_bytes([q.w.shape for q in graph.weighted()])
+            bits = [graph.layer_weight_bits(q.name) for q in graph.weighted()]
+            dense = dense_bytes([q.w.shape for q in graph.weighted()], bits)
             assert graph.total_bytes(formats=("dense",)) == dense
             if r["key"].startswith(UNSTRUCTURED):
                 assert r["bytes"] < dense          # bitmap / CSR as stored
+            elif min(bits) < 4:
+                assert r["bytes"] <= dense         # 3-bit codes: half zeros, a bitmap may win
             else:
                 assert r["bytes"] == dense
+            if r["key"] in ("ptq_w4a8", "ptq_w4a4_mse"):
+                assert bits == [4] * len(bits)
+                assert all(-8 <= q.w.min() and q.w.max() <= 7 for q in graph.weighted())
 
 
 def test_dense_byte_counts_are_exact(quick):
@@ -620,3 +628,15 @@ def test_run_seeds_on_mnist1d_aggregates_real_rows():
     # The same seed gives the same rows through run_flows.
     again = run_flows(quick=True, dataset="mnist1d", seed=0, flows=["nm_2_4"])[0]
     assert again["int8_acc"] == rows[6]["int8_acc"]
+
+
+def test_sub_byte_rows_count_packed_codes(quick):
+    """4-bit weights store in about half the bytes of int8; the mixed-precision choice stays
+    within the all-4-bit bytes it was given."""
+    rows = by_key(quick[0])
+    for model in ("mlp", "cnn"):
+        w8, w4 = rows[model, "ptq_minmax"], rows[model, "ptq_w4a8"]
+        weights8 = sum(q.w.size for q in w8["graph"].weighted())
+        assert w8["bytes"] - w4["bytes"] == weights8 - sum(
+            -(-q.w.size * 4 // 8) for q in w4["graph"].weighted())
+        assert rows[model, "mixed_w843"]["bytes"] <= w4["bytes"]
