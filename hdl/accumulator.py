@@ -124,17 +124,22 @@ class Accumulator(wiring.Component):
         # `side` is the sideband of the beat whose partial sums are on `psum` (registered
         # here from the input a cycle ahead); the RAM's read address is registered beside it,
         # a copy per block.
-        side = Signal(self.side.shape(), name="acc_side_in")
-        m.d.sync += side.eq(self.side)
+        # The sideband's stages: data without reset, beside their valid flags, which have one.
+        stages = [Signal(self.side.shape(), name=name, reset_less=True)
+                  for name in ("acc_side_in", "acc_side", "add_side", "rq_side", "wr_side_d")]
+        valids = [Signal(name=f"{name}_valid") for name in ("acc_side_in", "acc_side",
+                                                           "add_side", "rq_side", "wr_side_d")]
+        prev, prev_valid = self.side, self.side.valid
+        for stage, valid in zip(stages, valids):
+            m.d.sync += [stage.eq(prev), valid.eq(prev_valid)]
+            prev, prev_valid = stage, valid
+        side, s2, s3, s4, s5 = stages
+        _, _, v3, v4, v5 = valids
         m.submodules.read_addr = read_addr = Fanout(self.side.addr.shape(), copies=ram.blocks,
                                                     target=cfg.target)
         m.d.comb += read_addr.d.eq(self.side.addr)
         for k in range(ram.blocks):
             m.d.comb += ram.read.addr[k].eq(read_addr.q[k])
-        s2 = Signal(side.shape(), name="acc_side")
-        s3 = Signal(side.shape(), name="add_side")
-        s4 = Signal(side.shape(), name="rq_side")
-        s5 = Signal(side.shape(), name="wr_side_d")
         psum = Signal(acc_layout, name="psum", reset_less=True)
         psum3 = Signal(acc_layout, name="psum_d", reset_less=True)
         stored = Signal(acc_layout, name="acc_read")
@@ -142,12 +147,11 @@ class Accumulator(wiring.Component):
         total4 = Signal(acc_layout, name="acc_sum", reset_less=True)
         total5 = Signal(acc_layout, name="acc_sum_d", reset_less=True)
         older = Signal(acc_layout, name="acc_older", reset_less=True)
-        writes3 = s3.valid & ~s3.last
-        writes4 = s4.valid & ~s4.last
-        writes5 = s5.valid & ~s5.last
+        writes3 = v3 & ~s3.last
+        writes4 = v4 & ~s4.last
+        writes5 = v5 & ~s5.last
         m.d.comb += stored.eq(ram.read.data)
-        m.d.sync += [s2.eq(side), psum.eq(self.psum), s3.eq(s2), psum3.eq(psum), s4.eq(s3),
-                     s5.eq(s4), total4.eq(total), total5.eq(total4)]
+        m.d.sync += [psum.eq(self.psum), psum3.eq(psum), total4.eq(total), total5.eq(total4)]
         # A sum is written back from its register (total4, at s4), a cycle after the add: the
         # add ends at a flip-flop, not at the block RAM's data pins across the chip.
         # Its address and enable are s4's, copied per block from s3.
@@ -198,7 +202,7 @@ class Accumulator(wiring.Component):
         # The bank is named a cycle ahead: the parameter banks register the select per lane.
         m.d.comb += self.param_bank.eq(s2.gbank)
         m.d.sync += params.eq(self.params)
-        m.d.comb += [self.o.valid.eq(s4.valid & s4.last), self.o.payload.tag.eq(s4.eol)]
+        m.d.comb += [self.o.valid.eq(v4 & s4.last), self.o.payload.tag.eq(s4.eol)]
         for c in range(cfg.cols):
             m.d.comb += self.o.payload.acc[c].eq(total4[c])
             for name in QP_FIELDS:

@@ -16,7 +16,7 @@ from common.checks import check_choice, check_int
 
 from .config import TARGETS
 from .fanout import Fanout
-from .layout import qparam_layout
+from .layout import QP_FIELDS, qparam_layout
 from .loader import index_shape
 
 __all__ = ["ParamBank"]
@@ -85,20 +85,21 @@ class ParamBank(wiring.Component):
         regs = [Signal(data.ArrayLayout(qparam_layout(), self._lanes), name=f"qparams{b}",
                        reset_less=True) for b in range(2)]
         # The write is registered once: the enable of each (bank, lane) decoded from the input,
-        # the word copied per lane (hdl.fanout.Fanout), so that no decode follows the register
+        # one copy per parameter field (hdl.fanout.Fanout: up to 32 registers each rather than
+        # all of the lane's), and the word copied per lane, so that no decode follows a register
         # and each copy drives one lane's registers.
-        enables = Signal(data.ArrayLayout(self._lanes, 2), name="qparam_wr_en")
-        for b in range(2):
-            for c in range(self._lanes):
-                m.d.sync += enables[b][c].eq(self.w.valid & (self.w.bank == b) &
-                                             (self.w.index == c))
+        fields = list(QP_FIELDS)
         m.submodules.wr_data = wr_data = Fanout(qparam_layout(), copies=self._lanes,
                                                 target=self._target)
         m.d.comb += wr_data.d.eq(self.w.data)
         for b in range(2):
             for c in range(self._lanes):
-                with m.If(enables[b][c]):
-                    m.d.sync += regs[b][c].eq(wr_data.q[c])
+                m.submodules[f"wr_en_{b}_{c}"] = en = Fanout(1, copies=len(fields),
+                                                             target=self._target)
+                m.d.comb += en.d.eq(self.w.valid & (self.w.bank == b) & (self.w.index == c))
+                for f, name in enumerate(fields):
+                    with m.If(en.q[f]):
+                        m.d.sync += regs[b][c][name].eq(wr_data.q[c][name])
         m.submodules.select = select = Fanout(1, copies=self._lanes, target=self._target)
         m.d.comb += select.d.eq(self.bank)
         for c in range(self._lanes):

@@ -14,6 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
+from .fanout import Fanout
 from .multiplier import Multiplier
 
 __all__ = ["PE", "activation_layout", "load_layout", "pe_latency", "booth_product", "booth_halves",
@@ -159,8 +160,13 @@ class PE(wiring.Component):
         # Every register of a PE is data without reset: the grid's valid flags travel beside
         # it (hdl/array.py), and a reset reaching every PE is a high fan-out net.
         a_out = Signal(self.a_out.shape(), name="a_reg", reset_less=True)
-        m.d.sync += a_out.eq(self.a_in)
-        m.d.comb += self.a_out.eq(a_out)
+        m.d.sync += [a_out.valid.eq(self.a_in.valid), a_out.data.eq(self.a_in.data)]
+        # The bank flag is the same in every PE of an anti-diagonal (it enters each row's skew
+        # at once), so synthesis merges those registers into one that reaches across the array
+        # (the 8x8 array's critical net); each PE keeps its own (hdl.fanout.Fanout).
+        m.submodules.bank_reg = bank_reg = Fanout(1, copies=1, target=cfg.target)
+        m.d.comb += [bank_reg.d.eq(self.a_in.bank), self.a_out.eq(a_out),
+                     self.a_out.bank.eq(bank_reg.q[0])]
 
         bank_w = [Signal(data.ArrayLayout(signed(8), cfg.n), name=f"w{b}", reset_less=True)
                   for b in range(2)]

@@ -68,8 +68,10 @@ class ZeroPoint(wiring.Component):
         # holds it r + 1 cycles after `zp` changes; identical copies would be merged by
         # synthesis): a layer's first activation comes at least rows + 2 cycles after its
         # start, since its weight tile must be loaded first.
-        zp_row = [Signal.like(self.zp, name=f"zp_row{r}") for r in range(cfg.rows)]
-        # The differences are data without reset (their valid flag beside them has one).
+        # The copies follow `zp` and the differences are data: no reset (their valid flag
+        # beside them has one).
+        zp_row = [Signal.like(self.zp, name=f"zp_row{r}", reset_less=True)
+                  for r in range(cfg.rows)]
         data = Signal.like(self.o.data, name="data", reset_less=True)
         m.d.comb += self.o.data.eq(data)
         for r in range(cfg.rows):

@@ -14,11 +14,14 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 from test_hdl_multiplier import ecp5_instances
-from verilog_harness import SIMULATORS, component_ports, record_ports, run_verilog
+from verilog_harness import ECP5_MODELS, SIMULATORS, component_ports, record_ports, run_verilog
 
 from golden_model import wrap_signed
 from hdl.config import Config
 from hdl.pe import ACT_WIDTH, PE, PRODUCT_WIDTH, booth_product
+
+#: The primitives an ecp5 PE instantiates: its multipliers and its bank flag's register.
+PE_MODELS = (ECP5_MODELS / "MULT18X18D.v", ECP5_MODELS / "TRELLIS_FF.v")
 
 CONFIGS = [
     Config(rows=1, cols=1, n=2, m=4),
@@ -120,7 +123,7 @@ def test_ecp5_pe_matches_generic(sim, tmp_path):
         inputs, _ = component_ports(ecp5)
         duts.append((ecp5, [{name: cycle[name] for name, _ in inputs} for cycle in trace]))
         traces.append(trace)
-    results = run_verilog(sim, tmp_path, duts)
+    results = run_verilog(sim, tmp_path, duts, sources=PE_MODELS)
     for cfg, (ecp5, _), trace, out in zip(CONFIGS, duts, traces, results):
         _, outputs = component_ports(ecp5)
         for cycle, (want, have) in enumerate(zip(trace, out)):
