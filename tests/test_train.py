@@ -345,14 +345,14 @@ def test_kd_qat_gradual_pruning_and_int8_gradients_combine_in_one_run(digits):
     schedule = PruningSchedule(initial=0.0, final=0.5, begin_step=0, end_step=40, frequency=10)
     log = train(net, xi, y_train, epochs=3, lr=1e-3, seed=1, qat=True,
                 pruning=GradualPruning(schedule, layers=("conv1", "fc0"), scope="layer"),
-                teacher_logits=logits, distill=Distillation(4.0, 0.5, 0.5), grad_bits=8)
+                teacher_logits=logits, distill=Distillation(), grad_bits=8)
     assert log.pruning[-1] == (40, 0.5)
     assert np.count_nonzero(net.weights[1] == 0) == net.weights[1].size // 2
     assert len(log.act_ranges) == len(net.to_layers()) + 1
     assert all(np.isfinite(v) for v in log.losses)
     graph = quantize_graph(net.to_layers(), (1, 8, 8), xi[:256], act_ranges=log.act_ranges)
-    # Everything at once still learns the digits (78 %; 82 to 89 % over 8 seeds), up to
-    # test-set noise.
+    # Everything at once still learns the digits (78 %; 80 to 89 % over 8 seeds, with the
+    # standardized distillation of the defaults as with the plain one), up to test-set noise.
     acc = accuracy(graph.forward(as_images(x_test))[-1], y_test)
     claim = at_least(acc, 0.78, len(y_test), what="KD + QAT + pruning + int8 gradients")
     assert claim, claim
