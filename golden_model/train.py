@@ -107,9 +107,9 @@ __all__ = [
     "accuracy", "softmax", "cross_entropy", "distillation_loss", "attention_map",
     "attention_transfer_loss", "hint_loss", "quantize_gradient", "MLP", "CNN", "Distillation",
     "AttentionTransfer", "Hint", "GradualPruning", "NMPruning", "SparseRegularization",
-    "sparsity_penalty", "TrainLog", "train",
-    "prune_filters", "weight_gradients", "taylor_importance", "hessian_diagonal",
-    "obd_importance", "gradient_neuron_scores", "prune_neurons_by_gradient",
+    "sparsity_penalty", "TrainLog", "train", "prune_filters", "remove_filters",
+    "weight_gradients", "taylor_importance", "hessian_diagonal", "obd_importance",
+    "gradient_neuron_scores", "prune_neurons_by_gradient",
     "LR_SCHEDULES", "PRUNING_SCOPES", "IMPORTANCE_UNITS",
 ]
 
@@ -1666,6 +1666,24 @@ class _FeatureTerms:
 
 
 # --- filter pruning that removes filters ---------------------------------------------------
+
+def remove_filters(model, keeps):
+    """A smaller copy of ``model`` without the output channels (filters, neurons) that
+    ``keeps[name]`` (bool, one per channel) marks False, and the next layers' inputs: the
+    removal of :func:`prune_filters`, for masks from any score (e.g. :func:`.prune.score_mask`
+    of :func:`taylor_importance` with ``per="filter"``)."""
+    if not isinstance(model, _Network):
+        raise TypeError(f"model must be an MLP or a CNN, not {type(model).__name__}")
+    for name in _prunable_layers(model, list(keeps), "filter removal"):
+        n = model.weights[model.layer_index(name)].shape[0]
+        keep = np.asarray(keeps[name])
+        if keep.dtype != np.bool_ or keep.shape != (n,):
+            raise ValueError(f"keeps[{name!r}] must be a bool array of shape ({n},), not "
+                             f"dtype {keep.dtype} and shape {keep.shape}")
+        if not keep.any():
+            raise ValueError(f"keeps[{name!r}] must keep at least one channel, not none")
+    return _remove_filters(model, {k: np.asarray(v) for k, v in keeps.items()})
+
 
 def prune_filters(model, amount, *, criterion="l1", layers=None):
     """A smaller copy of ``model`` without the lowest-scored filters of ``layers``.

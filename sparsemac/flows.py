@@ -122,23 +122,25 @@ from golden_model.reduction import reduce_layers
 from golden_model.train import (
     CNN,
     MLP,
+    AttentionTransfer,
     Distillation,
     GradualPruning,
+    Hint,
     NMPruning,
     SparseRegularization,
-    _remove_filters,
     accuracy,
     hessian_diagonal,
     prune_filters,
     prune_neurons_by_gradient,
+    remove_filters,
     taylor_importance,
     train,
 )
 
 from .stats import compare, mean_std
 
-__all__ = ["DATASETS", "MODELS", "DATASET_MODELS", "FLOWS", "QUICK_FLOWS", "COMPARISONS",
-           "Recipe", "FULL", "QUICK", "FULL_RECIPES", "QUICK_RECIPES", "load_split",
+__all__ = ["DATASETS", "MODELS", "DATASET_MODELS", "FLOWS", "FLOW_MODELS", "QUICK_FLOWS",
+           "COMPARISONS", "Recipe", "FULL", "QUICK", "FULL_RECIPES", "QUICK_RECIPES", "load_split",
            "model_inputs", "flow_plan", "check_run", "check_seeds", "run_flows", "run_seeds",
            "n_m_layers", "evaluate_graph", "format_rows", "aggregate", "format_summary"]
 
@@ -190,18 +192,22 @@ FLOWS = {
     "kd_teacher": "KD teacher (larger network), int8",
     "student": "small student alone (no KD), int8",
     "kd_student": "small student + KD, int8",
-    # (Attention transfer and feature matching: their flows go here, compared with "student".)
+    "kd_attention": "small student + attention transfer (conv0, conv1), int8",
+    "kd_hint": "small student + FitNets hint (conv1 -> teacher conv1), int8",
     "kd_qat_2_4": "KD + QAT + 2:4 in one loss, int8",
     "grad_int8": "trained with int8 stochastic-rounded gradients, int8",
 }
 
+#: Flows that apply to some models only (feature distillation needs convolution maps).
+FLOW_MODELS = {"kd_attention": ("cnn",), "kd_hint": ("cnn",)}
+
 #: The flows of quick mode (tests): one of each kind.
 QUICK_FLOWS = ("float", "ptq_minmax", "ptq_kl", "ptq_per_tensor", "ptq_pot", "ptq_w4a8",
-               "ptq_w4a4_mse", "mixed_w843", "qat",
-               "magnitude_75", "taylor_75", "obd_75", "l1_75", "nm_2_4", "taylor_2_4",
-               "obd_2_4", "filter_fpgm", "taylor_filter", "obd_filter", "grad_neuron",
-               "group_lasso_filter", "lowrank_80", "layer_reduction", "kd_student",
-               "kd_qat_2_4", "grad_int8")
+               "ptq_w4a4_mse", "mixed_w843", "qat", "magnitude_75", "taylor_75", "obd_75",
+               "l1_75", "nm_2_4", "taylor_2_4", "obd_2_4", "filter_fpgm", "taylor_filter",
+               "obd_filter", "grad_neuron", "group_lasso_filter", "lowrank_80",
+               "layer_reduction", "kd_student", "kd_attention", "kd_hint", "kd_qat_2_4",
+               "grad_int8")
 
 #: The reference of a flow besides the float baseline: the technique it refines or replaces,
 #: on the same network (:func:`aggregate` compares them seed by seed). Flows absent here are
@@ -220,7 +226,7 @@ COMPARISONS = {
     "ptq_w4a4_percentile": "ptq_w4a4_minmax", "ptq_w4a4_mse": "ptq_w4a4_minmax",
     "ptq_w4a4_kl": "ptq_w4a4_minmax", "ptq_w3a8": "ptq_minmax", "mixed_w843": "ptq_w4a8",
     "magnitude_90_w4": "magnitude_90",
-    # (Attention transfer and feature matching: compared with "student" (and "kd_student").)
+    "kd_attention": "student", "kd_hint": "student",
 }
 
 
@@ -238,7 +244,11 @@ class Recipe:
     prune_end : fraction of the fine-tuning steps over which gradual pruning ramps up.
     filter_amount : fraction of the filters (neurons) removed from every layer but the
         classifier.
-    kd : the distillation loss's temperature and weights.
+    kd : the logit distillation (:class:`~golden_model.train.Distillation`'s defaults:
+        standardized logits, T 1, weights 0.1 / 0.9; issue 18).
+    attention, hint : the CNN student's feature distillation (attention transfer on both
+        convolutions, beta 0.1; a FitNets hint from the teacher's conv1 to the student's,
+        weight 1e-3: the largest that did not hurt over 20 seeds on the digits).
     holdout : fraction of the training split held out of training, the scoring data (at
         least one image is held out and one trained on).
     train_images, test_images : use only the first this many images of the training split
@@ -261,7 +271,10 @@ class Recipe:
     calib: int = 512
     prune_end: float = 0.6
     filter_amount: float = 0.5
-    kd: Distillation = dataclasses.field(default_factory=Distillation)   # T 4, 0.5 / 0.5
+    kd: Distillation = dataclasses.field(default_factory=Distillation)
+    attention: AttentionTransfer = dataclasses.field(
+        default_factory=lambda: AttentionTransfer(beta=0.1))
+    hint: Hint = dataclasses.field(default_factory=lambda: Hint("conv1", "conv1", 1e-3))
     holdout: float = 0.1
     train_images: int = None
     test_images: int = None
@@ -592,7 +605,7 @@ def _filters_scored(kind):
         keeps = {name: score_mask(scores[name], b.recipe.filter_amount)
                  for name in base.layer_names()[:-1]}
         # train._remove_filters: prune_filters' removal with masks given (see the report).
-        net = _remove_filters(base, keeps)
+        net = remove_filters(base, keeps)
         b.finetune(net)
         return b.row(key, net)
     return flow
@@ -649,6 +662,15 @@ def _student(b, key):
     return b.row(key, b.trained("student"))
 
 
+def _kd_features(option):
+    """The CNN student with attention transfer or a hint from the teacher's features."""
+    def flow(b, key):
+        net = _build(b.model, "student", b.seed, b.x_train.shape[1:])
+        b.fit(net, teacher=b.trained("teacher"), **{option: getattr(b.recipe, option)})
+        return b.row(key, net)
+    return flow
+
+
 def _kd_student(b, key):
     net = _build(b.model, "student", b.seed, b.x_train.shape[1:])
     b.fit(net, teacher_logits=b.teacher_logits, distill=b.recipe.kd)
@@ -687,7 +709,8 @@ _RUNNERS = {
     "obd_filter": _filters_scored("obd"), "grad_neuron": _grad_neuron,
     "group_lasso_filter": _group_lasso, "lowrank_80": _lowrank(0.8),
     "layer_reduction": _layer_reduction(1), "kd_teacher": _teacher, "student": _student,
-    "kd_student": _kd_student, "kd_qat_2_4": _kd_qat_2_4, "grad_int8": _grad_int8,
+    "kd_student": _kd_student, "kd_attention": _kd_features("attention"),
+    "kd_hint": _kd_features("hint"), "kd_qat_2_4": _kd_qat_2_4, "grad_int8": _grad_int8,
 }
 
 
@@ -712,7 +735,8 @@ def _plan(dataset, recipe, models, flows):
     models = allowed if models is None else _check_selection(
         models, "models", allowed, f" (the models of {dataset})" if allowed != MODELS else "")
     flows = recipe.flows if flows is None else _check_selection(flows, "flows", tuple(FLOWS))
-    return [(model, key) for model in models for key in FLOWS if key in flows]
+    return [(model, key) for model in models for key in FLOWS
+            if key in flows and model in FLOW_MODELS.get(key, MODELS)]
 
 
 def flow_plan(*, quick=False, dataset="digits", models=None, flows=None):

@@ -40,6 +40,7 @@ from golden_model.train import (
 )
 from sparsemac import flows as fl
 from sparsemac.flows import (
+    FLOW_MODELS,
     FLOWS,
     QUICK,
     QUICK_FLOWS,
@@ -94,7 +95,9 @@ def test_quick_plan_rows_and_progress(quick):
     rows, calls = quick
     plan = flow_plan(quick=True)
     assert [(r["model"], r["key"]) for r in rows] == plan
-    assert plan == [(m, k) for m in ("mlp", "cnn") for k in QUICK_FLOWS]
+    assert plan == [(m, k) for m in ("mlp", "cnn") for k in QUICK_FLOWS
+                    if m in FLOW_MODELS.get(k, ("mlp", "cnn"))]
+    assert ("mlp", "kd_hint") not in plan and ("cnn", "kd_hint") in plan
     assert all(r["dataset"] == "digits" and r["seed"] == 0 for r in rows)
     assert [(d, t) for d, t, _ in calls] == [(i + 1, len(plan)) for i in range(len(plan))]
     assert all(c[2] is r for c, r in zip(calls, rows))
@@ -284,12 +287,15 @@ def test_flows_are_deterministic(quick):
 
 def test_full_plan_covers_every_flow():
     plan = flow_plan()
-    assert plan == [(m, k) for m in ("mlp", "cnn") for k in FLOWS]
+    assert plan == [(m, k) for m in ("mlp", "cnn") for k in FLOWS
+                    if m in FLOW_MODELS.get(k, ("mlp", "cnn"))]
     assert flow_plan(models=["cnn"], flows=["qat", "float"]) == [("cnn", "float"),
                                                                 ("cnn", "qat")]
-    assert flow_plan(dataset="mnist1d") == [("mlp", k) for k in FLOWS]
-    assert flow_plan(dataset="mnist", quick=True) == [(m, k) for m in ("mlp", "cnn")
-                                                      for k in QUICK_FLOWS]
+    assert flow_plan(dataset="mnist1d") == [("mlp", k) for k in FLOWS
+                                            if k not in FLOW_MODELS]
+    assert flow_plan(dataset="mnist", quick=True) == [
+        (m, k) for m in ("mlp", "cnn") for k in QUICK_FLOWS
+        if m in FLOW_MODELS.get(k, ("mlp", "cnn"))]
     # Every comparison names a flow (or the residual network's block reduction).
     assert set(fl.COMPARISONS) <= {*FLOWS, "block_reduction"}
     assert set(fl.COMPARISONS.values()) <= set(FLOWS)

@@ -431,3 +431,19 @@ def test_argument_errors():
         prune_neurons_by_gradient(net, x, y, 1.0)
     with raises(ValueError, "amount must be between 0 and 5, not 6"):
         prune_neurons_by_gradient(net, x, y, 6)
+
+
+def test_remove_filters_checks_its_masks():
+    """The public removal: a smaller copy, and clear errors for a bad mask."""
+    from golden_model.train import MLP, remove_filters
+    net = MLP.init([6, 5, 4, 3], seed=0)
+    keep = np.array([True, False, True, True, False])
+    small = remove_filters(net, {"fc0": keep})
+    assert small.weights[0].shape == (3, 6) and small.weights[1].shape == (4, 3)
+    np.testing.assert_array_equal(small.weights[1], net.weights[1][:, keep])
+    with pytest.raises(ValueError, match=r"keeps\['fc0'\] must be a bool array of shape \(5,\)"):
+        remove_filters(net, {"fc0": np.ones(4, bool)})
+    with pytest.raises(ValueError, match="must keep at least one channel"):
+        remove_filters(net, {"fc0": np.zeros(5, bool)})
+    with pytest.raises(TypeError, match="model must be an MLP or a CNN, not list"):
+        remove_filters([], {})
