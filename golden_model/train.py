@@ -26,6 +26,8 @@ Quantization-aware training (``qat=True``)
     pass where the value lies inside the quantization range and are zero where it is clipped.
     The learned ranges are returned (:attr:`TrainLog.act_ranges`) in the layout
     ``quantize_graph(..., act_ranges=...)`` takes.
+    ``qat_bits=(w, a)`` lowers the bit widths (2..8 each) of the weight and activation fake
+    quantizers (same schemes: symmetric narrow per channel, affine); ``(8, 8)`` is the above.
 Gradient quantization (``grad_bits=``)
     Every parameter gradient (each weight and each bias tensor on its own) is replaced by
     ``codes * scale`` before the Adam step (:func:`quantize_gradient`): per-tensor symmetric
@@ -52,6 +54,12 @@ Sparse regularization (``regularization=``)
     over the weights (not biases) of chosen layers, groups being output neurons / filters
     (Wen et al. 2016), its (sub)gradient (:func:`sparsity_penalty`) added to the loss
     gradient before the optimizer step; its value is logged (:attr:`TrainLog.penalties`).
+
+Quantization and pruning combined (``combined=``)
+    :class:`CombinedLoss`: seed 000's ``L_total = alpha L_quant + beta L_prune +
+    gamma L_finetune``: the task loss, the weights' quantization error at the QAT weight bits
+    (:func:`quantization_error`) and the squared magnitude of the weights the pending masks
+    remove (:func:`pruning_error`), each logged per epoch (:attr:`TrainLog.terms`).
 
 Filter pruning that removes filters (:func:`prune_filters`): the lowest-scored filters (L1,
 L2 or FPGM, :func:`.prune.filter_scores`) of a layer are deleted together with the matching
@@ -107,7 +115,8 @@ __all__ = [
     "accuracy", "softmax", "cross_entropy", "distillation_loss", "attention_map",
     "attention_transfer_loss", "hint_loss", "quantize_gradient", "MLP", "CNN", "Distillation",
     "AttentionTransfer", "Hint", "GradualPruning", "NMPruning", "SparseRegularization",
-    "sparsity_penalty", "TrainLog", "train", "prune_filters", "remove_filters",
+    "sparsity_penalty", "CombinedLoss", "quantization_error", "pruning_error",
+    "QAT_BITS_RANGE", "TrainLog", "train", "prune_filters", "remove_filters",
     "weight_gradients", "taylor_importance", "hessian_diagonal", "obd_importance",
     "gradient_neuron_scores", "prune_neurons_by_gradient",
     "LR_SCHEDULES", "PRUNING_SCOPES", "IMPORTANCE_UNITS",
@@ -550,18 +559,38 @@ class _Observed:
         return float(lo), float(hi)
 
 
-def _fq_weight(w):
-    """Per-output-channel symmetric int8 (narrow) fake quantization and its STE mask."""
+def _fq_weight(w, bits=8):
+    """Per-output-channel symmetric narrow fake quantization of ``bits`` bits (codes
+    ``[-(2^(b-1) - 1), 2^(b-1) - 1]``, int8: [-127, 127]) and its STE mask."""
     wm = w.reshape(w.shape[0], -1)
-    scale, _ = qparams(wm, axis=0, symmetric=True, narrow=True)
-    wq = fake_quantize(wm, scale, 0, qmin=-127, qmax=127, axis=0)
-    ste = ste_mask(wm, scale, 0, qmin=-127, qmax=127, axis=0)
+    q = 2 ** (bits - 1) - 1
+    scale, _ = qparams(wm, axis=0, bits=bits, symmetric=True, narrow=True)
+    wq = fake_quantize(wm, scale, 0, qmin=-q, qmax=q, axis=0)
+    ste = ste_mask(wm, scale, 0, qmin=-q, qmax=q, axis=0)
     return wq.reshape(w.shape), ste.reshape(w.shape)
 
 
-def _fq_act(h, lo, hi):
-    scale, zp = qparams_from_range(lo, hi)
-    return fake_quantize(h, scale, zp), ste_mask(h, scale, zp)
+def _fq_act(h, lo, hi, bits=8):
+    """Affine fake quantization of ``bits`` bits over ``[lo, hi]`` (codes
+    ``[-2^(b-1), 2^(b-1) - 1]``) and its STE mask."""
+    qmin, qmax = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+    scale, zp = qparams_from_range(lo, hi, bits=bits)
+    return (fake_quantize(h, scale, zp, qmin=qmin, qmax=qmax),
+            ste_mask(h, scale, zp, qmin=qmin, qmax=qmax))
+
+
+#: Bit widths :func:`train`'s ``qat_bits`` accepts for the weights and the activations.
+QAT_BITS_RANGE = (2, 8)
+
+
+def _check_qat_bits(qat_bits):
+    """``(weight bits, activation bits)``, each an integer in :data:`QAT_BITS_RANGE`."""
+    if not isinstance(qat_bits, (tuple, list)) or len(qat_bits) != 2:
+        raise ValueError(f"qat_bits must be a pair (weight bits, activation bits), "
+                         f"not {qat_bits!r}")
+    lo, hi = QAT_BITS_RANGE
+    return (check_int(qat_bits[0], "qat_bits[0] (weight bits)", lo=lo, hi=hi),
+            check_int(qat_bits[1], "qat_bits[1] (activation bits)", lo=lo, hi=hi))
 
 
 def _maxpool_forward(x, kernel, stride):
@@ -664,15 +693,17 @@ class _Network:
 
     # --- passes -----------------------------------------------------------------------------
 
-    def _forward(self, x, ranges=None):
+    def _forward(self, x, ranges=None, bits=(8, 8)):
         """Logits, every op's output (input first) and the tape for :meth:`_backward`.
 
         ``ranges(point, value) -> (lo, hi)`` turns on fake quantization (QAT): ``point`` 0 is
-        the input, ``i + 1`` the output of op ``i``.
+        the input, ``i + 1`` the output of op ``i``; ``bits`` = (weight bits, activation
+        bits) of the fake quantizers.
         """
+        wbits, abits = bits
         h = x
         if ranges is not None:
-            h, _ = _fq_act(h, *ranges(0, h))
+            h, _ = _fq_act(h, *ranges(0, h), abits)
         outs, tape = [h], []
         for op in self._arch():
             rec = {"op": op, "shape": h.shape}
@@ -680,7 +711,7 @@ class _Network:
                 w, b = self.weights[op.index], self.biases[op.index]
                 rec["wste"] = None
                 if ranges is not None:
-                    w, rec["wste"] = _fq_weight(w)
+                    w, rec["wste"] = _fq_weight(w, wbits)
                 wm = w.reshape(w.shape[0], -1)
                 if op.kind == "dense":
                     rec["a"] = h
@@ -697,7 +728,7 @@ class _Network:
                     y = np.maximum(y, 0)
                 rec["ste"] = None
                 if ranges is not None:
-                    y, rec["ste"] = _fq_act(y, *ranges(len(outs), y))
+                    y, rec["ste"] = _fq_act(y, *ranges(len(outs), y), abits)
                 h = np.ascontiguousarray(y)
             elif op.kind == "pool":
                 h, rec["arg"] = _maxpool_forward(h, op.kernel, op.stride)
@@ -752,16 +783,18 @@ class _Network:
                 g = g.reshape(rec["shape"])
         return grads
 
-    def forward(self, x, *, keep=False, act_ranges=None):
+    def forward(self, x, *, keep=False, act_ranges=None, qat_bits=(8, 8)):
         """Logits; with ``keep=True`` also every layer's output, input first (as
         :func:`.graph.float_forward`).
 
         ``act_ranges`` (one ``(lo, hi)`` per entry of that list, e.g.
-        :attr:`TrainLog.act_ranges`) runs the fake-quantized network QAT trains.
+        :attr:`TrainLog.act_ranges`) runs the fake-quantized network QAT trains, with
+        ``qat_bits`` = (weight bits, activation bits) as :func:`train`'s.
         """
         x = self._check_x(x)
+        bits = _check_qat_bits(qat_bits)
         ranges = None if act_ranges is None else _Fixed(self._check_ranges(act_ranges))
-        logits, outs, _ = self._forward(x, ranges)
+        logits, outs, _ = self._forward(x, ranges, bits)
         return (logits, outs) if keep else logits
 
     def gradients(self, x, grad_logits, *, act_ranges=None, grad_outputs=None):
@@ -1137,15 +1170,22 @@ class NMPruning:
     In every group of ``m`` consecutive weights of a row of ``w.reshape(out, -1)`` the ``n``
     largest magnitudes are kept (:func:`.prune.prune_n_m`, axis 1); each named layer's
     reduction length must be a multiple of ``m``.
+
+    ``start_step`` (default 0: at the start) delays the masks to that optimizer step, where
+    they are computed from the weights reached by then; before it, a :class:`CombinedLoss`
+    prune term pushes the weights the N:M masks of the current weights would remove towards
+    zero, so the cut removes little. It must be less than the number of training steps.
     """
 
     n: int
     m: int
     layers: tuple
+    start_step: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "n", check_int(self.n, "N", lo=1))
         object.__setattr__(self, "m", check_int(self.m, "M", lo=1))
+        object.__setattr__(self, "start_step", check_int(self.start_step, "start_step", lo=0))
         prune_n_m(np.zeros((1, self.m)), self.n, self.m, axis=1)   # validates N and M
 
 
@@ -1217,6 +1257,142 @@ def sparsity_penalty(w, *, lambda_l1=0.0, lambda_group=0.0):
     return float(value), grad.reshape(w.shape).astype(w.dtype)
 
 
+@dataclass(frozen=True)
+class CombinedLoss:
+    """Seed 000's joint objective ``L_total = gamma * L_finetune + alpha * L_quant +
+    beta * L_prune`` (quantization and pruning combined), a :func:`train` option.
+
+    ``L_finetune``
+        The task loss :func:`train` would use anyway: cross-entropy, or the distillation loss
+        with ``teacher_logits`` (plus attention / hint terms with a ``teacher``).
+    ``L_quant``
+        The weights' quantization error, ``sum_layers mean((w - fq(w))^2)``
+        (:func:`quantization_error`), ``fq`` the per-channel symmetric fake quantizer at the
+        QAT weight bits (``qat_bits[0]``, 8 by default; with or without ``qat``).
+    ``L_prune``
+        The squared magnitude of the weights the pruning will remove,
+        ``sum_layers mean(((1 - keep) * w)^2)`` (:func:`pruning_error`) over the masks
+        *pending* at each step: with a :class:`GradualPruning` the magnitude masks at the
+        schedule's final sparsity (its scope) of the current weights; with an
+        :class:`NMPruning` before its ``start_step`` the N:M masks of the current weights;
+        otherwise ``model.masks``. Masks already applied hold their weights at zero, so the
+        term is 0 there; it is 0 when there is no mask at all. It drives the weights about to
+        be pruned to zero before the mask cuts them.
+
+    The gradients (STE convention): ``dL_quant/dw = 2 (w - fq(w)) / n`` with ``fq(w)``
+    treated as a constant (exact away from rounding ties except at each channel's largest
+    magnitude, through which the scale depends on ``w``); ``dL_prune/dw =
+    2 (1 - keep) w / n`` with the masks constant. They are added, times ``alpha`` and
+    ``beta``, to ``gamma`` times the task gradient before any :class:`SparseRegularization`
+    penalty, ``grad_bits`` quantization and the optimizer step; the biases get ``gamma``
+    times theirs. :attr:`TrainLog.losses` logs ``L_total``, :attr:`TrainLog.terms` the
+    unweighted terms. ``CombinedLoss(alpha=0, beta=0, gamma=1)`` trains exactly as without.
+
+    Members
+    -------
+    alpha, beta : float
+        Finite, non-negative weights of the quantization and pruning terms.
+    gamma : float
+        Finite, positive weight of the task loss.
+    """
+
+    alpha: float = 0.0
+    beta: float = 0.0
+    gamma: float = 1.0
+
+    def __post_init__(self):
+        for name in ("alpha", "beta"):
+            object.__setattr__(self, name, _real(getattr(self, name), name, lo=0.0,
+                                                 lo_open=False))
+        object.__setattr__(self, "gamma", _real(self.gamma, "gamma", lo=0.0, lo_open=True))
+
+
+def quantization_error(w, *, bits=8):
+    """``mean((w - fq(w))^2)`` and its STE gradient ``2 (w - fq(w)) / w.size``.
+
+    ``fq``: per-output-channel (axis 0) symmetric narrow fake quantization of ``bits`` bits,
+    the weights' quantizer of QAT. ``fq(w)`` is held constant in the gradient (the
+    straight-through convention): exact wherever a small change of ``w`` moves no value across
+    a rounding boundary and leaves the channel's scale alone, i.e. everywhere but at each
+    channel's largest magnitude (whose error is 0). Computed in float64.
+
+    Returns
+    -------
+    (value, grad) : float and an array like ``w`` (same dtype).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``w`` not a finite float array of at least 1 dimension, or ``bits`` not in 2..8.
+    """
+    w = check_finite(as_float_array(w, "w"), "w")
+    if w.ndim < 1:
+        raise ValueError("w must have at least 1 dimension, not 0")
+    bits = check_int(bits, "bits", lo=QAT_BITS_RANGE[0], hi=QAT_BITS_RANGE[1])
+    w64 = w.astype(np.float64)
+    d = w64 - _fq_weight(w64, bits)[0]
+    return float(np.mean(d * d)), (2.0 * d / w.size).astype(w.dtype)
+
+
+def pruning_error(w, keep):
+    """``mean(((1 - keep) * w)^2)`` and its gradient ``2 (1 - keep) w / w.size``.
+
+    ``keep`` is the bool mask of the weights that stay (``None``: all stay, value 0); the
+    term measures the weights the mask removes. Computed in float64.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``w`` not a finite float array, or ``keep`` not a bool array of ``w``'s shape.
+    """
+    w = check_finite(as_float_array(w, "w"), "w")
+    if keep is None:
+        return 0.0, np.zeros_like(w)
+    if not isinstance(keep, np.ndarray) or keep.dtype != np.bool_ or keep.shape != w.shape:
+        got = f"{keep.dtype} {keep.shape}" if isinstance(keep, np.ndarray) else \
+            type(keep).__name__
+        raise ValueError(f"keep must be None or a bool array of shape {w.shape}, not {got}")
+    d = np.where(keep, 0.0, w.astype(np.float64))
+    return float(np.mean(d * d)), (2.0 * d / max(w.size, 1)).astype(w.dtype)
+
+
+def _pending_masks(model, pruning, names, step):
+    """The keep-masks :class:`CombinedLoss`'s prune term measures at ``step`` (one per
+    weighted layer, ``None`` for none)."""
+    masks = model.full_masks()
+    if isinstance(pruning, GradualPruning):
+        idx = [model.layer_index(n) for n in names]
+        final = float(pruning.schedule.final)
+        if pruning.scope == "global":
+            new = global_magnitude_masks([model.weights[i] for i in idx], final)
+        else:
+            new = [magnitude_mask(model.weights[i], amount=final) for i in idx]
+        for i, m in zip(idx, new):
+            masks[i] = m if masks[i] is None else m & masks[i]
+    elif isinstance(pruning, NMPruning) and step < pruning.start_step:
+        masks = _n_m_masks(model, pruning, names)
+    return masks
+
+
+def _add_combined(model, combined, wbits, masks, grads):
+    """Scale ``grads`` (``[dW0, db0, dW1, ..., extra]``, in place) by ``gamma`` and add the
+    quantization and prune terms' gradients; return the terms' values ``(quant, prune)``."""
+    if combined.gamma != 1.0:
+        for k, gp in enumerate(grads):
+            grads[k] = gp * gp.dtype.type(combined.gamma)
+    quant = prune = 0.0
+    for i, (w, keep) in enumerate(zip(model.weights, masks)):
+        vq, gq = quantization_error(w, bits=wbits)
+        vp, gp = pruning_error(w, keep)
+        quant += vq
+        prune += vp
+        if combined.alpha:
+            grads[2 * i] = grads[2 * i] + gq * gq.dtype.type(combined.alpha)
+        if combined.beta and keep is not None:
+            grads[2 * i] = grads[2 * i] + gp * gp.dtype.type(combined.beta)
+    return quant, prune
+
+
 def _add_penalty(model, regularization, idx, grads):
     """Add the penalty's gradient of the layers ``idx`` to ``grads`` (``[dW0, db0, dW1, ...]``,
     in place); return the penalty's value."""
@@ -1262,6 +1438,10 @@ class TrainLog:
         weights each step starts from; ``losses`` stay the data loss alone). Empty without.
     hint_regressor : (W, b) or None
         With a :class:`Hint`: the learned regressor (:func:`hint_loss`). ``None`` without.
+    terms : dict of str -> list of float
+        With a :class:`CombinedLoss`: ``{"finetune": [...], "quant": [...], "prune": [...]}``,
+        the epoch means of the unweighted terms (``losses`` is then their weighted sum,
+        ``L_total``). Empty without.
     """
 
     steps: int = 0
@@ -1270,6 +1450,7 @@ class TrainLog:
     pruning: list = field(default_factory=list)
     penalties: list = field(default_factory=list)
     hint_regressor: tuple = None
+    terms: dict = field(default_factory=dict)
 
 
 def _update_gradual(model, pruning, step, names):
@@ -1289,6 +1470,11 @@ def _update_gradual(model, pruning, step, names):
 
 
 def _set_n_m(model, pruning, names):
+    model.masks = _n_m_masks(model, pruning, names)
+
+
+def _n_m_masks(model, pruning, names):
+    """``model.full_masks()`` with the N:M masks of the current weights joined in."""
     masks = model.full_masks()
     for name in names:
         i = model.layer_index(name)
@@ -1300,7 +1486,7 @@ def _set_n_m(model, pruning, names):
         keep = prune_n_m(w.reshape(w.shape[0], -1), pruning.n, pruning.m, axis=1)
         keep = keep.reshape(w.shape)
         masks[i] = keep if masks[i] is None else keep & masks[i]
-    model.masks = masks
+    return masks
 
 
 def _act_range_list(model, observed):
@@ -1316,7 +1502,7 @@ def _act_range_list(model, observed):
 def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="constant",
           pruning=None, qat=False, act_momentum=0.01, grad_bits=None, teacher_logits=None,
           distill=None, loss_grad=None, regularization=None, teacher=None, attention=None,
-          hint=None):
+          hint=None, qat_bits=(8, 8), combined=None):
     """Train ``model`` (an :class:`MLP` or :class:`CNN`) in place with Adam.
 
     Parameters
@@ -1341,6 +1527,12 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     qat : bool
         Quantization-aware training (module docstring); the learned activation ranges are
         returned in :attr:`TrainLog.act_ranges`.
+    qat_bits : (int, int)
+        Bit widths (weights, activations), each 2..8, of QAT's fake quantizers: weights
+        symmetric narrow per channel (codes ``[-(2^(b-1) - 1), 2^(b-1) - 1]``), activations
+        affine (``[-2^(b-1), 2^(b-1) - 1]``). ``(8, 8)`` is the int8 QAT of ``qat=True``
+        alone. The weight bits also set a :class:`CombinedLoss`'s quantizer; anything but
+        ``(8, 8)`` needs ``qat`` or ``combined``.
     act_momentum : float
         Momentum of the QAT range observers, in (0, 1] (PyTorch's default 0.01).
     grad_bits : int, optional
@@ -1367,6 +1559,9 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     hint : Hint, optional
         Adds a FitNets hint to the loss (:func:`hint_loss`), with a regressor learned along
         (returned in :attr:`TrainLog.hint_regressor`).
+    combined : CombinedLoss, optional
+        Trains on ``gamma * L_finetune + alpha * L_quant + beta * L_prune`` (seed 000);
+        the terms are logged in :attr:`TrainLog.terms`.
 
     Returns
     -------
@@ -1382,6 +1577,7 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
         pruning=pruning, qat=qat, act_momentum=act_momentum, grad_bits=grad_bits,
         teacher_logits=teacher_logits, distill=distill, loss_grad=loss_grad,
         regularization=regularization, teacher=teacher, attention=attention, hint=hint)
+    qat_bits = _check_combined_args(qat, qat_bits, combined)
     features = None if teacher is None else _FeatureTerms(model, teacher, x, attention, hint,
                                                           seed)
     if teacher_logits is not None:
@@ -1390,14 +1586,7 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     steps_per_epoch = -(-len(x) // batch)
     total = epochs * steps_per_epoch
     log = TrainLog()
-    names = None
-    if isinstance(pruning, GradualPruning):
-        names = _check_names(model, pruning.layers, "pruning")
-        if epochs and pruning.schedule.end_step >= total:
-            raise ValueError(f"pruning end_step must be less than the number of training "
-                             f"steps ({total}), not {pruning.schedule.end_step}")
-    elif isinstance(pruning, NMPruning):
-        _set_n_m(model, pruning, _check_names(model, pruning.layers, "pruning"))
+    names = _setup_pruning(model, pruning, epochs, total)
     reg_idx = _regularized_layers(model, regularization)
 
     rng = np.random.default_rng(seed)
@@ -1409,13 +1598,18 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     step = 0
     for _ in range(epochs):
         order = rng.permutation(len(x))
-        losses, penalties = [], []
+        losses, penalties, terms = [], [], []
         for s in range(0, len(x), batch):
-            if names is not None and pruning.schedule.should_prune(step):
-                log.pruning.append((step, _update_gradual(model, pruning, step, names)))
+            _pruning_step(model, pruning, names, step, log)
             idx = order[s:s + batch]
             loss, grads = _step_gradients(model, x, y, idx, observed, loss_grad,
-                                          teacher_logits, distill, features)
+                                          teacher_logits, distill, features, qat_bits)
+            if combined is not None:
+                quant, prune = _add_combined(
+                    model, combined, qat_bits[0],
+                    _pending_masks(model, pruning, names, step), grads)
+                terms.append((loss, quant, prune))
+                loss = combined.gamma * loss + combined.alpha * quant + combined.beta * prune
             losses.append(loss)
             if reg_idx is not None:
                 penalties.append(_add_penalty(model, regularization, reg_idx, grads))
@@ -1431,6 +1625,7 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
         log.losses.append(float(np.mean(losses)))
         if reg_idx is not None:
             log.penalties.append(float(np.mean(penalties)))
+        _log_terms(log, combined, terms)
     log.steps = step
     if features is not None and features.regressor:
         log.hint_regressor = tuple(p.copy() for p in features.regressor)
@@ -1439,11 +1634,62 @@ def train(model, x, y, *, epochs=30, lr=3e-3, batch=64, seed=0, lr_schedule="con
     return log
 
 
+def _check_combined_args(qat, qat_bits, combined):
+    """:func:`train`'s ``qat_bits`` normalized, checked with ``qat`` and ``combined``."""
+    qat_bits = _check_qat_bits(qat_bits)
+    if combined is not None and not isinstance(combined, CombinedLoss):
+        raise TypeError(f"combined must be a CombinedLoss, not {type(combined).__name__}")
+    if qat_bits != (8, 8) and not qat and combined is None:
+        raise ValueError(f"qat_bits needs qat=True or combined, not {qat_bits!r} with "
+                         f"neither")
+    return qat_bits
+
+
+def _setup_pruning(model, pruning, epochs, total):
+    """Check ``pruning`` against the model and the ``total`` steps, set N:M masks that start
+    at step 0; return the pruned layers' names (``None`` without pruning)."""
+    if isinstance(pruning, GradualPruning):
+        names = _check_names(model, pruning.layers, "pruning")
+        if epochs and pruning.schedule.end_step >= total:
+            raise ValueError(f"pruning end_step must be less than the number of training "
+                             f"steps ({total}), not {pruning.schedule.end_step}")
+        return names
+    if isinstance(pruning, NMPruning):
+        names = _check_names(model, pruning.layers, "pruning")
+        masks = _n_m_masks(model, pruning, names)          # validates the layers
+        if pruning.start_step == 0:
+            model.masks = masks
+        elif epochs and pruning.start_step >= total:
+            raise ValueError(f"pruning start_step must be less than the number of training "
+                             f"steps ({total}), not {pruning.start_step}")
+        return names
+    return None
+
+
+def _pruning_step(model, pruning, names, step, log):
+    """The mask updates due at ``step`` (a gradual update, or delayed N:M masks)."""
+    if isinstance(pruning, GradualPruning) and pruning.schedule.should_prune(step):
+        log.pruning.append((step, _update_gradual(model, pruning, step, names)))
+    if isinstance(pruning, NMPruning) and pruning.start_step and step == pruning.start_step:
+        _set_n_m(model, pruning, names)
+        model.apply_masks()
+
+
+def _log_terms(log, combined, terms):
+    """Append the epoch means of the ``(finetune, quant, prune)`` rows ``terms``."""
+    if combined is None:
+        return
+    for k, key in enumerate(("finetune", "quant", "prune")):
+        values = log.terms.setdefault(key, [])
+        if terms:
+            values.append(float(np.mean([t[k] for t in terms])))
+
+
 def _step_gradients(model, x, y, idx, observed, loss_grad, teacher_logits, distill,
-                    features):
+                    features, qat_bits=(8, 8)):
     """``(loss, [dW0, db0, dW1, ...])`` of the batch ``idx`` (the hint regressor's ``dW, db``
     last, with a hint): the loss on the logits plus the feature terms."""
-    logits, outs, tape = model._forward(x[idx], observed)
+    logits, outs, tape = model._forward(x[idx], observed, qat_bits)
     loss, g = _loss_gradient(logits, y, idx, loss_grad, teacher_logits, distill)
     inject, extra = None, []
     if features is not None:
