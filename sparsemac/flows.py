@@ -123,6 +123,7 @@ from golden_model.train import (
     CNN,
     MLP,
     AttentionTransfer,
+    CombinedLoss,
     Distillation,
     GradualPruning,
     Hint,
@@ -195,6 +196,8 @@ FLOWS = {
     "kd_attention": "small student + attention transfer (conv0, conv1), int8",
     "kd_hint": "small student + FitNets hint (conv1 -> teacher conv1), int8",
     "kd_qat_2_4": "KD + QAT + 2:4 in one loss, int8",
+    "combined_loss_2_4": "QAT + 2:4 on L = gamma L_finetune + alpha L_quant + beta L_prune "
+                         "(seed 000), int8",
     "grad_int8": "trained with int8 stochastic-rounded gradients, int8",
 }
 
@@ -207,7 +210,7 @@ QUICK_FLOWS = ("float", "ptq_minmax", "ptq_kl", "ptq_per_tensor", "ptq_pot", "pt
                "l1_75", "nm_2_4", "taylor_2_4", "obd_2_4", "filter_fpgm", "taylor_filter",
                "obd_filter", "grad_neuron", "group_lasso_filter", "lowrank_80",
                "layer_reduction", "kd_student", "kd_attention", "kd_hint", "kd_qat_2_4",
-               "grad_int8")
+               "combined_loss_2_4", "grad_int8")
 
 #: The reference of a flow besides the float baseline: the technique it refines or replaces,
 #: on the same network (:func:`aggregate` compares them seed by seed). Flows absent here are
@@ -221,7 +224,8 @@ COMPARISONS = {
     "taylor_filter": "filter_l1", "obd_filter": "filter_l1", "grad_neuron": "filter_l1",
     "group_lasso_filter": "filter_l1", "lowrank_80": "ptq_minmax",
     "layer_reduction": "ptq_minmax", "block_reduction": "ptq_minmax",
-    "kd_student": "student", "kd_qat_2_4": "nm_2_4", "grad_int8": "ptq_minmax",
+    "kd_student": "student", "kd_qat_2_4": "nm_2_4", "combined_loss_2_4": "nm_2_4",
+    "grad_int8": "ptq_minmax",
     "ptq_w4a8": "ptq_minmax", "ptq_w4a4_minmax": "ptq_minmax",
     "ptq_w4a4_percentile": "ptq_w4a4_minmax", "ptq_w4a4_mse": "ptq_w4a4_minmax",
     "ptq_w4a4_kl": "ptq_w4a4_minmax", "ptq_w3a8": "ptq_minmax", "mixed_w843": "ptq_w4a8",
@@ -662,6 +666,19 @@ def _student(b, key):
     return b.row(key, b.trained("student"))
 
 
+def _combined_loss_2_4(b, key):
+    """QAT + 2:4 trained on seed 000's ``L_total = gamma L_finetune + alpha L_quant + beta
+    L_prune`` (:class:`~golden_model.train.CombinedLoss`, alpha 10, beta 1, gamma 1): the N:M
+    masks are cut a third of the way in; until then the prune term pushes the weights they
+    will remove towards zero."""
+    net = b.baseline.copy()
+    names = n_m_layers(net, 4)
+    steps = b.recipe.finetune_epochs * b.steps_per_epoch
+    log = b.finetune(net, pruning=NMPruning(2, 4, names, start_step=max(1, steps // 3)),
+                     qat=True, combined=CombinedLoss(alpha=10.0, beta=1.0, gamma=1.0))
+    return b.row(key, net, n_m={name: (2, 4) for name in names}, act_ranges=log.act_ranges)
+
+
 def _kd_features(option):
     """The CNN student with attention transfer or a hint from the teacher's features."""
     def flow(b, key):
@@ -710,7 +727,8 @@ _RUNNERS = {
     "group_lasso_filter": _group_lasso, "lowrank_80": _lowrank(0.8),
     "layer_reduction": _layer_reduction(1), "kd_teacher": _teacher, "student": _student,
     "kd_student": _kd_student, "kd_attention": _kd_features("attention"),
-    "kd_hint": _kd_features("hint"), "kd_qat_2_4": _kd_qat_2_4, "grad_int8": _grad_int8,
+    "kd_hint": _kd_features("hint"), "combined_loss_2_4": _combined_loss_2_4,
+    "kd_qat_2_4": _kd_qat_2_4, "grad_int8": _grad_int8,
 }
 
 
