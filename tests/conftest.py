@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from sim import toolchain
 
@@ -38,6 +39,15 @@ def sim_build_root(tmp_path_factory):
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "sim_builds"
     root.mkdir(exist_ok=True)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS thread for a module's tests (opt in: ``pytestmark =
+    pytest.mark.usefixtures("one_blas_thread")``). Small matrices: BLAS threads only cost, and
+    the sums stay independent of the core count."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 #: The test files that take minutes, longest first. ``make test``'s workers take whole files

@@ -3,11 +3,9 @@
 argument errors, 8-bit QAT unchanged, the 4-bit weight grid, the terms' gradients against
 finite differences, the logged terms, the neutral setting, and the terms' effects."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import central_difference, raises
 
 from golden_model.datasets import load_digits_split
 from golden_model.prune import PruningSchedule, prune_n_m
@@ -24,34 +22,14 @@ from golden_model.train import (
     train,
 )
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
 def digits():
     x, y, _, _ = load_digits_split()
     return x[:600], y[:600]
-
-
-def central_difference(f, arr, eps=1e-7):
-    out = np.zeros_like(arr)
-    for k in np.ndindex(arr.shape):
-        old = arr[k]
-        arr[k] = old + eps
-        hi = f()
-        arr[k] = old - eps
-        lo = f()
-        arr[k] = old
-        out[k] = (hi - lo) / (2 * eps)
-    return out
 
 
 def total_quant_error(model, bits):
@@ -135,7 +113,7 @@ def test_quantization_error_gradient_matches_finite_differences(shape, bits):
     d = w - _fq_weight(w, bits)[0]
     assert value == pytest.approx(np.mean(d * d), rel=1e-15)
     np.testing.assert_allclose(grad, 2 * d / w.size, rtol=1e-15)
-    fd = central_difference(lambda: quantization_error(w, bits=bits)[0], w)
+    fd = central_difference(lambda: quantization_error(w, bits=bits)[0], w, eps=1e-7)
     # The STE gradient holds fq(w) constant: exact except at each channel's largest magnitude,
     # through which the channel's scale depends on w (documented).
     rows = np.abs(w.reshape(len(w), -1))
@@ -150,7 +128,7 @@ def test_pruning_error_gradient_matches_finite_differences():
     keep = prune_n_m(w, 2, 4, axis=1)
     value, grad = pruning_error(w, keep)
     assert value == pytest.approx(np.sum(w[~keep] ** 2) / w.size, rel=1e-14)
-    fd = central_difference(lambda: pruning_error(w, keep)[0], w)
+    fd = central_difference(lambda: pruning_error(w, keep)[0], w, eps=1e-7)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-10)
     assert np.all(grad[keep] == 0)
     assert pruning_error(w, None)[0] == 0.0

@@ -3,11 +3,9 @@ issue 18), attention transfer and FitNets hints, their values against direct for
 gradients (alone and through the student's backward pass) against finite differences, their
 use in train(), and every argument error."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import central_difference, raises
 
 from golden_model.datasets import as_images, load_digits_split
 from golden_model.train import (
@@ -25,34 +23,14 @@ from golden_model.train import (
     train,
 )
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
 def digits():
     x, y, _, _ = load_digits_split()
     return as_images(x[:96]).astype(np.float64), y[:96]
-
-
-def finite_difference(f, arr, eps=1e-6):
-    fd = np.zeros_like(arr)
-    for k in np.ndindex(arr.shape):
-        old = arr[k]
-        arr[k] = old + eps
-        hi = f()
-        arr[k] = old - eps
-        lo = f()
-        arr[k] = old
-        fd[k] = (hi - lo) / (2 * eps)
-    return fd
 
 
 def small_cnn(channels, hidden, seed):
@@ -82,7 +60,7 @@ def test_standardized_distillation_loss_matches_its_formula_and_finite_differenc
     labels = np.array([0, 3, 1, 1, 2])
     kw = {"temperature": 1.5, "alpha": 0.3, "beta": 0.7, "standardize": True}
     loss, grad = distillation_loss(s, t, labels, **kw)
-    fd = finite_difference(lambda: distillation_loss(s, t, labels, **kw)[0], s)
+    fd = central_difference(lambda: distillation_loss(s, t, labels, **kw)[0], s)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
     ce, _ = cross_entropy(s, labels)
     pt, ps = softmax(zscore(t), 1.5), softmax(zscore(s), 1.5)
@@ -163,7 +141,7 @@ def test_attention_transfer_loss_matches_its_formula_and_finite_differences():
         assert loss == pytest.approx(want, rel=1e-12)
         assert [g.shape for g in grads] == [a.shape for a in a_s]
         for a, g in zip(a_s, grads):
-            fd = finite_difference(
+            fd = central_difference(
                 lambda p=p: attention_transfer_loss(a_s, a_t, beta=0.8, p=p)[0], a)
             np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
     # Equal maps (the teacher's activations a positive multiple of the student's): zero loss,
@@ -189,7 +167,7 @@ def test_hint_loss_matches_its_formula_and_finite_differences(shape_s, shape_t):
         r = np.einsum("tc,nchw->nthw", w, h_s) + b[:, None, None]   # a 1x1 convolution
     assert loss == pytest.approx(0.6 / 2 * np.sum((r - h_t) ** 2) / len(h_s), rel=1e-12)
     for arr, got in ((h_s, g_h), (w, g_w), (b, g_b)):
-        fd = finite_difference(lambda: hint_loss(h_s, h_t, (w, b), weight=0.6)[0], arr)
+        fd = central_difference(lambda: hint_loss(h_s, h_t, (w, b), weight=0.6)[0], arr)
         np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-9)
 
 
@@ -224,7 +202,7 @@ def test_feature_gradients_join_the_backward_pass_at_the_named_layers():
     grads = net.gradients(x, r, grad_outputs={"conv0": g0, "conv1": g1 + g_hint})
     for i, (dw, db) in enumerate(grads):
         for param, got in ((net.weights[i], dw), (net.biases[i], db)):
-            want = finite_difference(loss, param)
+            want = central_difference(loss, param)
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7 * np.abs(want).max())
     # The dense layers after the hint see only the logits' gradient.
     plain = net.gradients(x, r)

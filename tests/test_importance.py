@@ -3,11 +3,9 @@ gradients behind them against finite differences, Hutchinson's Hessian diagonal 
 differences of the loss (within its variance, converging as the probes grow), gradient-based
 neuron pruning, pruning by score (unstructured, filter, N:M), and every argument error."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import central_difference, raises
 
 from golden_model.prune import (
     apply_mask,
@@ -31,15 +29,8 @@ from golden_model.train import (
     weight_gradients,
 )
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def tiny_mlp(seed=2, sizes=(4, 5, 3)):
@@ -66,19 +57,6 @@ def data(net, n, seed=0):
 
 def loss_of(net, x, y):
     return cross_entropy(net.forward(x), y)[0]
-
-
-def central_difference(f, arr, eps=1e-6):
-    out = np.zeros_like(arr)
-    for k in np.ndindex(arr.shape):
-        old = arr[k]
-        arr[k] = old + eps
-        hi = f()
-        arr[k] = old - eps
-        lo = f()
-        arr[k] = old
-        out[k] = (hi - lo) / (2 * eps)
-    return out
 
 
 # --- scores from (w, grad) and (w, hessian_diag) --------------------------------------------

@@ -5,11 +5,9 @@ finite differences, fine-tuning by train()), the integer graph of a factorized n
 a derived int8 error bound, the digits accuracy, the cost accounting, and every argument
 error."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import raises
 
 from golden_model.datasets import as_images, load_digits_split
 from golden_model.graph import float_forward, quantize_graph
@@ -31,16 +29,8 @@ from golden_model.resnet import ResNet
 from golden_model.train import CNN, MLP, accuracy, cross_entropy, prune_filters, train
 from host.lowering import layer_gemm
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    # Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

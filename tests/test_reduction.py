@@ -4,11 +4,9 @@ passes everything and off by ``-W relu(-z)`` elsewhere; removals compose; the im
 measures rank a do-nothing layer or block last; parameter counts drop by what was removed;
 reduced networks fine-tune (train() and resnet.train()); every argument error."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import raises
 
 from golden_model import resnet
 from golden_model.datasets import load_digits_split
@@ -28,16 +26,8 @@ from golden_model.reduction import (
 from golden_model.resnet import ResNet
 from golden_model.train import CNN, MLP, accuracy, cross_entropy, train
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    # Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def mlp(sizes, seed=0):

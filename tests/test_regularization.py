@@ -3,43 +3,21 @@ differences, its subgradient at zero, its place in train() (logged value, the gr
 before the step) and its effect (more near-zero weights and filters), and every argument
 error."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import central_difference, raises
 
 from golden_model.datasets import load_digits_split
 from golden_model.train import MLP, SparseRegularization, cross_entropy, sparsity_penalty, train
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
 def digits():
     x, y, _, _ = load_digits_split()
     return x[:600], y[:600]
-
-
-def central_difference(f, arr, eps=1e-6):
-    out = np.zeros_like(arr)
-    for k in np.ndindex(arr.shape):
-        old = arr[k]
-        arr[k] = old + eps
-        hi = f()
-        arr[k] = old - eps
-        lo = f()
-        arr[k] = old
-        out[k] = (hi - lo) / (2 * eps)
-    return out
 
 
 def test_penalty_by_hand():

@@ -2,11 +2,9 @@
 straight-through estimator against its formula, gradient quantization, distillation, pruning
 schedules, filter removal, and every argument error."""
 
-import re
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from training_helpers import central_difference, raises
 
 from golden_model.datasets import as_images, load_digits_split
 from golden_model.graph import float_forward, quantize_graph
@@ -27,16 +25,8 @@ from golden_model.train import (
 )
 from sparsemac.stats import at_least
 
-
-def raises(exc, message):
-    return pytest.raises(exc, match=re.escape(message))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    # Tiny matrices: BLAS threads only cost, and the sums stay independent of the core count.
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Tiny matrices: BLAS threads only cost, and the sums stay independent of the core count.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +40,6 @@ def small_cnn(dtype=np.float64, seed=3):
     net.weights = [w.astype(dtype) for w in net.weights]
     net.biases = [(0.1 * rng.standard_normal(b.shape)).astype(dtype) for b in net.biases]
     return net
-
-
-def finite_difference(f, arr, eps=1e-6):
-    fd = np.zeros_like(arr)
-    for k in np.ndindex(arr.shape):
-        old = arr[k]
-        arr[k] = old + eps
-        hi = f()
-        arr[k] = old - eps
-        lo = f()
-        arr[k] = old
-        fd[k] = (hi - lo) / (2 * eps)
-    return fd
 
 
 # --- passes -------------------------------------------------------------------------------
@@ -80,7 +57,7 @@ def test_cnn_backward_matches_finite_differences():
     assert [dw.shape for dw, _ in grads] == [w.shape for w in net.weights]
     for i, (dw, db) in enumerate(grads):
         for param, got in ((net.weights[i], dw), (net.biases[i], db)):
-            want = finite_difference(loss, param)
+            want = central_difference(loss, param)
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7 * np.abs(want).max())
 
 
@@ -121,7 +98,7 @@ def test_mlp_backward_equals_generic_gradients_and_finite_differences():
     for (a, b), (c, d) in zip(old, new):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
-    fd = finite_difference(lambda: float(np.sum(net.forward(x) * g)), net.weights[0])
+    fd = central_difference(lambda: float(np.sum(net.forward(x) * g)), net.weights[0])
     np.testing.assert_allclose(new[0][0], fd, rtol=1e-6, atol=1e-9)
 
 
@@ -272,7 +249,7 @@ def test_distillation_loss_gradient_matches_finite_differences():
     labels = np.array([0, 3, 1, 1, 2])
     kw = {"temperature": 2.5, "alpha": 0.3, "beta": 0.7}
     loss, grad = distillation_loss(s, t, labels, **kw)
-    fd = finite_difference(lambda: distillation_loss(s, t, labels, **kw)[0], s)
+    fd = central_difference(lambda: distillation_loss(s, t, labels, **kw)[0], s)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
     # The terms: alpha * CE + beta * T^2 * KL(p_t || p_s).
     ce, _ = cross_entropy(s, labels)
@@ -291,7 +268,7 @@ def test_cross_entropy_matches_finite_differences():
     z = rng.standard_normal((4, 3))
     labels = np.array([2, 0, 1, 2])
     loss, grad = cross_entropy(z, labels)
-    fd = finite_difference(lambda: cross_entropy(z, labels)[0], z)
+    fd = central_difference(lambda: cross_entropy(z, labels)[0], z)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     assert loss == pytest.approx(-np.mean(np.log(p[np.arange(4), labels])), rel=1e-12)
