@@ -168,6 +168,8 @@ FLOWS = {
     "mixed_w843": "mixed precision 8/4/3-bit weights within the all-4-bit bytes, int8 "
                   "activations",
     "qat": "QAT int8 (fake quant + STE, learned ranges)",
+    "qat_w4a4": "QAT 4-bit weights and activations (fake quant + STE, learned ranges)",
+    "qat_w3a8": "QAT 3-bit weights, int8 activations (fake quant + STE, learned ranges)",
     "magnitude_50": "magnitude pruning 50 % (gradual, global) + fine-tune, int8",
     "magnitude_75": "magnitude pruning 75 % (gradual, global) + fine-tune, int8",
     "magnitude_90": "magnitude pruning 90 % (gradual, global) + fine-tune, int8",
@@ -206,9 +208,9 @@ FLOW_MODELS = {"kd_attention": ("cnn",), "kd_hint": ("cnn",)}
 
 #: The flows of quick mode (tests): one of each kind.
 QUICK_FLOWS = ("float", "ptq_minmax", "ptq_kl", "ptq_per_tensor", "ptq_pot", "ptq_w4a8",
-               "ptq_w4a4_mse", "mixed_w843", "qat", "magnitude_75", "taylor_75", "obd_75",
-               "l1_75", "nm_2_4", "taylor_2_4", "obd_2_4", "filter_fpgm", "taylor_filter",
-               "obd_filter", "grad_neuron", "group_lasso_filter", "lowrank_80",
+               "ptq_w4a4_mse", "mixed_w843", "qat", "qat_w4a4", "magnitude_75", "taylor_75",
+               "obd_75", "l1_75", "nm_2_4", "taylor_2_4", "obd_2_4", "filter_fpgm",
+               "taylor_filter", "obd_filter", "grad_neuron", "group_lasso_filter", "lowrank_80",
                "layer_reduction", "kd_student", "kd_attention", "kd_hint", "kd_qat_2_4",
                "combined_loss_2_4", "grad_int8")
 
@@ -229,7 +231,7 @@ COMPARISONS = {
     "ptq_w4a8": "ptq_minmax", "ptq_w4a4_minmax": "ptq_minmax",
     "ptq_w4a4_percentile": "ptq_w4a4_minmax", "ptq_w4a4_mse": "ptq_w4a4_minmax",
     "ptq_w4a4_kl": "ptq_w4a4_minmax", "ptq_w3a8": "ptq_minmax", "mixed_w843": "ptq_w4a8",
-    "magnitude_90_w4": "magnitude_90",
+    "magnitude_90_w4": "magnitude_90", "qat_w4a4": "ptq_w4a4_minmax", "qat_w3a8": "ptq_w3a8",
     "kd_attention": "student", "kd_hint": "student",
 }
 
@@ -498,11 +500,16 @@ def _mixed(b, key):
     return b.graph_row(key, net, choice.graph)
 
 
-def _qat(b, key):
-    net = b.baseline.copy()
-    log = b.fit(net, epochs=b.recipe.qat_epochs, lr=b.recipe.qat_lr, seed=b.seed + 2,
-                qat=True)
-    return b.row(key, net, act_ranges=log.act_ranges)
+def _qat(weight_bits=8, act_bits=8):
+    """QAT from the baseline with ``weight_bits``/``act_bits`` fake quantizers, run as the
+    graph of those widths with the ranges QAT learned."""
+    def flow(b, key):
+        net = b.baseline.copy()
+        log = b.fit(net, epochs=b.recipe.qat_epochs, lr=b.recipe.qat_lr, seed=b.seed + 2,
+                    qat=True, qat_bits=(weight_bits, act_bits))
+        return b.row(key, net, act_ranges=log.act_ranges, weight_bits=weight_bits,
+                     act_bits=act_bits)
+    return flow
 
 
 def _magnitude(final, weight_bits=8):
@@ -711,7 +718,8 @@ def _grad_int8(b, key):
 _RUNNERS = {
     "float": _float, "ptq_minmax": _ptq("minmax"), "ptq_percentile": _ptq("percentile"),
     "ptq_mse": _ptq("mse"), "ptq_kl": _ptq("kl"), "ptq_per_tensor": _ptq("minmax", "per_tensor"),
-    "ptq_pot": _ptq("minmax", "pot"), "qat": _qat, "magnitude_50": _magnitude(0.5),
+    "ptq_pot": _ptq("minmax", "pot"), "qat": _qat(), "qat_w4a4": _qat(4, 4),
+    "qat_w3a8": _qat(3, 8), "magnitude_50": _magnitude(0.5),
     "magnitude_75": _magnitude(0.75), "magnitude_90": _magnitude(0.9),
     "magnitude_90_w4": _magnitude(0.9, weight_bits=4),
     "ptq_w4a8": _ptq("minmax", weight_bits=4),

@@ -254,6 +254,20 @@ def test_qat_graph_uses_the_learned_ranges(quick):
         assert (graph.input_scale, graph.input_zp) == (scale, zp)
 
 
+def test_qat_w4a4_graph_keeps_its_widths_and_learned_ranges(quick):
+    """4-bit QAT runs as a 4-bit graph: weight codes within [-7, 7], every activation clamp
+    16 levels, the input's range the learned [0, 1] at 4 bits."""
+    rows = by_key(quick[0])
+    for model in ("mlp", "cnn"):
+        graph = rows[model, "qat_w4a4"]["graph"]
+        for q in graph.weighted():
+            assert np.abs(q.w.astype(np.int64)).max() <= 7
+        assert set(graph.weight_bits.values()) == {4}
+        assert set(graph.act_bits.values()) == {4}
+        scale, zp = qparams_from_range(0.0, 1.0, bits=4)
+        assert (graph.input_scale, graph.input_zp) == (scale, zp)
+
+
 def test_filter_pruning_gives_smaller_dense_models(quick):
     rows = by_key(quick[0])
     mlp = rows["mlp", "filter_fpgm"]["graph"]
