@@ -338,12 +338,18 @@ def load_split(dataset, recipe=None):
     x_train, y_train, x_test, y_test = loader()
     x_train, y_train = x_train[:recipe.train_images], y_train[:recipe.train_images]
     x_test, y_test = x_test[:recipe.test_images], y_test[:recipe.test_images]
-    held = int(round(recipe.holdout * len(x_train)))
+    return (*holdout_split(x_train, y_train, recipe.holdout), x_test, y_test)
+
+
+def holdout_split(x_train, y_train, holdout):
+    """``(x_fit, y_fit, x_held, y_held)``: the last ``round(holdout * n)`` training images held
+    out of training (the scoring data), at least one on each side."""
+    held = int(round(holdout * len(x_train)))
     if not 0 < held < len(x_train):
         raise ValueError(f"holdout must leave at least one training image on each side, "
-                         f"not {recipe.holdout!r} of {len(x_train)}")
+                         f"not {holdout!r} of {len(x_train)}")
     cut = len(x_train) - held
-    return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:], x_test, y_test
+    return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
 
 
 def model_inputs(dataset, model, x):

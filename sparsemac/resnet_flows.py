@@ -84,7 +84,7 @@ from golden_model.layers import WEIGHTED
 from golden_model.reduction import reduce_blocks
 from golden_model.train import accuracy
 
-from .flows import check_run
+from .flows import check_run, holdout_split
 
 __all__ = ["MODEL", "DATASET", "FLOWS", "DEFAULT_FLOWS", "Recipe", "FULL", "QUICK",
            "load_split", "run_resnet_flows", "summarize"]
@@ -159,12 +159,7 @@ def load_split(recipe=None):
     recipe = FULL if recipe is None else recipe
     x_train, y_train, x_test, y_test = load_mnist_split()
     x_train, y_train = x_train[:recipe.train_images], y_train[:recipe.train_images]
-    held = int(round(recipe.holdout * len(x_train)))
-    if not 0 < held < len(x_train):
-        raise ValueError(f"holdout must leave at least one training image on each side, "
-                         f"not {recipe.holdout!r} of {len(x_train)}")
-    cut = len(x_train) - held
-    return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:], x_test, y_test
+    return (*holdout_split(x_train, y_train, recipe.holdout), x_test, y_test)
 
 
 class _Bench:
