@@ -1,15 +1,16 @@
-"""The accumulator's RAM: one write port, and one read port whose data is registered.
+"""The accumulator's RAM: one write port, and one read port whose data is registered twice.
 
 :class:`AccRam` is a RAM of ``depth`` words of ``width`` bits with a write port and a read
-port on ``sync``. A read's data arrives :attr:`AccRam.read_latency` = 2 cycles after its
-address: the RAM's synchronous read, then a register (a block RAM's clock-to-output is slow,
-so nothing but a register follows it). For the ``"generic"`` target it is an Amaranth
-:class:`~amaranth.lib.memory.Memory` and a register after it, which synthesis maps as it likes.
-For ``"ecp5"`` it is Lattice ``DP16KD`` block RAMs side by side, each reading through its own
-output register (``REGMODE_B="OUTREG"``): Yosys infers a DP16KD from the generic RAM but
-leaves the register in the fabric, and the block's clock-to-output without its output register
-(5.8 ns at speed grade 6, against about 1 ns with it) then sits in the next stage. Both targets
-give the same values on the same cycles.
+port on ``sync``. A read's data arrives :attr:`AccRam.read_latency` = 3 cycles after its
+address: the RAM's synchronous read, then two registers. For the ``"generic"`` target it is an
+Amaranth :class:`~amaranth.lib.memory.Memory` and two registers after it, which synthesis maps
+as it likes. For ``"ecp5"`` it is Lattice ``DP16KD`` block RAMs side by side, each reading
+through its own output register (``REGMODE_B="OUTREG"``), then a register in the fabric:
+Yosys infers a DP16KD from the generic RAM but leaves the registers in the fabric, and the
+block's clock-to-output without its output register (5.8 ns at speed grade 6, against about
+1 ns with it) then sits in the next stage; and the blocks stand in a column of their own, so
+the route from their pins to the logic that uses the word (2.4 ns on an 8x8 array) gets a
+cycle to itself. Both targets give the same values on the same cycles.
 
 The write address, the write enable and the read address come once per block
 (:attr:`AccRam.blocks`), all equal: a user registers a copy for each block (with
@@ -48,13 +49,13 @@ def dp16kd_layout(width, depth):
 
 
 class AccRam(wiring.Component):
-    """A RAM with a write port and a read port that delivers the word 2 cycles later.
+    """A RAM with a write port and a read port that delivers the word 3 cycles later.
 
     Both ports are synchronous to ``sync``. A write of :py:`write.data` at :py:`write.addr`
     takes effect on the rising edge ending a cycle with :py:`write.en` high. :py:`read.data`
     is the word that was at :py:`read.addr` :attr:`read_latency` cycles before, as it was
     before that cycle's write: the RAM reads the address on the edge ending its cycle (a write
-    in that same cycle is not seen) and a register passes the word on after the next edge. A
+    in that same cycle is not seen) and two registers pass the word on after the next edges. A
     read in the same cycle as a write to the same address gives an unspecified word (the old
     one with ``"generic"``; the ECP5 block RAM does not define it, and its model shows X).
     The words start undefined (0 in both implementations).
@@ -67,10 +68,11 @@ class AccRam(wiring.Component):
         Words, at least 1; at most 16384 with ``target="ecp5"``.
     target : ``"generic"`` or ``"ecp5"``
         ``"generic"`` (default): an Amaranth :class:`~amaranth.lib.memory.Memory` with a
-        non-transparent read port and a reset-less register after it. ``"ecp5"``: ECP5
+        non-transparent read port and two reset-less registers after it. ``"ecp5"``: ECP5
         ``DP16KD`` block RAMs, ``ceil(width / w)`` of them side by side in the widest
         configuration ``w`` bits wide that is ``depth`` deep or deeper (:func:`dp16kd_layout`);
-        port A writes, port B reads through its output register (``REGMODE_B="OUTREG"``).
+        port A writes, port B reads through its output register (``REGMODE_B="OUTREG"``),
+        then a reset-less register in the fabric.
         Simulating it needs the model ``hdl/vendor/ecp5/DP16KD.v``.
 
     Members
@@ -128,8 +130,8 @@ class AccRam(wiring.Component):
     @property
     def read_latency(self):
         """Cycles from :py:`read.addr` to its word on :py:`read.data`: the RAM's read and the
-        register after it."""
-        return 2
+        two registers after it."""
+        return 3
 
     def elaborate(self, platform):
         if self._target == "ecp5":
@@ -140,10 +142,11 @@ class AccRam(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port()              # synchronous, not transparent for the write port
         read_q = Signal(self._width, name="read_q", reset_less=True)
+        read_qq = Signal(self._width, name="read_qq", reset_less=True)
         m.d.comb += [wr.addr.eq(self.write.addr[0]), wr.data.eq(self.write.data),
                      wr.en.eq(self.write.en[0]), rd.addr.eq(self.read.addr[0]),
-                     self.read.data.eq(read_q)]
-        m.d.sync += read_q.eq(rd.data)
+                     self.read.data.eq(read_qq)]
+        m.d.sync += [read_q.eq(rd.data), read_qq.eq(read_q)]
         return m
 
     def _elaborate_ecp5(self):
@@ -164,7 +167,9 @@ class AccRam(wiring.Component):
         low_a = [C(int(data_width == 18 and i < 2), 1) for i in range(low)]
         low_b = [C(0, 1) for _ in range(low)]
         read_data = Signal(self._width, name="read_q")
-        m.d.comb += self.read.data.eq(read_data)
+        read_qq = Signal(self._width, name="read_qq", reset_less=True)
+        m.d.sync += read_qq.eq(read_data)
+        m.d.comb += self.read.data.eq(read_qq)
         for k in range(blocks):
             ad_a, ad_b = pins(self.write.addr[k], low_a), pins(self.read.addr[k], low_b)
             lo, hi = k * data_width, min((k + 1) * data_width, self._width)

@@ -6,7 +6,7 @@ of the word written in the same cycle) go through the ``"generic"`` RAM in Amara
 simulator and through the ``"ecp5"`` RAM (DP16KD instances, simulated with
 ``hdl/vendor/ecp5/DP16KD.v``) on Icarus and Verilator, at depths from 16 to 16384 (every
 DP16KD width: 18, 9, 4, 2, 1) and widths that leave the last block partly used. Each read's
-word must arrive :attr:`~hdl.accram.AccRam.read_latency` = 2 cycles after its address, equal
+word must arrive :attr:`~hdl.accram.AccRam.read_latency` = 3 cycles after its address, equal
 to the dict's word before that cycle's write. A read of the word written in the same cycle
 is the old word with ``"generic"``, unspecified with ``"ecp5"`` (X on Icarus).
 """
@@ -25,7 +25,7 @@ from hdl.accram import DP16KD_SHAPES, AccRam, dp16kd_layout
 DP16KD_MODEL = ECP5_MODELS / "DP16KD.v"
 WAIVER = Path(__file__).resolve().parent.parent / "hdl" / "sparsemac.vlt"
 #: Cycles from a read's address to its word (the property, checked in test_members).
-LATENCY = 2
+LATENCY = 3
 
 #: (depth, width): every DP16KD configuration (18 bits up to 1024 words, 9 up to 2048, 4 up
 #: to 4096, 2 up to 8192, 1 up to 16384), 3 x 16 and 8 x 32 bits, and widths that leave the

@@ -391,12 +391,13 @@ async def _drive_accumulator(ctx, dut, beats):
     ctx.set(dut.side.valid, 0)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("bubbles", [0, 0.3])
 def test_accumulator_sums_passes_of_short_blocks(rows, bubbles):
     """Passes of a block of ``rows`` rows back to back (and with random bubbles): a row's read
-    misses the writes of the up to three beats before it, of which those of the same row must
-    be forwarded (from the sum one, two or three beats ahead); every row's total is exact."""
+    misses the writes of the up to four beats before it, of which those of the same row must
+    be forwarded (from the sum one, two, three or four beats ahead); every row's total is
+    exact."""
     import random
     rng = random.Random(rows * 10 + int(bubbles * 10))
     dut = Accumulator(CFG)
@@ -437,7 +438,7 @@ def test_accumulator_sums_passes_of_short_blocks(rows, bubbles):
 
 def test_accumulator_forwards_back_to_back_passes_of_a_one_row_block():
     """Four passes of a one-row block on consecutive cycles: each read misses the writes of
-    the one or two beats before, which must be forwarded."""
+    the beats before, which must be forwarded."""
     dut = Accumulator(CFG)
     psums = [[1, 2, 3], [10, 20, 30], [100, 200, 300], [-1000, 0, 1000]]
     p = {"bias": 9, "multiplier": 1, "shift": 0}
