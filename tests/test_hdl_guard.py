@@ -164,6 +164,49 @@ def test_watchdog_fires_after_its_limit_without_transfers():
     simulate(dut, bench)
 
 
+def test_watchdog_matches_its_count_on_random_traffic():
+    """Random busy cycles, transfers and limits (0 to 7, changed now and then): ``reset``
+    rises exactly when a reference count says the watchdog expired: ``left`` reloaded with
+    ``watchdog - 1`` (modulo 2^32) while idle, on a transfer, on a reset or while the limit
+    read a cycle before was 0, else counted down to 0; expiry when busy, without a transfer,
+    armed, at ``left == 0``."""
+    rng = random.Random(7)
+    dut = Guard(CFG)
+    seen = {"expired": 0, "cycles": 0}
+
+    async def bench(ctx):
+        left, armed, fired = 0, False, False
+        watchdog = 3
+        ctx.set(dut.out.ready, 1)
+        for _ in range(4000):
+            if rng.random() < 0.01:
+                watchdog = rng.choice([0, 1, 2, 3, 4, 7])
+            busy = rng.random() < 0.9
+            ctx.set(dut.watchdog, watchdog)
+            ctx.set(dut.busy, busy)
+            for name in INPUTS:
+                i, o = ports(dut, name)
+                ctx.set(i.valid, rng.random() < 0.1)
+                ctx.set(o.ready, rng.random() < 0.5)
+            ctx.set(dut.out_i.valid, rng.random() < 0.05)
+            progress = any(ctx.get(o.valid) and ctx.get(o.ready)
+                           for _, o in (ports(dut, name) for name in (*INPUTS, "out")))
+            reset = ctx.get(dut.reset)
+            assert reset == fired, seen
+            expired = busy and not progress and armed and left == 0
+            if not busy or progress or reset or not armed:
+                left = (watchdog - 1) % 2 ** 32
+            elif left:
+                left -= 1
+            armed, fired = watchdog != 0, expired
+            seen["expired"] += expired
+            seen["cycles"] += 1
+            await ctx.tick()
+
+    simulate(dut, bench)
+    assert seen["expired"] > 50, seen
+
+
 @pytest.mark.parametrize("name", (*INPUTS, "out"))
 def test_transfer_restarts_the_watchdog(name):
     """A transfer on any stream (into ``*_o`` or out of ``out``) restarts the count."""
