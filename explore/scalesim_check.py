@@ -304,10 +304,10 @@ def bubble_bound(config, m, k, n, *, sparse):
 
     Pass ``q`` may wait after pass ``q - 1`` for its weight bank (freed ``drain + 2`` cycles
     after pass ``q - 2``, then ``rows`` words and ``load_to_use``: at most
-    ``rows + cols + 3 - len(q - 1)``; pass 1: its tile after the first), and the first pass
-    of an m-block for its parameter bank (freed ``param_drain + 2`` cycles after the block
-    two before, then ``cols`` words: at most ``param_drain + cols + 1 - k_tiles * len``, the
-    rows of the block before; block 1: its packet after the first). 0: every pass follows
+    ``rows + cols + 1 + load_to_use - len(q - 1)``; pass 1: its tile after the first), and the
+    first pass of an m-block for its parameter bank (freed ``param_drain + 2`` cycles after the
+    block two before, then ``cols`` words: at most ``param_drain + cols + 1 - k_tiles * len``,
+    the rows of the block before; block 1: its packet after the first). 0: every pass follows
     the one before without a gap, and the layer takes exactly ``P * m + F`` cycles.
     """
     t = timing(config)
@@ -471,9 +471,9 @@ SCALE-Sim: `P * (m + 2H + W - 2) - 1` on every run below (per fold: `H` cycles s
 weights in, the `m` rows, `H - 1 + W - 1` of skew filling and draining the array; a fold starts
 when the one before has drained; the figure is the cycle index of the last output row).
 Ours: `P * m + F` when the passes run back to back ("back to back" below), with
-`F = max(rows + 2, cols) + result latency` (the first tile or parameter packet, then zero point,
+`F = max(rows + 3, cols) + result latency` (the first tile or parameter packet, then zero point,
 grid, accumulator read-add, requantization, output FIFO: `rows + cols + 18` with double
-rounding); a pass shorter than `rows + cols + 3` rows (or an m-block shorter than
+rounding); a pass shorter than `rows + cols + 4` rows (or an m-block shorter than
 `rows + 2 cols + 5` over its K tiles) waits for its weight (parameter) bank, adding the bubbles
 shown, never more than the bound. So, back to back, exactly:
 `ours - SCALE-Sim = F + 1 - P * (2H + W - 2)` (last column; equal to the one before it on every
@@ -481,7 +481,7 @@ back-to-back row).
 
 Long passes hide our loads and fill: ours / SCALE-Sim tends to 1 as `m` grows, and stays
 below 1 while `P * (2H + W - 2)` exceeds `F + 1`. A single pass (`P = 1`) costs us
-`F + 1 - (2H + W - 2)` cycles more: 21 on a square dense or 1:4 array, the accumulator and
+`F + 1 - (2H + W - 2)` cycles more: 24 on a square dense array, the accumulator and
 requantization tail SCALE-Sim does not have.
 """
 

@@ -27,7 +27,14 @@ from .config import Config
 from .fanout import Fanout
 from .pe import ACT_WIDTH, PE, pe_latency
 
-__all__ = ["Array"]
+__all__ = ["Array", "array_load_to_use"]
+
+
+def array_load_to_use(config):
+    """Cycles from a tile's last weight beat on the grid's ``w_in`` to its first activation
+    beat: ``w_in`` is registered on entry, then the beat's row decides its load enables a
+    register ahead of the PE row's weight registers, which the next cycle's activations read."""
+    return 3
 
 
 class Array(wiring.Component):
@@ -92,7 +99,7 @@ class Array(wiring.Component):
     @property
     def load_to_use(self):
         """Cycles from a tile's last weight beat on ``w_in`` to its first activation beat."""
-        return 2
+        return array_load_to_use(self._config)
 
     @property
     def drain(self):
@@ -132,7 +139,11 @@ class Array(wiring.Component):
         # Only the valid flags have a reset (the data follow them). Whether the beat is for
         # row r, and its bank, are decided a stage early and registered once per PE
         # (hdl.fanout.Fanout): each PE's load enables drive only its own weight registers.
-        prev, prev_valid = self.w_in, self.w_in.valid
+        # `w_in` is registered on entry, so that row 0's decision starts from flip-flops too,
+        # not from the loader's handshake.
+        prev = Signal(self.w_in.shape(), name="wload_in", reset_less=True)
+        prev_valid = Signal(name="wload_in_valid")
+        m.d.sync += [prev.eq(self.w_in), prev_valid.eq(self.w_in.valid)]
         for r in range(cfg.rows):
             reg = Signal(self.w_in.shape(), name=f"wload_{r}", reset_less=True)
             valid = Signal(name=f"wload_{r}_valid")

@@ -69,7 +69,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import Accumulator, side_layout
-from .array import Array
+from .array import Array, array_load_to_use
 from .config import Config
 from .delay import Delay
 from .layout import LayerConfig, StreamFlags, act_layout, out_layout, qp_layout, wgt_layout
@@ -93,7 +93,8 @@ def timing(config):
     """The engine's fixed timing, in cycles, as a function of the configuration alone.
 
     ``datapath``: activation transfer to its partial sums at the accumulator; ``accumulate``:
-    from there to the requantizer's input (read, registered read, add, registered sum);
+    from there to the requantizer's input (the RAM read beside the partial sums, the
+    add, the registered sum);
     ``result``: last-pass activation transfer to its result on ``out`` (the requantizer, and
     the output FIFO's one cycle more); ``load_to_use``: a tile's last weight word to its first
     usable activation (timer of the loaded bank); ``drain``: a pass's last activation to the
@@ -106,7 +107,8 @@ def timing(config):
     accumulate = 4
     result = datapath + accumulate + REQUANT_LATENCY[config.rounding] + 1
     return {"grid": grid, "datapath": datapath, "accumulate": accumulate, "result": result,
-            "load_to_use": 2, "drain": config.cols, "param_drain": datapath + 4,
+            "load_to_use": array_load_to_use(config), "drain": config.cols,
+            "param_drain": datapath + 4,
             "fifo_depth": 1 << (result + 4).bit_length()}
 
 

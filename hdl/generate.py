@@ -14,6 +14,7 @@ from amaranth.hdl import Shape
 
 from common.outputs import check_out_folder, write_folder
 
+from .array import array_load_to_use
 from .config import Config
 from .layout import packet_formats, word_bits
 from .top import AXIL_ADDR_WIDTH, REGISTERS, Top, tdata_width
@@ -99,7 +100,7 @@ def manifest(top, name):
             "result": engine.latency,
             "array": engine.datapath_latency - 1,
             "requantization": engine.requant_latency,
-            "weight_load_to_use": 2,
+            "weight_load_to_use": array_load_to_use(config),
         },
         "peak_macs_per_cycle": {"sparse": config.peak_macs_sparse,
                                 "dense": config.peak_macs_dense},

@@ -72,6 +72,14 @@ def booth_product(a, w):
     return (low + high)[:PRODUCT_WIDTH].as_signed()
 
 
+def _tree_sum(values):
+    """The sum of ``values`` as a balanced tree of adds (depth ``ceil(log2(len))``)."""
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def activation_layout(m):
     """One group of ``m`` activations moving right, with the flags that travel with them."""
     return data.StructLayout({
@@ -82,12 +90,14 @@ def activation_layout(m):
 
 
 def pe_latency(config):
-    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``: 1; 3
-    when pipelined (selected operands and products registered); 4 when pipelined with LUT
-    multipliers (the Booth product's two halves registered too)."""
+    """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``: 1; 5
+    when pipelined (each slot's bank-selected index and weight registered, then the
+    activation it names, then the product, then the sum of the slots' products, then the add
+    to ``p_in``); 6 when pipelined with LUT multipliers (the Booth product's two halves
+    registered too)."""
     if not config.pipeline:
         return 1
-    return 4 if config.mult == "lut" else 3
+    return 6 if config.mult == "lut" else 5
 
 
 def load_layout(config):
@@ -179,6 +189,9 @@ class PE(wiring.Component):
         sel = self.a_in.bank
         products = []
         # Select the bank's weight and index of every slot, then the activation it names.
+        # Pipelined, the selected index and weight are registered first (beside `a_reg`, which
+        # holds the same activations a cycle later), so the activation multiplexer starts from
+        # flip-flops, not from the bank flag's route through the index multiplexer.
         for j in range(cfg.n):
             w = Signal(signed(8), name=f"weight{j}")
             idx = Signal(max(cfg.index_bits, 1), name=f"index{j}")
@@ -186,20 +199,27 @@ class PE(wiring.Component):
                 m.d.comb += [w.eq(bank_w[1][j]), idx.eq(bank_i[1][j])]
             with m.Else():
                 m.d.comb += [w.eq(bank_w[0][j]), idx.eq(bank_i[0][j])]
-            a = Signal(signed(ACT_WIDTH), name=f"act{j}")
-            if cfg.sparse:
-                m.d.comb += a.eq(self.a_in.data[idx])
+            if cfg.pipeline:
+                idx_r = Signal.like(idx, name=f"index{j}_r", reset_less=True)
+                m.d.sync += idx_r.eq(idx)
+                group, idx = a_out.data, idx_r
             else:
-                m.d.comb += a.eq(self.a_in.data[j])
+                group = self.a_in.data
+            a = Signal(signed(ACT_WIDTH), name=f"act{j}")
+            m.d.comb += a.eq(group[idx] if cfg.sparse else group[j])
             if cfg.mult == "dsp" and cfg.target == "ecp5":
                 # One MULT18X18D, with the pipeline's operand and product registers inside it
-                # (never stalled: always enabled).
+                # (never stalled: always enabled); the weight waits a cycle beside `a_out`.
                 mult = Multiplier(target=cfg.target, a_shape=signed(ACT_WIDTH),
                                   b_shape=signed(8), input_registers=cfg.pipeline,
                                   output_register=cfg.pipeline)
                 m.submodules[f"mult{j}"] = mult
+                w_op = w
+                if cfg.pipeline:
+                    w_op = Signal(signed(8), name=f"weight{j}_d", reset_less=True)
+                    m.d.sync += w_op.eq(w)
                 prod = Signal(signed(PRODUCT_WIDTH), name=f"prod{j}")
-                m.d.comb += [mult.a.eq(a), mult.b.eq(w), mult.en.eq(1), prod.eq(mult.p)]
+                m.d.comb += [mult.a.eq(a), mult.b.eq(w_op), mult.en.eq(1), prod.eq(mult.p)]
                 products.append(prod)
                 continue
             multiply = booth_product if cfg.mult == "lut" else (lambda x, y: x * y)
@@ -213,22 +233,33 @@ class PE(wiring.Component):
                 a_r = Signal(signed(ACT_WIDTH), name=f"act{j}_r", reset_less=True)
                 m.d.sync += a_r.eq(a)
                 if cfg.mult == "lut":
-                    # The weight registered as its decoded Booth digits.
+                    # The weight registered as its decoded Booth digits, twice (beside the
+                    # index, then beside the activation).
+                    digits_d = Signal(12, name=f"weight{j}_digits_d", reset_less=True)
                     digits_r = Signal(12, name=f"weight{j}_digits_r", reset_less=True)
                     halves = [Signal(signed(PRODUCT_WIDTH), name=f"prod{j}_{half}",
                                      reset_less=True) for half in ("low", "high")]
-                    m.d.sync += digits_r.eq(booth_digits(w))
+                    m.d.sync += [digits_d.eq(booth_digits(w)), digits_r.eq(digits_d)]
                     m.d.sync += [h.eq(v) for h, v in zip(halves, booth_halves(a_r, digits_r))]
                     m.d.sync += prod.eq(halves[0] + halves[1])
                 else:
+                    w_d = Signal(signed(8), name=f"weight{j}_d", reset_less=True)
                     w_r = Signal(signed(8), name=f"weight{j}_r", reset_less=True)
-                    m.d.sync += [w_r.eq(w), prod.eq(multiply(a_r, w_r))]
+                    m.d.sync += [w_d.eq(w), w_r.eq(w_d), prod.eq(multiply(a_r, w_r))]
             else:
                 m.d.comb += prod.eq(multiply(a, w))
             products.append(prod)
-        total = self.p_in
-        for prod in products:
-            total = total + prod
+        if cfg.pipeline:
+            # The slots' products are summed and registered before the add to `p_in`, so that
+            # each stage holds one carry chain.
+            local = Signal(signed(PRODUCT_WIDTH + (cfg.n - 1).bit_length()), name="p_local",
+                           reset_less=True)
+            m.d.sync += local.eq(_tree_sum(products))
+            total = self.p_in + local
+        else:
+            total = self.p_in
+            for prod in products:
+                total = total + prod
         p_out = Signal(self.p_out.shape(), name="p_reg", reset_less=True)
         m.d.sync += p_out.eq(total)
         m.d.comb += self.p_out.eq(p_out)

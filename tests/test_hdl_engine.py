@@ -276,13 +276,16 @@ def test_engine_result_latency_is_what_the_manifest_says():
 
 
 @pytest.mark.parametrize("rows, cols", [(2, 2), (2, 4)])
-def test_engine_passes_follow_without_gaps_from_rows_plus_cols_plus_3(rows, cols):
+def test_engine_passes_follow_without_gaps_from_rows_plus_cols_plus_4(rows, cols):
     """The cost of a layer is its activation beats plus a constant fill once passes are
-    rows + cols + 3 beats long: doubling the passes adds no overhead."""
+    rows + cols + 1 + load_to_use (= 3) beats long: doubling the passes adds no overhead."""
+    from hdl.engine import timing
+
     cfg = Config(rows=rows, cols=cols, n=2, m=4, acc_depth=32)
+    assert timing(cfg)["load_to_use"] == 3
     overheads = []
     for blocks in (2, 4):
-        mb = rows + cols + 3
+        mb = rows + cols + 4
         rng = np.random.default_rng(blocks)
         x, w, bias, mult, shift = random_layer(cfg, mb * blocks, cfg.k_tile_sparse * 3, cols,
                                                rng, sparse=True)
