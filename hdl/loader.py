@@ -179,7 +179,9 @@ class Loader(wiring.Component):
         m.d.comb += self.i.ready.eq(self.busy & (done | (load_state == BankState.FREE) | active))
         fire = self.i.valid & self.i.ready & ~done
         m.d.comb += self.overrun.eq(self.i.valid & self.busy & done)
-        last_index = index == self._beats - 1
+        # `index == beats - 1`, kept in a register beside `index`, so that what `fire` enables
+        # does not also wait for the compare.
+        last_index = Signal(init=self._beats == 1)
         m.d.comb += [self.w.valid.eq(fire), self.w.bank.eq(load_bank), self.w.index.eq(index),
                      self.framing_error.eq(fire & (self.i.payload.last != last_index))]
         for name in self.w.shape().members:
@@ -187,13 +189,15 @@ class Loader(wiring.Component):
                 m.d.comb += self.w[name].eq(self.i.payload[name])
         with m.If(fire):
             with m.If(last_index):
-                m.d.sync += [index.eq(0), active.eq(0), load_bank.eq(~load_bank)]
+                m.d.sync += [index.eq(0), active.eq(0), load_bank.eq(~load_bank),
+                             last_index.eq(self._beats == 1)]
                 m.d.comb += loop.step.eq(1)
                 _set_state(m, state, load_bank, BankState.LOADED, timer)
                 with m.If(loop.last):
                     m.d.sync += done.eq(1)
             with m.Else():
-                m.d.sync += [index.eq(index + 1), active.eq(1)]
+                m.d.sync += [index.eq(index + 1), active.eq(1),
+                             last_index.eq(index + 1 == self._beats - 1)]
                 _set_state(m, state, load_bank, BankState.LOADING)
 
         loaded = [fire & last_index & (load_bank == b) for b in range(2)]
@@ -201,6 +205,7 @@ class Loader(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [load_bank.eq(0), index.eq(0), active.eq(0), done.eq(0),
+                         last_index.eq(self._beats == 1),
                          self.banks.bank.eq(0),
                          *[s.eq(BankState.FREE) for s in state], *[u.eq(0) for u in usable]]
         return m

@@ -92,6 +92,10 @@ class Nest(wiring.Component):
         The present pass (m-block) is the layer's last.
     block_len_m1 : Out(M_BLOCK_WIDTH)
         Rows of the present m-block, minus one.
+    next_len_zero : Out(1)
+        ``block_len_m1`` will be 0 after a ``step`` in this cycle (a one-row m-block comes
+        next): from registers only, so that a user can keep ``beat == block_len_m1`` in a
+        register of its own.
 
     Raises
     ------
@@ -111,6 +115,7 @@ class Nest(wiring.Component):
             "last_block": Out(1),
             "last": Out(1),
             "block_len_m1": Out(M_BLOCK_WIDTH),
+            "next_len_zero": Out(1),
         })
 
     @property
@@ -132,6 +137,15 @@ class Nest(wiring.Component):
             m.d.comb += self.last_kt.eq(1)
         m.d.comb += self.last.eq(last_kt & self.last_block & last_nt)
 
+        # The lengths a step may load (as `block_len_m1` truncates them), tested for 0.
+        len_next = Signal(M_BLOCK_WIDTH, name="len_next_block")
+        len_first = Signal(M_BLOCK_WIDTH, name="len_first_block")
+        m.d.comb += [len_next.eq(Mux(next_last, over_m1, lc.m_block_m1)),
+                     len_first.eq(Mux(lc.one_block, lc.m_rows_m1, lc.m_block_m1)),
+                     self.next_len_zero.eq(Mux(~last_kt, self.block_len_m1 == 0,
+                                               Mux(~self.last_block, len_next == 0,
+                                                   len_first == 0)))]
+
         with m.If(self.step):
             with m.If(~last_kt):
                 m.d.sync += [kt.eq(kt + 1), self.first_kt.eq(0)]
@@ -145,12 +159,11 @@ class Nest(wiring.Component):
                     m.d.sync += [over_m1.eq(over_m1 - lc.m_block),
                                  ahead.eq(ahead - lc.m_block),
                                  self.last_block.eq(next_last),
-                                 self.block_len_m1.eq(Mux(next_last, over_m1, lc.m_block_m1))]
+                                 self.block_len_m1.eq(len_next)]
                 with m.Else():
                     m.d.sync += [over_m1.eq(lc.over0_m1), ahead.eq(lc.ahead0),
                                  self.last_block.eq(lc.one_block),
-                                 self.block_len_m1.eq(Mux(lc.one_block, lc.m_rows_m1,
-                                                          lc.m_block_m1)),
+                                 self.block_len_m1.eq(len_first),
                                  nt.eq(nt + 1),
                                  last_nt.eq(nt == lc.n_last_m1)]
 

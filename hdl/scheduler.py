@@ -14,7 +14,7 @@ so output backpressure stops the input, never the pipeline. ``act.ready`` is a f
 flip-flops: every condition above is a register.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,7 +107,12 @@ class Scheduler(wiring.Component):
             self.overrun.eq(self.act.valid & self.busy & ~running),
         ]
         fire = self.act.valid & self.act.ready & running
-        last_beat = beat == loop.block_len_m1
+        # `beat == block_len_m1`, kept in a register beside `beat` (from the values they are
+        # given), so that what `fire` enables is not also waiting for a 14-bit compare.
+        last_beat = Signal(name="last_beat")
+        start_len = Signal.like(loop.block_len_m1, name="start_len")
+        m.d.comb += start_len.eq(Mux(self.start_consts.one_block, self.start_consts.m_rows_m1,
+                                     self.start_consts.m_block_m1))
         m.d.comb += [
             self.framing_error.eq(fire & (self.act.payload.last != last_beat)),
             self.weights.take.eq(fire & ~in_pass),
@@ -120,11 +125,11 @@ class Scheduler(wiring.Component):
         with m.If(fire):
             m.d.sync += in_pass.eq(~last_beat)
             with m.If(last_beat):
-                m.d.sync += beat.eq(0)
+                m.d.sync += [beat.eq(0), last_beat.eq(loop.next_len_zero)]
                 with m.If(loop.last):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 1 == loop.block_len_m1)]
 
         m.d.comb += [
             self.o.valid.eq(fire), self.o.bank.eq(self.weights.bank),
@@ -134,5 +139,5 @@ class Scheduler(wiring.Component):
             self.side.eol.eq(loop.last & last_beat), self.side.gbank.eq(self.params.bank),
         ]
         with m.If(self.start):
-            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0)]
+            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0), last_beat.eq(start_len == 0)]
         return m
