@@ -18,6 +18,7 @@ from common import REQUANT_ROUNDINGS
 from common.checks import check_bool, check_choice, check_int
 
 from .config import TARGETS
+from .fanout import Fanout
 from .multiplier import Multiplier
 
 __all__ = ["Requant"]
@@ -234,15 +235,29 @@ class Requant(wiring.Component):
         # last one.
         arrive = {"out_zp": latency - 3, "act_min": latency - 2, "act_max": latency - 2,
                   "clamp_lo": latency - 3, "clamp_hi": latency - 3}
-        consts = tuple(regs.delay(name, value, arrive[name], first=2)
-                       for name, value in zip(arrive, consts))
+        if self._stalls:
+            consts = tuple(regs.delay(name, value, arrive[name], first=2)
+                           for name, value in zip(arrive, consts))
+            lane_consts = [consts] * self._lanes
+        else:
+            # Never stalled: the last register of each constant is one per lane
+            # (hdl.fanout.Fanout), so that each lane's compares start beside it instead of
+            # from one register reaching every lane.
+            consts = [regs.delay(name, value, arrive[name] - 1, first=2)
+                      for name, value in zip(arrive, consts)]
+            m.submodules.consts = fan = Fanout(
+                data.StructLayout({name: value.shape() for name, value in zip(arrive, consts)}),
+                copies=self._lanes, target=self._target)
+            m.d.comb += [fan.d[name].eq(value) for name, value in zip(arrive, consts)]
+            lane_consts = [tuple(fan.q[lane][name] for name in arrive)
+                           for lane in range(self._lanes)]
 
         lane_fn = self._double if self._rounding == "double" else self._single
         payload = self.i.payload
         for lane in range(self._lanes):
             out = lane_fn(regs.lane(f"l{lane}_"), payload.acc[lane],
                           payload.bias[lane], payload.multiplier[lane], payload.shift[lane],
-                          *consts)
+                          *lane_consts[lane])
             m.d.comb += self.o.payload.data[lane].eq(out)
 
         with m.If(advance):
