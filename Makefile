@@ -10,7 +10,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 SIM    ?= icarus
 WAVES  ?= 0
-PYTEST_ARGS ?=
+# The suite's slowest tests are listed at the end of every run (what to look at when it slows).
+PYTEST_ARGS ?= --durations=25
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
