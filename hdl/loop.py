@@ -43,6 +43,8 @@ class Constants(data.Struct):
     one_k: 1                            # a single K tile
     one_block: 1                        # a single m-block
     one_n: 1                            # a single N tile
+    m_block_one: 1                      # m_block == 1
+    first_len_one: 1                    # the first m-block has one row
 
     def load(self, layer):
         """Assignments that load the constants from a (not yet registered) LayerConfig."""
@@ -55,6 +57,9 @@ class Constants(data.Struct):
             self.n_last_m1.eq(layer.n_tiles - 2),
             self.one_k.eq(layer.k_tiles == 1), self.one_block.eq(layer.m_rows <= layer.m_block),
             self.one_n.eq(layer.n_tiles == 1),
+            self.m_block_one.eq(layer.m_block == 1),
+            self.first_len_one.eq((layer.m_rows == 1)
+                                  | ((layer.m_block == 1) & (layer.m_rows > layer.m_block))),
         ]
 
 
@@ -92,10 +97,12 @@ class Nest(wiring.Component):
         The present pass (m-block) is the layer's last.
     block_len_m1 : Out(M_BLOCK_WIDTH)
         Rows of the present m-block, minus one.
+    next_len_m1 : Out(M_BLOCK_WIDTH)
+        ``block_len_m1`` after a ``step`` in this cycle.
     next_len_zero : Out(1)
-        ``block_len_m1`` will be 0 after a ``step`` in this cycle (a one-row m-block comes
-        next): from registers only, so that a user can keep ``beat == block_len_m1`` in a
-        register of its own.
+        ``next_len_m1 == 0`` (a one-row m-block comes next), from registers only (flags kept
+        beside the counters), so that a user can keep ``beat == block_len_m1`` in a register
+        of its own.
 
     Raises
     ------
@@ -115,6 +122,7 @@ class Nest(wiring.Component):
             "last_block": Out(1),
             "last": Out(1),
             "block_len_m1": Out(M_BLOCK_WIDTH),
+            "next_len_m1": Out(M_BLOCK_WIDTH),
             "next_len_zero": Out(1),
         })
 
@@ -137,14 +145,26 @@ class Nest(wiring.Component):
             m.d.comb += self.last_kt.eq(1)
         m.d.comb += self.last.eq(last_kt & self.last_block & last_nt)
 
-        # The lengths a step may load (as `block_len_m1` truncates them), tested for 0.
+        # The lengths a step may load (as `block_len_m1` truncates them). Whether each is 0
+        # comes from flags kept beside the counters: `len_zero` is `block_len_m1 == 0`,
+        # `over_zero` is `over_m1 == 0` in block_len_m1's width.
         len_next = Signal(M_BLOCK_WIDTH, name="len_next_block")
         len_first = Signal(M_BLOCK_WIDTH, name="len_first_block")
+        len_zero = Signal(name="len_zero")
+        over_zero = Signal(name="over_zero")
+        over_step = Signal.like(over_m1, name="over_step")
         m.d.comb += [len_next.eq(Mux(next_last, over_m1, lc.m_block_m1)),
                      len_first.eq(Mux(lc.one_block, lc.m_rows_m1, lc.m_block_m1)),
-                     self.next_len_zero.eq(Mux(~last_kt, self.block_len_m1 == 0,
-                                               Mux(~self.last_block, len_next == 0,
-                                                   len_first == 0)))]
+                     over_step.eq(over_m1 - lc.m_block),
+                     self.next_len_m1.eq(Mux(~last_kt, self.block_len_m1,
+                                             Mux(~self.last_block, len_next, len_first))),
+                     self.next_len_zero.eq(Mux(~last_kt, len_zero,
+                                               Mux(~self.last_block,
+                                                   Mux(next_last, over_zero, lc.m_block_one),
+                                                   lc.first_len_one)))]
+
+        def low_zero(value):
+            return value[:M_BLOCK_WIDTH] == 0
 
         with m.If(self.step):
             with m.If(~last_kt):
@@ -156,14 +176,17 @@ class Nest(wiring.Component):
                 if self._per_pass:
                     m.d.sync += last_kt.eq(lc.one_k)
                 with m.If(~self.last_block):
-                    m.d.sync += [over_m1.eq(over_m1 - lc.m_block),
+                    m.d.sync += [over_m1.eq(over_step), over_zero.eq(low_zero(over_step)),
                                  ahead.eq(ahead - lc.m_block),
                                  self.last_block.eq(next_last),
-                                 self.block_len_m1.eq(len_next)]
+                                 self.block_len_m1.eq(len_next),
+                                 len_zero.eq(Mux(next_last, over_zero, lc.m_block_one))]
                 with m.Else():
-                    m.d.sync += [over_m1.eq(lc.over0_m1), ahead.eq(lc.ahead0),
+                    m.d.sync += [over_m1.eq(lc.over0_m1), over_zero.eq(low_zero(lc.over0_m1)),
+                                 ahead.eq(lc.ahead0),
                                  self.last_block.eq(lc.one_block),
                                  self.block_len_m1.eq(len_first),
+                                 len_zero.eq(lc.first_len_one),
                                  nt.eq(nt + 1),
                                  last_nt.eq(nt == lc.n_last_m1)]
 
@@ -172,9 +195,11 @@ class Nest(wiring.Component):
         with m.If(self.start):
             m.d.sync += [
                 nt.eq(0), kt.eq(0), over_m1.eq(sc.over0_m1), ahead.eq(sc.ahead0),
+                over_zero.eq(low_zero(sc.over0_m1)),
                 self.first_kt.eq(1),
                 self.last_block.eq(sc.one_block), last_nt.eq(sc.one_n),
                 self.block_len_m1.eq(Mux(sc.one_block, sc.m_rows_m1, sc.m_block_m1)),
+                len_zero.eq(sc.first_len_one),
             ]
             if self._per_pass:
                 m.d.sync += last_kt.eq(sc.one_k)

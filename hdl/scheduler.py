@@ -107,12 +107,12 @@ class Scheduler(wiring.Component):
             self.overrun.eq(self.act.valid & self.busy & ~running),
         ]
         fire = self.act.valid & self.act.ready & running
-        # `beat == block_len_m1`, kept in a register beside `beat` (from the values they are
-        # given), so that what `fire` enables is not also waiting for a 14-bit compare.
+        # `beat == block_len_m1`, kept in a register (`last_beat`), from `remain`, the beats
+        # left after this one, counted down beside `beat`: what `fire` enables does not wait
+        # for a compare, and the flag's next value is a compare of a register with 1.
         last_beat = Signal(name="last_beat")
-        start_len = Signal.like(loop.block_len_m1, name="start_len")
-        m.d.comb += start_len.eq(Mux(self.start_consts.one_block, self.start_consts.m_rows_m1,
-                                     self.start_consts.m_block_m1))
+        remain = Signal.like(loop.block_len_m1, name="remain")
+        sc = self.start_consts
         m.d.comb += [
             self.framing_error.eq(fire & (self.act.payload.last != last_beat)),
             self.weights.take.eq(fire & ~in_pass),
@@ -125,11 +125,13 @@ class Scheduler(wiring.Component):
         with m.If(fire):
             m.d.sync += in_pass.eq(~last_beat)
             with m.If(last_beat):
-                m.d.sync += [beat.eq(0), last_beat.eq(loop.next_len_zero)]
+                m.d.sync += [beat.eq(0), remain.eq(loop.next_len_m1),
+                             last_beat.eq(loop.next_len_zero)]
                 with m.If(loop.last):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 1 == loop.block_len_m1)]
+                m.d.sync += [beat.eq(beat + 1), remain.eq(remain - 1),
+                             last_beat.eq(remain == 1)]
 
         m.d.comb += [
             self.o.valid.eq(fire), self.o.bank.eq(self.weights.bank),
@@ -139,5 +141,7 @@ class Scheduler(wiring.Component):
             self.side.eol.eq(loop.last & last_beat), self.side.gbank.eq(self.params.bank),
         ]
         with m.If(self.start):
-            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0), last_beat.eq(start_len == 0)]
+            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0),
+                         remain.eq(Mux(sc.one_block, sc.m_rows_m1, sc.m_block_m1)),
+                         last_beat.eq(sc.first_len_one)]
         return m

@@ -79,21 +79,30 @@ def expected_passes(m_rows, m_block, k_tiles, n_tiles, per_pass):
     return [(*s, i == len(steps) - 1) for i, s in enumerate(steps)]
 
 
+@pytest.mark.parametrize("hold", [2, 0])
 @pytest.mark.parametrize("per_pass", [True, False])
 @pytest.mark.parametrize("geometry", [(1, 1, 1, 1), (5, 2, 3, 2), (4, 2, 1, 1), (7, 7, 2, 3),
-                                      (9, 4, 1, 2), (3, 1, 2, 1)])
-def test_nest_walks_the_layer_loop(geometry, per_pass):
+                                      (9, 4, 1, 2), (3, 1, 2, 1), (2, 1, 1, 2), (6, 5, 2, 1)])
+def test_nest_walks_the_layer_loop(geometry, per_pass, hold):
+    """Every step's flags and block length, the counters held ``hold`` cycles between steps
+    (0: a step every cycle, as one-row m-blocks do); before each step, ``next_len_m1`` and
+    ``next_len_zero`` name the block length the step loads."""
     dut = with_constants(Nest(per_pass=per_pass))
     want = expected_passes(*geometry, per_pass)
+    # After the layer's last step the loop starts over (the first block of the next N tile).
+    lengths = [rows for _, _, rows, _ in want] + [want[0][2]]
 
     async def bench(ctx):
         await start(ctx, dut, geometry)
         for i, step in enumerate(want):
-            for _ in range(2):                  # the counters hold until the next step
+            for _ in range(hold + 1):           # the counters hold until the next step
                 got = (ctx.get(dut.first_kt), ctx.get(dut.last_kt),
                        ctx.get(dut.block_len_m1) + 1, ctx.get(dut.last))
                 assert got == step, f"step {i} of {geometry}: expected {step}, got {got}"
-                await ctx.tick()
+                nxt = ctx.get(dut.next_len_m1)
+                assert (nxt + 1, ctx.get(dut.next_len_zero)) == (lengths[i + 1], nxt == 0), i
+                if _ < hold:
+                    await ctx.tick()
             ctx.set(dut.step, 1)
             await ctx.tick()
             ctx.set(dut.step, 0)
