@@ -176,7 +176,7 @@ FLOWS = {
     "magnitude_90_w4": "magnitude pruning 90 % (gradual, global) + fine-tune, 4-bit weights, "
                        "int8 activations",
     "magnitude_oneshot_75": "magnitude pruning 75 % (one-shot, global) + fine-tune, int8",
-    "taylor_75": "Taylor |w*g| pruning 75 % (one-shot, global) + fine-tune, int8",
+    "taylor_75": "Taylor abs(w*g) pruning 75 % (one-shot, global) + fine-tune, int8",
     "obd_75": "OBD h*w^2/2 (Hessian diagonal) pruning 75 % (one-shot, global) + fine-tune, int8",
     "l1_75": "L1-regularized fine-tune, magnitude pruning 75 % (one-shot) + fine-tune, int8",
     "nm_2_4": "2:4 N:M + fine-tune, int8",

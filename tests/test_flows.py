@@ -660,3 +660,9 @@ def test_sub_byte_rows_count_packed_codes(quick):
         assert w8["bytes"] - w4["bytes"] == weights8 - sum(
             -(-q.w.size * 4 // 8) for q in w4["graph"].weighted())
         assert rows[model, "mixed_w843"]["bytes"] <= w4["bytes"]
+
+
+def test_flow_names_fit_a_markdown_table_cell():
+    """The reports put each flow's name in a Markdown table cell, where a ``|`` would split it
+    (the Taylor flow's name once did, and its row lost a column)."""
+    assert [key for key, name in FLOWS.items() if "|" in name or "\n" in name] == []
