@@ -176,7 +176,10 @@ class Nest(wiring.Component):
                 if self._per_pass:
                     m.d.sync += last_kt.eq(lc.one_k)
                 with m.If(~self.last_block):
-                    m.d.sync += [over_m1.eq(over_step), over_zero.eq(low_zero(over_step)),
+                    # (over_m1 - m_block) is 0 in the low bits exactly when the two are equal
+                    # there: a compare of registers, not a compare after the subtraction.
+                    m.d.sync += [over_m1.eq(over_step),
+                                 over_zero.eq(over_m1[:M_BLOCK_WIDTH] == lc.m_block),
                                  ahead.eq(ahead - lc.m_block),
                                  self.last_block.eq(next_last),
                                  self.block_len_m1.eq(len_next),
