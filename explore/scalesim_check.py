@@ -307,7 +307,8 @@ def bubble_bound(config, m, k, n, *, sparse):
     ``rows + cols + 1 + load_to_use - len(q - 1)``; pass 1: its tile after the first), and the
     first pass of an m-block for its parameter bank (freed ``param_drain + 2`` cycles after the
     block two before, then ``cols`` words: at most ``param_drain + cols + 1 - k_tiles * len``,
-    the rows of the block before; block 1: its packet after the first). 0: every pass follows
+    the rows of the block before; block 1: its packet after the first); a one-row pass waits
+    ``one_row_wait`` cycles at least. 0: every pass follows
     the one before without a gap, and the layer takes exactly ``P * m + F`` cycles.
     """
     t = timing(config)
@@ -327,6 +328,8 @@ def bubble_bound(config, m, k, n, *, sparse):
                 waits.append(2 * cols - start - block)
             else:
                 waits.append(t["param_drain"] + cols + 1 - block)
+        if lengths[q] == 1:
+            waits.append(t["one_row_wait"])
         bound += max(0, *waits)
     return bound
 

@@ -80,7 +80,7 @@ from .parambank import ParamBank
 from .pe import pe_latency
 from .requant import LATENCY as REQUANT_LATENCY
 from .requant import Requant
-from .scheduler import Scheduler
+from .scheduler import ONE_BEAT_WAIT, Scheduler
 from .zeropoint import ZeroPoint
 
 __all__ = ["Engine", "timing"]
@@ -99,7 +99,9 @@ def timing(config):
     the output FIFO's one cycle more); ``load_to_use``: a tile's last weight word to its first
     usable activation (timer of the loaded bank); ``drain``: a pass's last activation to the
     loader reusing its bank; ``param_drain``: a block's last activation to its parameter bank
-    being free; ``fifo_depth``: output FIFO words. :class:`Engine` is built from these, and
+    being free; ``one_row_wait``: idle cycles before a pass of one row
+    (:data:`~hdl.scheduler.ONE_BEAT_WAIT`); ``fifo_depth``: output FIFO words.
+    :class:`Engine` is built from these, and
     its blocks' latencies add up to them (the tests check it).
     """
     grid = (config.rows - 1) + (config.cols - 1) + pe_latency(config)
@@ -108,7 +110,7 @@ def timing(config):
     result = datapath + accumulate + REQUANT_LATENCY[config.rounding] + 1
     return {"grid": grid, "datapath": datapath, "accumulate": accumulate, "result": result,
             "load_to_use": array_load_to_use(config), "drain": config.cols,
-            "param_drain": datapath + 4,
+            "param_drain": datapath + 4, "one_row_wait": ONE_BEAT_WAIT,
             "fifo_depth": 1 << (result + 4).bit_length()}
 
 

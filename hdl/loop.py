@@ -103,6 +103,10 @@ class Nest(wiring.Component):
         ``next_len_m1 == 0`` (a one-row m-block comes next), from registers only (flags kept
         beside the counters), so that a user can keep ``beat == block_len_m1`` in a register
         of its own.
+    next_first_kt, next_last_kt, next_last : Out(1)
+        ``first_kt``, ``last_kt`` and ``last`` after a ``step`` in this cycle (the values the
+        counters take), so that a user can keep the present pass's flags in registers of its
+        own and step the loop a cycle late.
 
     Raises
     ------
@@ -124,6 +128,9 @@ class Nest(wiring.Component):
             "block_len_m1": Out(M_BLOCK_WIDTH),
             "next_len_m1": Out(M_BLOCK_WIDTH),
             "next_len_zero": Out(1),
+            "next_first_kt": Out(1),
+            "next_last_kt": Out(1),
+            "next_last": Out(1),
         })
 
     @property
@@ -163,35 +170,46 @@ class Nest(wiring.Component):
                                                    Mux(next_last, over_zero, lc.m_block_one),
                                                    lc.first_len_one)))]
 
+        # The flags after a step: what the counters below take, and the next_* outputs.
+        next_last_block = Signal(name="next_last_block_flag")
+        next_last_nt = Signal(name="next_last_nt")
+        end_block = last_kt & self.last_block                 # a step ends the N tile
+        m.d.comb += [
+            self.next_first_kt.eq(last_kt),
+            self.next_last_kt.eq(Mux(last_kt, lc.one_k, kt == lc.k_last_m1)
+                                 if self._per_pass else 1),
+            next_last_block.eq(Mux(~last_kt, self.last_block,
+                                   Mux(self.last_block, lc.one_block, next_last))),
+            next_last_nt.eq(Mux(end_block, nt == lc.n_last_m1, last_nt)),
+            self.next_last.eq(self.next_last_kt & next_last_block & next_last_nt),
+        ]
+
         def low_zero(value):
             return value[:M_BLOCK_WIDTH] == 0
 
         with m.If(self.step):
+            m.d.sync += [self.first_kt.eq(self.next_first_kt),
+                         self.last_block.eq(next_last_block), last_nt.eq(next_last_nt)]
+            if self._per_pass:
+                m.d.sync += last_kt.eq(self.next_last_kt)
             with m.If(~last_kt):
-                m.d.sync += [kt.eq(kt + 1), self.first_kt.eq(0)]
-                if self._per_pass:
-                    m.d.sync += last_kt.eq(kt == lc.k_last_m1)
+                m.d.sync += kt.eq(kt + 1)
             with m.Else():
-                m.d.sync += [kt.eq(0), self.first_kt.eq(1)]
-                if self._per_pass:
-                    m.d.sync += last_kt.eq(lc.one_k)
+                m.d.sync += kt.eq(0)
                 with m.If(~self.last_block):
                     # (over_m1 - m_block) is 0 in the low bits exactly when the two are equal
                     # there: a compare of registers, not a compare after the subtraction.
                     m.d.sync += [over_m1.eq(over_step),
                                  over_zero.eq(over_m1[:M_BLOCK_WIDTH] == lc.m_block),
                                  ahead.eq(ahead - lc.m_block),
-                                 self.last_block.eq(next_last),
                                  self.block_len_m1.eq(len_next),
                                  len_zero.eq(Mux(next_last, over_zero, lc.m_block_one))]
                 with m.Else():
                     m.d.sync += [over_m1.eq(lc.over0_m1), over_zero.eq(low_zero(lc.over0_m1)),
                                  ahead.eq(lc.ahead0),
-                                 self.last_block.eq(lc.one_block),
                                  self.block_len_m1.eq(len_first),
                                  len_zero.eq(lc.first_len_one),
-                                 nt.eq(nt + 1),
-                                 last_nt.eq(nt == lc.n_last_m1)]
+                                 nt.eq(nt + 1)]
 
         # A new layer starts as a new N tile does, from the constants of the layer started.
         sc = self.start_consts

@@ -11,7 +11,8 @@ walks the layer loop (:class:`~hdl.loop.Nest`) and admits a beat only when
   (:class:`~hdl.output.CreditSignature`),
 
 so output backpressure stops the input, never the pipeline. ``act.ready`` is a few gates from
-flip-flops: every condition above is a register.
+flip-flops: every condition above is a register. A pass of one beat (a one-row m-block) is
+admitted :data:`ONE_BEAT_WAIT` cycles after the pass before it ends, not at once.
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -25,7 +26,11 @@ from .loader import BankSignature
 from .loop import Constants, Nest
 from .output import CreditSignature
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "ONE_BEAT_WAIT"]
+
+#: Cycles without admission between a pass's last beat and a following one-beat pass (the
+#: loop steps a cycle late; see :meth:`Scheduler.elaborate`).
+ONE_BEAT_WAIT = 1
 
 
 class Scheduler(wiring.Component):
@@ -97,12 +102,23 @@ class Scheduler(wiring.Component):
         running = Signal()          # admitting input: the layer's last beat is yet to come
         in_pass = Signal()          # the present pass has started
         beat = Signal(M_BLOCK_WIDTH)
+        # The present pass's flags, kept here and loaded from the loop's next_* values at a
+        # pass's last beat; the loop itself steps a cycle later, from a register, so that a
+        # beat's handshake enables these few registers and not the loop's counters across
+        # the chip (the scheduler's `last_kt` -> its loop's step enable was the critical path
+        # of an 8x8 1:4 array, 7.90 ns at speed 6). The loop's next_* values are then a step
+        # behind for one cycle: after a step into a one-beat pass, whose last beat could be
+        # the very next cycle, no beat is admitted for that cycle (`wait`).
+        first_kt = Signal()
+        last_kt = Signal()
+        last = Signal()
+        wait = Signal()
 
         weights_ready = in_pass | self.weights.usable
-        params_ready = ~loop.first_kt | in_pass | self.params.usable
-        room = ~loop.last_kt | self.credit.room
+        params_ready = ~first_kt | in_pass | self.params.usable
+        room = ~last_kt | self.credit.room
         m.d.comb += [
-            self.act.ready.eq((running & weights_ready & params_ready & room)
+            self.act.ready.eq((running & ~wait & weights_ready & params_ready & room)
                               | (self.busy & ~running)),
             self.overrun.eq(self.act.valid & self.busy & ~running),
         ]
@@ -117,17 +133,21 @@ class Scheduler(wiring.Component):
             self.framing_error.eq(fire & (self.act.payload.last != last_beat)),
             self.weights.take.eq(fire & ~in_pass),
             self.weights.release.eq(fire & last_beat),
-            self.params.take.eq(fire & ~in_pass & loop.first_kt),
-            self.params.release.eq(fire & last_beat & loop.last_kt),
-            self.credit.reserve.eq(fire & loop.last_kt),
-            loop.step.eq(fire & last_beat),
+            self.params.take.eq(fire & ~in_pass & first_kt),
+            self.params.release.eq(fire & last_beat & last_kt),
+            self.credit.reserve.eq(fire & last_kt),
         ]
+        step = Signal(name="loop_step")
+        m.d.sync += [step.eq(fire & last_beat), wait.eq(fire & last_beat & loop.next_len_zero)]
+        m.d.comb += loop.step.eq(step)
         with m.If(fire):
             m.d.sync += in_pass.eq(~last_beat)
             with m.If(last_beat):
                 m.d.sync += [beat.eq(0), remain.eq(loop.next_len_m1),
-                             last_beat.eq(loop.next_len_zero)]
-                with m.If(loop.last):
+                             last_beat.eq(loop.next_len_zero),
+                             first_kt.eq(loop.next_first_kt), last_kt.eq(loop.next_last_kt),
+                             last.eq(loop.next_last)]
+                with m.If(last):
                     m.d.sync += running.eq(0)
             with m.Else():
                 m.d.sync += [beat.eq(beat + 1), remain.eq(remain - 1),
@@ -137,11 +157,13 @@ class Scheduler(wiring.Component):
             self.o.valid.eq(fire), self.o.bank.eq(self.weights.bank),
             self.o.data.eq(self.act.payload.data),
             self.side.valid.eq(fire), self.side.addr.eq(beat),
-            self.side.first.eq(loop.first_kt), self.side.last.eq(loop.last_kt),
-            self.side.eol.eq(loop.last & last_beat), self.side.gbank.eq(self.params.bank),
+            self.side.first.eq(first_kt), self.side.last.eq(last_kt),
+            self.side.eol.eq(last & last_beat), self.side.gbank.eq(self.params.bank),
         ]
         with m.If(self.start):
-            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0),
+            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0), wait.eq(0),
+                         first_kt.eq(1), last_kt.eq(sc.one_k),
+                         last.eq(sc.one_k & sc.one_block & sc.one_n),
                          remain.eq(Mux(sc.one_block, sc.m_rows_m1, sc.m_block_m1)),
                          last_beat.eq(sc.first_len_one)]
         return m

@@ -1,7 +1,8 @@
 """Performance model: cycles, utilization and GOPS of a layer or a network on an array.
 
 The model replays the engine's scheduling rules pass by pass (:func:`hdl.engine.timing`): a
-pass starts when the previous one has ended, its weight tile is loaded (tiles load in order,
+pass starts when the previous one has ended (a one-row pass ``one_row_wait`` cycles later),
+its weight tile is loaded (tiles load in order,
 each into the bank the pass two before it used, ``drain`` cycles after that pass ended) and,
 for the first pass of an m-block, its requantization parameters are loaded (in order, into
 the bank the block two before used, ``param_drain`` cycles after it ended). Streams are
@@ -76,7 +77,8 @@ def layer_cycles(config, m, k, n, *, sparse, m_block=None):
         load_start = max(loader_free, bank_free)
         loader_free = load_start + rows
         tile_ready.append(load_start + rows + t["load_to_use"])
-        earliest = tile_ready[q] if not ends else max(ends[-1] + 1, tile_ready[q])
+        gap = 1 + (t["one_row_wait"] if blocks[blk] == 1 else 0)
+        earliest = tile_ready[q] if not ends else max(ends[-1] + gap, tile_ready[q])
         if kt == 0:
             group += 1
             qbank_free = 0 if group < 2 else block_ends[group - 2] + t["param_drain"] + 2

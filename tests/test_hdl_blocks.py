@@ -86,7 +86,8 @@ def expected_passes(m_rows, m_block, k_tiles, n_tiles, per_pass):
 def test_nest_walks_the_layer_loop(geometry, per_pass, hold):
     """Every step's flags and block length, the counters held ``hold`` cycles between steps
     (0: a step every cycle, as one-row m-blocks do); before each step, ``next_len_m1`` and
-    ``next_len_zero`` name the block length the step loads."""
+    ``next_len_zero`` name the block length the step loads, and ``next_first_kt``,
+    ``next_last_kt`` and ``next_last`` the flags it loads."""
     dut = with_constants(Nest(per_pass=per_pass))
     want = expected_passes(*geometry, per_pass)
     # After the layer's last step the loop starts over (the first block of the next N tile).
@@ -101,6 +102,10 @@ def test_nest_walks_the_layer_loop(geometry, per_pass, hold):
                 assert got == step, f"step {i} of {geometry}: expected {step}, got {got}"
                 nxt = ctx.get(dut.next_len_m1)
                 assert (nxt + 1, ctx.get(dut.next_len_zero)) == (lengths[i + 1], nxt == 0), i
+                if i + 1 < len(want):
+                    flags = (ctx.get(dut.next_first_kt), ctx.get(dut.next_last_kt),
+                             ctx.get(dut.next_last))
+                    assert flags == (*want[i + 1][:2], want[i + 1][3]), i
                 if _ < hold:
                     await ctx.tick()
             ctx.set(dut.step, 1)
@@ -204,6 +209,29 @@ def test_loader_bank_cycle(load_to_use):
         ctx.set(dut.busy, 1)
         await start(ctx, dut, (1, 1))                     # a new layer: all FREE
         assert states(ctx, dut) == [F, F] and ctx.get(dut.banks.bank) == 0
+
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize("beats", [1, 2, 3])
+def test_loader_ends_the_layer_on_back_to_back_packets(beats):
+    """Two packets sent without a gap into the two free banks (the second's last beat as
+    early as the packet length allows): the loader counts both, takes nothing more as data
+    (every later beat is an overrun) and finishes with both banks LOADED, whatever the
+    packet length (the loop steps a cycle after a packet when packets have two beats or
+    more, in the same cycle with one)."""
+    dut = with_constants(qp_loader(beats=beats))
+
+    async def bench(ctx):
+        ctx.set(dut.busy, 1)
+        await start(ctx, dut, (2, 1))                    # 2 blocks: 2 packets
+        seen = await send(ctx, dut, [0] * (beats - 1) + [1] + [0] * (beats - 1) + [1])
+        assert [s[:3] for s in seen] == [(1, b, i) for b in range(2) for i in range(beats)]
+        assert states(ctx, dut) == [BankState.LOADED, BankState.LOADED]
+        ctx.set(dut.i.valid, 1)
+        for _ in range(3):
+            assert ctx.get(dut.i.ready) and ctx.get(dut.overrun) and not ctx.get(dut.w.valid)
+            await ctx.tick()
 
     simulate(dut, bench)
 
