@@ -143,7 +143,8 @@ def test_drain_ends_drain_quiet_cycles_after_the_last_valid_input():
 def test_watchdog_fires_after_its_limit_without_transfers():
     """With only offers (valid without ready, ready without valid): watchdog 0 never fires
     (1000 busy cycles), nor does busy low (1000 cycles, and it clears the count); busy high
-    with watchdog 5 raises the watchdog bit and reset on exactly the 5th clock edge."""
+    with watchdog 5 raises the watchdog bit and reset on exactly the 6th clock edge (the 5th
+    idle cycle ends on the 5th; the guard acts on it a cycle later)."""
     dut = Guard(CFG)
 
     async def bench(ctx):
@@ -157,7 +158,7 @@ def test_watchdog_fires_after_its_limit_without_transfers():
                 assert (ctx.get(dut.reset), ctx.get(dut.draining)) == (0, 0)
         assert errors(ctx, dut) == NO_ERRORS
         ctx.set(dut.busy, 1)
-        assert await ticks_until(ctx, lambda: ctx.get(dut.reset)) == 5
+        assert await ticks_until(ctx, lambda: ctx.get(dut.reset)) == 6
         assert errors(ctx, dut) == {**NO_ERRORS, "watchdog": 1}
         assert ctx.get(dut.draining) == 1
 
@@ -169,13 +170,15 @@ def test_watchdog_matches_its_count_on_random_traffic():
     rises exactly when a reference count says the watchdog expired: ``left`` reloaded with
     ``watchdog - 1`` (modulo 2^32) while idle, on a transfer, on a reset or while the limit
     read a cycle before was 0, else counted down to 0; expiry when busy, without a transfer,
-    armed, at ``left == 0``."""
+    armed, at ``left == 0``, the counter seeing busy and the transfers a cycle late (so
+    ``reset`` rises two cycles after the last idle cycle, whatever the cycle between
+    brings)."""
     rng = random.Random(7)
     dut = Guard(CFG)
     seen = {"expired": 0, "cycles": 0}
 
     async def bench(ctx):
-        left, armed, fired = 0, False, False
+        left, armed, fired, idle = 0, False, False, False
         watchdog = 3
         ctx.set(dut.out.ready, 1)
         for _ in range(4000):
@@ -193,12 +196,12 @@ def test_watchdog_matches_its_count_on_random_traffic():
                            for _, o in (ports(dut, name) for name in (*INPUTS, "out")))
             reset = ctx.get(dut.reset)
             assert reset == fired, seen
-            expired = busy and not progress and armed and left == 0
-            if not busy or progress or reset or not armed:
+            expired = idle and armed and left == 0
+            if not idle or reset or not armed:
                 left = (watchdog - 1) % 2 ** 32
             elif left:
                 left -= 1
-            armed, fired = watchdog != 0, expired
+            armed, fired, idle = watchdog != 0, expired, busy and not progress
             seen["expired"] += expired
             seen["cycles"] += 1
             await ctx.tick()
@@ -221,7 +224,7 @@ def test_transfer_restarts_the_watchdog(name):
         ctx.set(o.ready, 1)
         await ctx.tick()
         ctx.set(i.valid, 0)
-        assert await ticks_until(ctx, lambda: ctx.get(dut.reset)) == 5
+        assert await ticks_until(ctx, lambda: ctx.get(dut.reset)) == 6
         assert errors(ctx, dut) == {**NO_ERRORS, "watchdog": 1}
 
     simulate(dut, bench)
