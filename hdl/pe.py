@@ -43,32 +43,30 @@ def booth_digits(w):
     return Cat(*flags)
 
 
-def booth_halves(a, digits):
+def booth_halves(a, neg, digits):
     """Two values whose sum is ``a * w`` modulo ``2^PRODUCT_WIDTH`` (``a`` signed
-    ``ACT_WIDTH`` bits, ``digits`` = :func:`booth_digits` of the int8 ``w``), from radix-4
-    Booth partial products, as logic: no ``*``, so synthesis maps no DSP block.
+    ``ACT_WIDTH`` bits, ``neg`` its negation ``-a``, signed ``ACT_WIDTH + 1`` bits,
+    ``digits`` = :func:`booth_digits` of the int8 ``w``), from radix-4 Booth partial products,
+    as logic: no ``*``, so synthesis maps no DSP block.
 
-    A negative digit takes the one's complement of ``|d_i| * a``; the missing ``+1`` of each is
-    added at bit ``2i`` of one correction term. The five terms are summed in two halves (the
-    correction with digits 0 and 1, digits 2 and 3), each one adder deep, so that a
-    pipelined PE can register them before the last add.
+    Each term is ``0``, ``±a`` or ``±2a``, exact: a negative digit selects ``neg`` (not the
+    one's complement of ``a`` with a correction bit to add, which made each half two adds
+    deep). The four terms are summed in two halves (digits 0 and 1, digits 2 and 3), each one
+    adder deep, so that a pipelined PE can register them before the last add.
     """
-    terms, correction = [], []
+    terms = []
     for i in range(4):
         zero, double, negative = digits[3 * i], digits[3 * i + 1], digits[3 * i + 2]
-        magnitude = Mux(double, a << 1, a).as_signed()          # signed(ACT_WIDTH + 1)
-        term = Mux(zero, 0, Mux(negative, ~magnitude, magnitude))
+        value = Mux(negative, neg, a).as_signed()                   # signed(ACT_WIDTH + 1)
+        term = Mux(zero, 0, Mux(double, value << 1, value))
         terms.append(term << (2 * i))
-        correction += [negative, 0]
-    low = Cat(*correction[:7]).as_unsigned() + terms[0] + terms[1]     # signed(13)
-    high = terms[2] + terms[3]                                          # signed(17)
-    return low, high
+    return terms[0] + terms[1], terms[2] + terms[3]
 
 
 def booth_product(a, w):
     """``a * w`` from :func:`booth_halves`, in one stage: exact, where the product fits
     ``PRODUCT_WIDTH`` bits (always)."""
-    low, high = booth_halves(a, booth_digits(w))
+    low, high = booth_halves(a, -a, booth_digits(w))
     return (low + high)[:PRODUCT_WIDTH].as_signed()
 
 
@@ -93,11 +91,11 @@ def pe_latency(config):
     """Cycles from activations on a PE's ``a_in`` to their partial sum on ``p_out``: 1; 5
     when pipelined (each slot's bank-selected index and weight registered, then the
     activation it names, then the product, then the sum of the slots' products, then the add
-    to ``p_in``); 6 when pipelined with LUT multipliers (the Booth product's two halves
-    registered too)."""
+    to ``p_in``); 7 when pipelined with LUT multipliers (the activation's negation and the
+    Booth product's two halves registered too)."""
     if not config.pipeline:
         return 1
-    return 6 if config.mult == "lut" else 5
+    return 7 if config.mult == "lut" else 5
 
 
 def load_layout(config):
@@ -233,14 +231,21 @@ class PE(wiring.Component):
                 a_r = Signal(signed(ACT_WIDTH), name=f"act{j}_r", reset_less=True)
                 m.d.sync += a_r.eq(a)
                 if cfg.mult == "lut":
-                    # The weight registered as its decoded Booth digits, twice (beside the
-                    # index, then beside the activation).
-                    digits_d = Signal(12, name=f"weight{j}_digits_d", reset_less=True)
-                    digits_r = Signal(12, name=f"weight{j}_digits_r", reset_less=True)
+                    # The weight registered as its decoded Booth digits (beside the index, the
+                    # activation, then its negation); the activation negated in a stage of its
+                    # own, so that no carry chain follows the activation multiplexer (an 8x8
+                    # 2:4 array's longest PE path when one did: 7.3 ns at speed 6), and the
+                    # Booth terms select from registers.
+                    digits = [Signal(12, name=f"weight{j}_digits_{k}", reset_less=True)
+                              for k in ("d", "r", "rr")]
+                    a_rr = Signal(signed(ACT_WIDTH), name=f"act{j}_rr", reset_less=True)
+                    neg_r = Signal(signed(ACT_WIDTH + 1), name=f"act{j}_neg_r", reset_less=True)
                     halves = [Signal(signed(PRODUCT_WIDTH), name=f"prod{j}_{half}",
                                      reset_less=True) for half in ("low", "high")]
-                    m.d.sync += [digits_d.eq(booth_digits(w)), digits_r.eq(digits_d)]
-                    m.d.sync += [h.eq(v) for h, v in zip(halves, booth_halves(a_r, digits_r))]
+                    m.d.sync += [digits[0].eq(booth_digits(w)), digits[1].eq(digits[0]),
+                                 digits[2].eq(digits[1]), a_rr.eq(a_r), neg_r.eq(-a_r)]
+                    m.d.sync += [h.eq(v) for h, v in
+                                 zip(halves, booth_halves(a_rr, neg_r, digits[2]))]
                     m.d.sync += prod.eq(halves[0] + halves[1])
                 else:
                     w_d = Signal(signed(8), name=f"weight{j}_d", reset_less=True)

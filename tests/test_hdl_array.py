@@ -144,7 +144,7 @@ def test_array_matches_model_across_bank_switches(cfg):
 
 def test_array_latency_formula():
     for pipeline, mult, pe in ((False, "dsp", 1), (True, "dsp", 5), (False, "lut", 1),
-                               (True, "lut", 6)):
+                               (True, "lut", 7)):
         dut = Array(Config(rows=4, cols=3, pipeline=pipeline, mult=mult))
         Fragment.get(dut, None)                   # elaborated, as every component must be
         assert dut.latency == 3 + 2 + pe
