@@ -36,8 +36,9 @@ class ParamBank(wiring.Component):
     -------
     w : In(data.StructLayout)
         A write: ``valid``, ``bank``, ``index`` (the lane) and ``data``
-        (:func:`~hdl.layout.qparam_layout`). It is registered once before it reaches the bank
-        (a one-gate write enable); it shows on ``data`` :attr:`write_latency` cycles later.
+        (:func:`~hdl.layout.qparam_layout`). It is registered as it comes (so that the
+        loader's handshake reaches no decode), then decoded into a registered one-gate write
+        enable; it shows on ``data`` :attr:`write_latency` cycles later.
     bank : In(1)
         The bank to read in the next cycle (:attr:`select_latency`).
     data : Out(data.ArrayLayout(qparam_layout(), lanes))
@@ -78,25 +79,30 @@ class ParamBank(wiring.Component):
     @property
     def write_latency(self):
         """Cycles from a write on ``w`` to its value on ``data``."""
-        return 2
+        return 3
 
     def elaborate(self, platform):
         m = Module()
         regs = [Signal(data.ArrayLayout(qparam_layout(), self._lanes), name=f"qparams{b}",
                        reset_less=True) for b in range(2)]
-        # The write is registered once: the enable of each (bank, lane) decoded from the input,
-        # one copy per parameter field (hdl.fanout.Fanout: up to 32 registers each rather than
-        # all of the lane's), and the word copied per lane, so that no decode follows a register
-        # and each copy drives one lane's registers.
+        # The write is registered as it comes (the loader's `valid` is its stream handshake:
+        # decoded at once, it was an 8x8 2:4 array's critical path, 7.4 ns at speed 6), then
+        # once more: the enable of each (bank, lane) decoded from that register, one copy per
+        # parameter field (hdl.fanout.Fanout: up to 32 registers each rather than all of the
+        # lane's), and the word copied per lane, so that each copy drives one lane's registers.
+        w = Signal(self.w.shape(), name="w_reg", reset_less=True)     # valid: `w_valid`
+        w_valid = Signal(name="w_valid")
+        m.d.sync += [w_valid.eq(self.w.valid), w.bank.eq(self.w.bank),
+                     w.index.eq(self.w.index), w.data.eq(self.w.data)]
         fields = list(QP_FIELDS)
         m.submodules.wr_data = wr_data = Fanout(qparam_layout(), copies=self._lanes,
                                                 target=self._target)
-        m.d.comb += wr_data.d.eq(self.w.data)
+        m.d.comb += wr_data.d.eq(w.data)
         for b in range(2):
             for c in range(self._lanes):
                 m.submodules[f"wr_en_{b}_{c}"] = en = Fanout(1, copies=len(fields),
                                                              target=self._target)
-                m.d.comb += en.d.eq(self.w.valid & (self.w.bank == b) & (self.w.index == c))
+                m.d.comb += en.d.eq(w_valid & (w.bank == b) & (w.index == c))
                 for f, name in enumerate(fields):
                     with m.If(en.q[f]):
                         m.d.sync += regs[b][c][name].eq(wr_data.q[c][name])

@@ -287,6 +287,10 @@ def test_loader_validates_its_parameters(kwargs, error, message):
 # -- output.Output ---------------------------------------------------------------------------
 
 def test_output_credits_and_latency():
+    """``depth`` reservations in a row, one a cycle, and no more room; a word through the
+    FIFO in ``latency`` cycles; room again once two words are sent (the count at most
+    ``depth - 2``: a word kept for a reservation the counter sees a cycle late), two cycles
+    after the second send."""
     depth = 4
     dut = Output(CFG, depth=depth)
 
@@ -298,20 +302,26 @@ def test_output_credits_and_latency():
             await ctx.tick()
         ctx.set(dut.credit.reserve, 0)
         assert not ctx.get(dut.credit.room), "room with every word reserved"
-        ctx.set(dut.i.payload, {"data": [1, -2, 3], "tag": 1})
-        ctx.set(dut.i.valid, 1)
-        assert ctx.get(dut.i.ready)
-        await ctx.tick()
+        for word in ([1, -2, 3], [4, 5, -6]):
+            ctx.set(dut.i.payload, {"data": word, "tag": word[0] == 4})
+            ctx.set(dut.i.valid, 1)
+            assert ctx.get(dut.i.ready)
+            await ctx.tick()
         ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency - 1):
+        for _ in range(dut.latency - 2):
             assert not ctx.get(dut.o.valid)
             await ctx.tick()
-        assert ctx.get(dut.o.valid)
-        assert ctx.get(dut.o.payload) == {"data": [1, -2, 3], "last": 1}
         ctx.set(dut.o.ready, 1)
-        await ctx.tick()
+        for word, last in (([1, -2, 3], 0), ([4, 5, -6], 1)):
+            assert ctx.get(dut.o.valid)
+            assert ctx.get(dut.o.payload) == {"data": word, "last": last}
+            assert not ctx.get(dut.credit.room)
+            await ctx.tick()
         ctx.set(dut.o.ready, 0)
-        assert ctx.get(dut.credit.room) and not ctx.get(dut.o.valid)
+        assert not ctx.get(dut.o.valid)
+        assert not ctx.get(dut.credit.room), "room before the counter saw the sends"
+        await ctx.tick()
+        assert ctx.get(dut.credit.room)
 
     simulate(dut, bench)
 
