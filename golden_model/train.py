@@ -1026,6 +1026,18 @@ class Distillation:
     - The flows' other MLP students: MNIST-1D (10 seeds) plain -2.45 +- 1.83 (1 / 0 / 9),
       these defaults -0.06 +- 1.62; MNIST (6 seeds) plain -0.10, these defaults +0.38.
 
+    - The flows' five students again (issue 18, a later session), float test accuracy, the
+      distilled student minus the student alone at the same learning rate, 10 seeds each,
+      at 3e-3 / 1e-2: digits MLP +0.07 +- 0.24 / +0.00 +- 0.76, digits CNN -0.29 +- 1.81 /
+      +1.20 +- 1.04, MNIST MLP +0.43 +- 0.56 / +0.57 +- 0.77, MNIST CNN +0.56 +- 1.53 /
+      +1.67 +- 3.27, MNIST-1D MLP +0.15 +- 1.84 / -0.51 +- 1.65. The students alone score
+      higher on the held-out slice at 1e-2 on all five, and distillation then helps the
+      CNNs (the digits CNN beyond noise) but not the MLPs. On the MLPs nothing else tried
+      did either, at 1e-2: ``T`` 2 or 4, the soft term alone, Hinton's 0.5 / 0.5 at ``T = 4``
+      (digits -0.24 to +0.38, MNIST-1D -1.66 to -0.24, 10 seeds); an early-stopped teacher
+      (a third or 15 % of the epochs; MNIST-1D -0.64 to +0.43); function matching (the
+      teacher run on mixup blends of the batch; digits -0.07 at 3e-3, -0.63 at 1e-2).
+
     The teacher fitting its training data at 100 % is not the cause: its logits are hardly
     sharper there than on the test split (mean top-two margin 12.1 against 11.5, 5 seeds),
     and cross-fitted soft targets (5 folds, each sample's logits from a teacher that did not
