@@ -144,8 +144,8 @@ class Nest(wiring.Component):
         kt = Signal(TILES_WIDTH)
         over_m1 = Signal(signed(OVER_WIDTH))
         ahead = Signal(signed(OVER_WIDTH))
-        next_last = Signal(name="next_last_block")
-        m.d.comb += next_last.eq(ahead[-1])
+        next_block_last = Signal(name="next_block_is_last")
+        m.d.comb += next_block_last.eq(ahead[-1])
         last_nt = Signal()
         last_kt = self.last_kt if self._per_pass else Const(1)
         if not self._per_pass:
@@ -160,28 +160,28 @@ class Nest(wiring.Component):
         len_zero = Signal(name="len_zero")
         over_zero = Signal(name="over_zero")
         over_step = Signal.like(over_m1, name="over_step")
-        m.d.comb += [len_next.eq(Mux(next_last, over_m1, lc.m_block_m1)),
+        m.d.comb += [len_next.eq(Mux(next_block_last, over_m1, lc.m_block_m1)),
                      len_first.eq(Mux(lc.one_block, lc.m_rows_m1, lc.m_block_m1)),
                      over_step.eq(over_m1 - lc.m_block),
                      self.next_len_m1.eq(Mux(~last_kt, self.block_len_m1,
                                              Mux(~self.last_block, len_next, len_first))),
                      self.next_len_zero.eq(Mux(~last_kt, len_zero,
                                                Mux(~self.last_block,
-                                                   Mux(next_last, over_zero, lc.m_block_one),
+                                                   Mux(next_block_last, over_zero, lc.m_block_one),
                                                    lc.first_len_one)))]
 
         # The flags after a step: what the counters below take, and the next_* outputs.
-        next_last_block = Signal(name="next_last_block_flag")
-        next_last_nt = Signal(name="next_last_nt")
+        after_last_block = Signal(name="after_step_last_block")
+        after_last_nt = Signal(name="after_step_last_nt")
         end_block = last_kt & self.last_block                 # a step ends the N tile
         m.d.comb += [
             self.next_first_kt.eq(last_kt),
             self.next_last_kt.eq(Mux(last_kt, lc.one_k, kt == lc.k_last_m1)
                                  if self._per_pass else 1),
-            next_last_block.eq(Mux(~last_kt, self.last_block,
-                                   Mux(self.last_block, lc.one_block, next_last))),
-            next_last_nt.eq(Mux(end_block, nt == lc.n_last_m1, last_nt)),
-            self.next_last.eq(self.next_last_kt & next_last_block & next_last_nt),
+            after_last_block.eq(Mux(~last_kt, self.last_block,
+                                    Mux(self.last_block, lc.one_block, next_block_last))),
+            after_last_nt.eq(Mux(end_block, nt == lc.n_last_m1, last_nt)),
+            self.next_last.eq(self.next_last_kt & after_last_block & after_last_nt),
         ]
 
         def low_zero(value):
@@ -189,7 +189,7 @@ class Nest(wiring.Component):
 
         with m.If(self.step):
             m.d.sync += [self.first_kt.eq(self.next_first_kt),
-                         self.last_block.eq(next_last_block), last_nt.eq(next_last_nt)]
+                         self.last_block.eq(after_last_block), last_nt.eq(after_last_nt)]
             if self._per_pass:
                 m.d.sync += last_kt.eq(self.next_last_kt)
             with m.If(~last_kt):
@@ -203,7 +203,7 @@ class Nest(wiring.Component):
                                  over_zero.eq(over_m1[:M_BLOCK_WIDTH] == lc.m_block),
                                  ahead.eq(ahead - lc.m_block),
                                  self.block_len_m1.eq(len_next),
-                                 len_zero.eq(Mux(next_last, over_zero, lc.m_block_one))]
+                                 len_zero.eq(Mux(next_block_last, over_zero, lc.m_block_one))]
                 with m.Else():
                     m.d.sync += [over_m1.eq(lc.over0_m1), over_zero.eq(low_zero(lc.over0_m1)),
                                  ahead.eq(lc.ahead0),
