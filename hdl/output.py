@@ -31,10 +31,13 @@ class CreditSignature(wiring.Signature):
         A beat that will produce a result was admitted (one cycle).
     room : Out(1)
         Fewer words are reserved than the FIFO holds: one more beat may reserve.
+    next_room : Out(1)
+        ``room`` in the next cycle (what the register loads), so that the consumer can
+        decide its own next cycle a cycle ahead.
     """
 
     def __init__(self):
-        super().__init__({"reserve": In(1), "room": Out(1)})
+        super().__init__({"reserve": In(1), "room": Out(1), "next_room": Out(1)})
 
 
 def result_layout(config):
@@ -127,10 +130,11 @@ class Output(wiring.Component):
         m.d.sync += [reserved.eq(self.credit.reserve), sent.eq(self.o.valid & self.o.ready),
                      credit.eq(credit + reserved - sent)]
         with m.If(reserved & ~sent):
-            m.d.sync += room.eq(credit <= depth - 3)
+            m.d.comb += self.credit.next_room.eq(credit <= depth - 3)
         with m.Elif(sent & ~reserved):
-            m.d.sync += room.eq(credit <= depth - 1)
+            m.d.comb += self.credit.next_room.eq(credit <= depth - 1)
         with m.Else():
-            m.d.sync += room.eq(credit <= depth - 2)
+            m.d.comb += self.credit.next_room.eq(credit <= depth - 2)
+        m.d.sync += room.eq(self.credit.next_room)
         m.d.comb += self.credit.room.eq(room)
         return m

@@ -10,9 +10,10 @@ walks the layer loop (:class:`~hdl.loop.Nest`) and admits a beat only when
 - in a block's last pass, the output FIFO is sure to have room for its result
   (:class:`~hdl.output.CreditSignature`),
 
-so output backpressure stops the input, never the pipeline. ``act.ready`` is a few gates from
-flip-flops: every condition above is a register. A pass of one beat (a one-row m-block) is
-admitted :data:`ONE_BEAT_WAIT` cycles after the pass before it ends, not at once.
+so output backpressure stops the input, never the pipeline. ``act.ready`` is a gate from
+flip-flops: whether the conditions above hold is a register, decided a cycle ahead. A pass
+of one beat (a one-row m-block) is admitted :data:`ONE_BEAT_WAIT` cycles after the pass
+before it ends, not at once.
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -96,7 +97,9 @@ class Scheduler(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.loop = loop = Nest(per_pass=True)
+        # The loop steps a cycle after a pass's last beat, and a one-beat pass waits a cycle
+        # (below): two steps are never on consecutive cycles.
+        m.submodules.loop = loop = Nest(per_pass=True, spaced=True)
         m.d.comb += [loop.start.eq(self.start), loop.start_consts.eq(self.start_consts),
                      loop.consts.eq(self.consts)]
         running = Signal()          # admitting input: the layer's last beat is yet to come
@@ -108,26 +111,46 @@ class Scheduler(wiring.Component):
         # the chip (the scheduler's `last_kt` -> its loop's step enable was the critical path
         # of an 8x8 1:4 array, 7.90 ns at speed 6). The loop's next_* values are then a step
         # behind for one cycle: after a step into a one-beat pass, whose last beat could be
-        # the very next cycle, no beat is admitted for that cycle (`wait`).
+        # the very next cycle, no beat is admitted for that cycle (`admit` is low).
         first_kt = Signal()
         last_kt = Signal()
         last = Signal()
-        wait = Signal()
 
-        weights_ready = in_pass | self.weights.usable
-        params_ready = ~first_kt | in_pass | self.params.usable
-        room = ~last_kt | self.credit.room
-        m.d.comb += [
-            self.act.ready.eq((running & ~wait & weights_ready & params_ready & room)
-                              | (self.busy & ~running)),
-            self.overrun.eq(self.act.valid & self.busy & ~running),
-        ]
-        fire = self.act.valid & self.act.ready & running
-        # `beat == block_len_m1`, kept in a register (`last_beat`), from `remain`, the beats
+        # `last_beat` is `beat == block_len_m1`, kept in a register from `remain`, the beats
         # left after this one, counted down beside `beat`: what `fire` enables does not wait
         # for a compare, and the flag's next value is a compare of a register with 1.
         last_beat = Signal(name="last_beat")
         remain = Signal.like(loop.block_len_m1, name="remain")
+
+        # Whether a beat may be admitted is a register, `admit`, decided a cycle ahead, for
+        # the two cases of this cycle (a beat admitted or not) from the values the registers
+        # it depends on load in each; the banks' and the credits' from their next_* outputs
+        # (a bank taken now is not the one the next cycle needs: the pass goes on with it, or
+        # ends and the next pass takes the other bank). So `fire` is one gate from
+        # flip-flops; it was the start of the longest paths left in an 8x8 2:4 array (about
+        # 145 endpoints late at 150 MHz, up to 8.06 ns at speed 6).
+        admit = Signal(name="admit")
+        m.d.comb += [
+            self.act.ready.eq(admit | (self.busy & ~running)),
+            self.overrun.eq(self.act.valid & self.busy & ~running),
+        ]
+        fire = self.act.valid & admit
+
+        def may_admit(in_pass, first_kt, last_kt, wbank, pbank):
+            usable, params = self.weights.next_usable, self.params.next_usable
+            weights_ready = in_pass | Mux(wbank, usable[1], usable[0])
+            params_ready = ~first_kt | in_pass | Mux(pbank, params[1], params[0])
+            return weights_ready & params_ready & (~last_kt | self.credit.next_room)
+
+        after_beat = may_admit(
+            ~last_beat, Mux(last_beat, loop.next_first_kt, first_kt),
+            Mux(last_beat, loop.next_last_kt, last_kt),
+            self.weights.bank ^ last_beat, self.params.bank ^ (last_beat & last_kt))
+        without_beat = may_admit(in_pass, first_kt, last_kt, self.weights.bank,
+                                 self.params.bank)
+        m.d.sync += admit.eq(Mux(fire, ~(last_beat & last) & ~(last_beat & loop.next_len_zero)
+                                 & after_beat,
+                                 running & without_beat))
         sc = self.start_consts
         m.d.comb += [
             self.framing_error.eq(fire & (self.act.payload.last != last_beat)),
@@ -138,7 +161,7 @@ class Scheduler(wiring.Component):
             self.credit.reserve.eq(fire & last_kt),
         ]
         step = Signal(name="loop_step")
-        m.d.sync += [step.eq(fire & last_beat), wait.eq(fire & last_beat & loop.next_len_zero)]
+        m.d.sync += step.eq(fire & last_beat)
         m.d.comb += loop.step.eq(step)
         with m.If(fire):
             m.d.sync += in_pass.eq(~last_beat)
@@ -161,9 +184,9 @@ class Scheduler(wiring.Component):
             self.side.eol.eq(last & last_beat), self.side.gbank.eq(self.params.bank),
         ]
         with m.If(self.start):
-            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0), wait.eq(0),
+            m.d.sync += [running.eq(1), beat.eq(0), in_pass.eq(0),
                          first_kt.eq(1), last_kt.eq(sc.one_k),
                          last.eq(sc.one_k & sc.one_block & sc.one_n),
                          remain.eq(Mux(sc.one_block, sc.m_rows_m1, sc.m_block_m1)),
-                         last_beat.eq(sc.first_len_one)]
+                         last_beat.eq(sc.first_len_one), admit.eq(0)]
         return m

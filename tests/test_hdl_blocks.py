@@ -81,16 +81,18 @@ def expected_passes(m_rows, m_block, k_tiles, n_tiles, per_pass):
     return [(*s, i == len(steps) - 1) for i, s in enumerate(steps)]
 
 
-@pytest.mark.parametrize("hold", [2, 0])
+@pytest.mark.parametrize("spaced, hold", [(False, 2), (False, 0), (True, 1), (True, 3)])
 @pytest.mark.parametrize("per_pass", [True, False])
 @pytest.mark.parametrize("geometry", [(1, 1, 1, 1), (5, 2, 3, 2), (4, 2, 1, 1), (7, 7, 2, 3),
-                                      (9, 4, 1, 2), (3, 1, 2, 1), (2, 1, 1, 2), (6, 5, 2, 1)])
-def test_nest_walks_the_layer_loop(geometry, per_pass, hold):
+                                      (9, 4, 1, 2), (3, 1, 2, 1), (2, 1, 1, 2), (6, 5, 2, 1),
+                                      (11, 3, 1, 2), (10, 2, 1, 1)])
+def test_nest_walks_the_layer_loop(geometry, per_pass, spaced, hold):
     """Every step's flags and block length, the counters held ``hold`` cycles between steps
-    (0: a step every cycle, as one-row m-blocks do); before each step, ``next_len_m1`` and
-    ``next_len_zero`` name the block length the step loads, and ``next_first_kt``,
-    ``next_last_kt`` and ``next_last`` the flags it loads."""
-    dut = with_constants(Nest(per_pass=per_pass))
+    and after ``start`` (0: a step every cycle, as one-row m-blocks do; ``spaced`` steps are
+    at least two cycles apart); before each step, ``next_len_m1`` and ``next_len_zero`` name
+    the block length the step loads, and ``next_first_kt``, ``next_last_kt`` and
+    ``next_last`` the flags it loads."""
+    dut = with_constants(Nest(per_pass=per_pass, spaced=spaced))
     want = expected_passes(*geometry, per_pass)
     # After the layer's last step the loop starts over (the first block of the next N tile).
     lengths = [rows for _, _, rows, _ in want] + [want[0][2]]
@@ -120,6 +122,8 @@ def test_nest_walks_the_layer_loop(geometry, per_pass, hold):
 def test_nest_rejects_a_non_bool():
     with pytest.raises(TypeError, match=r"per_pass must be a bool, not 1"):
         Nest(per_pass=1)
+    with pytest.raises(TypeError, match=r"spaced must be a bool, not 'yes'"):
+        Nest(per_pass=True, spaced="yes")
 
 
 # -- loader.Loader ---------------------------------------------------------------------------
