@@ -475,7 +475,7 @@ weights in, the `m` rows, `H - 1 + W - 1` of skew filling and draining the array
 when the one before has drained; the figure is the cycle index of the last output row).
 Ours: `P * m + F` when the passes run back to back ("back to back" below), with
 `F = max(rows + 3, cols) + result latency` (the first tile or parameter packet, then zero point,
-grid, accumulator read-add, requantization, output FIFO: `rows + cols + 18` with double
+grid, accumulator read-add, requantization, output FIFO: `rows + cols + 19` with double
 rounding); a pass shorter than `rows + cols + 4` rows (or an m-block shorter than
 `rows + 2 cols + 5` over its K tiles) waits for its weight (parameter) bank, adding the bubbles
 shown, never more than the bound. So, back to back, exactly:
