@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from explore import synth
 from explore.synth import (
     DEVICES,
     NoFitError,
@@ -269,6 +270,12 @@ def test_unknown_names(tmp_path):
         place_and_route(tmp_path / "x.json", "ice40-up5k", workdir=tmp_path, speed=8)
     with pytest.raises(ValueError, match="^Router must be one of router1, router2, not 'r3'$"):
         place_and_route(tmp_path / "x.json", "ecp5-25k", workdir=tmp_path, router="r3")
+    for bad in ("strong", (40,), (40, 0), (40.0, 4), [40, 4], (True, 4)):
+        with pytest.raises(ValueError, match=re.escape(
+                "Placer timing must be 'auto', None or two positive integers (weight, "
+                f"exponent), not {bad!r}")):
+            place_and_route(tmp_path / "x.json", "ecp5-25k", workdir=tmp_path,
+                            placer_timing=bad)
     with pytest.raises(ValueError, match=re.escape(
             "Family must be one of ecp5, ice40, xilinx, not 'gowin'")):
         synthesize(tmp_path / "x.v", "x", "gowin", workdir=tmp_path)
@@ -295,3 +302,33 @@ def test_tool_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ToolError, match=r"^nextpnr-ecp5 on bad\.json failed"):
         place_and_route(tmp_path / "bad.json", "ecp5-25k", workdir=tmp_path / "c")
+
+
+@pytest.mark.parametrize("device, placer_timing, expected", [
+    ("ecp5-25k", "auto", ["--placer-heap-timingweight", "40", "--placer-heap-critexp", "4"]),
+    ("ecp5-25k", None, []),
+    ("ecp5-25k", (20, 3), ["--placer-heap-timingweight", "20", "--placer-heap-critexp", "3"]),
+    ("ice40-up5k", "auto", []),
+])
+def test_place_and_route_passes_the_placer_timing(monkeypatch, tmp_path, device,
+                                                  placer_timing, expected):
+    """ECP5 places with the stronger timing weight by default (PLACER_TIMING), iCE40 with
+    nextpnr's own; None gives nextpnr's own everywhere, a pair is passed as given."""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def run(tool, args, **kwargs):
+        seen["args"] = args
+        raise Stop
+
+    monkeypatch.setattr(synth, "_run", run)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(Stop):
+        place_and_route(tmp_path / "x.json", device, workdir=tmp_path / "pnr",
+                        placer_timing=placer_timing)
+    args = seen["args"]
+    flags = [a for i, a in enumerate(args) if a.startswith("--placer-heap")
+             or (i and args[i - 1].startswith("--placer-heap"))]
+    assert flags == expected
