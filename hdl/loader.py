@@ -193,10 +193,13 @@ class Loader(wiring.Component):
         # the timer takes), so that `usable`'s next value, which the scheduler's admission
         # reads, does not start with the compare's carry chain (the loaded bank's timer ->
         # the scheduler's `admit` was an 8x8 2:4 array's critical path, 7.51 ns at speed 6).
+        # Likewise `timer >= drain` (`drained`), which ends a bank's DRAINING: its next state
+        # starts the loader's `accept` (8.37 ns through the compare on the same array).
         ripe = [Signal(name=f"bank{b}_ripe") for b in range(2)]
-        for t, r in zip(timer, ripe):
-            m.d.sync += r.eq(t >= self._load_to_use - 2)
-        timer = _Timers(timer, ripe, self._load_to_use)
+        drained = [Signal(name=f"bank{b}_drained", init=self._drain == 0) for b in range(2)]
+        for t, r, d in zip(timer, ripe, drained):
+            m.d.sync += [r.eq(t >= self._load_to_use - 2), d.eq(t >= self._drain - 1)]
+        timer = _Timers(timer, ripe, drained, self._load_to_use, self._drain)
 
         # Producer side: the stream fills bank `load_bank`, beat `index` of its packet.
         load_bank = Signal()
@@ -319,7 +322,7 @@ class Loader(wiring.Component):
             m.d.comb += use.next_usable[b].eq(untaken)
             m.d.sync += usable[b].eq(untaken & ~(use.take & (use.bank == b)))
         for b in range(2):
-            with m.If((state[b] == BankState.DRAINING) & (timer.count[b] >= self._drain)):
+            with m.If((state[b] == BankState.DRAINING) & timer.drained[b]):
                 m.d.comb += state_next[b].eq(BankState.FREE)
         return usable, event
 
@@ -332,10 +335,12 @@ def _set_state(m, state_next, bank, value):
 
 
 class _Timers:
-    """Each bank's timer (``count``) and ``ripe``: ``count >= load_to_use - 1``."""
+    """Each bank's timer (``count``), ``ripe`` (``count >= load_to_use - 1``) and
+    ``drained`` (``count >= drain``)."""
 
-    def __init__(self, count, ripe, load_to_use):
-        self.count, self.ripe, self.load_to_use = count, ripe, load_to_use
+    def __init__(self, count, ripe, drained, load_to_use, drain):
+        self.count, self.ripe, self.drained = count, ripe, drained
+        self.load_to_use, self.drain = load_to_use, drain
 
 
 def _restart(m, timer, bank):
@@ -343,4 +348,5 @@ def _restart(m, timer, bank):
     happened in the cycle before."""
     for b in range(2):
         with m.If(bank == b):
-            m.d.sync += [timer.count[b].eq(1), timer.ripe[b].eq(1 >= timer.load_to_use - 1)]
+            m.d.sync += [timer.count[b].eq(1), timer.ripe[b].eq(1 >= timer.load_to_use - 1),
+                         timer.drained[b].eq(1 >= timer.drain)]
