@@ -148,9 +148,13 @@ class Scheduler(wiring.Component):
             self.weights.bank ^ last_beat, self.params.bank ^ (last_beat & last_kt))
         without_beat = may_admit(in_pass, first_kt, last_kt, self.weights.bank,
                                  self.params.bank)
-        m.d.sync += admit.eq(Mux(fire, ~(last_beat & last) & ~(last_beat & loop.next_len_zero)
-                                 & after_beat,
-                                 running & without_beat))
+        # Statements, not a multiplexer: a simulator's `if` on an unknown `tvalid` takes the
+        # else branch, where `?:` would make `admit` unknown.
+        with m.If(fire):
+            m.d.sync += admit.eq(~(last_beat & last) & ~(last_beat & loop.next_len_zero)
+                                 & after_beat)
+        with m.Else():
+            m.d.sync += admit.eq(running & without_beat)
         sc = self.start_consts
         m.d.comb += [
             self.framing_error.eq(fire & (self.act.payload.last != last_beat)),
