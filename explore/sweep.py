@@ -196,7 +196,7 @@ def evaluate(point, *, cache_dir=None, timeout=1800, versions=None):
             ports = json.loads((Path(tmp) / "sparsemac.json").read_text())["ports"]
             syn = synth.synthesize(Path(tmp) / "sparsemac.v", "sparsemac", device["family"],
                                    workdir=tmp, timeout=timeout, label=point.label,
-                                   device=point.device)
+                                   device=point.device, names=point.pnr)
             res = {k: v for k, v in syn.items()
                    if k not in ("family", "top", "cells", "tool", "netlist")}
             record["resources"] = res

@@ -202,6 +202,11 @@ def _resources(family, cells):
             "CARRY4": _count(cells, "CARRY4")}
 
 
+#: The ``check`` step of ``synth_ecp5`` and ``synth_ice40`` (Yosys 0.62's scripts) less its
+#: first command, ``autoname``.
+_CHECK_WITHOUT_AUTONAME = ("hierarchy -check", "stat", "check -noinit", "blackbox =A:whitebox")
+
+
 def _synth_command(family, device, top, netlist):
     """The Yosys command mapping to ``family``, for ``device`` if one is given: an iCE40
     without DSP blocks (the HX8K) is synthesized without ``-dsp``, so that its multipliers
@@ -217,7 +222,8 @@ def _synth_command(family, device, top, netlist):
     return command
 
 
-def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None, device=None):
+def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None, device=None,
+               names=True):
     """Synthesize a Verilog file with Yosys and count the mapped resources.
 
     Parameters
@@ -240,6 +246,13 @@ def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None, devic
         A name in :data:`DEVICES` of ``family``: the mapping then suits that device (an
         iCE40 without DSP blocks, ``ice40-hx8k``, gets its multipliers in LUTs). Without
         it, the family's command of :data:`FAMILIES` as it is.
+    names : bool
+        Run Yosys's ``autoname`` pass, which gives the mapped cells and nets readable names
+        (those of nextpnr's critical-path reports). Without it (ECP5 and iCE40; Xilinx has
+        no such pass), the script stops before the ``check`` step and runs that step's other
+        commands, then writes the netlist: for a synthesis-only point, whose names nobody
+        reads, and because YoWASP's 32-bit WebAssembly Yosys stops in ``autoname`` with a
+        ``wasm trap`` on the largest arrays (a 16x16 2:4 array).
 
     Returns
     -------
@@ -259,6 +272,9 @@ def synthesize(verilog, top, family, *, workdir, timeout=1800, label=None, devic
     workdir = Path(workdir)
     netlist = workdir / f"{top}.json"
     command = _synth_command(family, device, top, netlist.name)
+    if not names and family != "xilinx":
+        command = "; ".join([command.replace(f" -json {netlist.name}", " -run :check"),
+                             *_CHECK_WITHOUT_AUTONAME, f"write_json {netlist.name}"])
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "yosys.log"
     for stale in (netlist, workdir / "stat.json", log):

@@ -243,10 +243,14 @@ def test_ice40_point_placed_inside_the_io_wrapper(ice40, tmp_path):
     assert rec["cycles_dense"] > 0 and rec["gops_dense"] > 0
 
 
-def _fake_synthesize(sizes, seen):
-    """A stand-in for explore.synth.synthesize giving ``sizes[top]`` (LUTs, FFs)."""
-    def synthesize(verilog, top, family, *, workdir, timeout, label, device):
+def _fake_synthesize(sizes, seen, names_seen=None):
+    """A stand-in for explore.synth.synthesize giving ``sizes[top]`` (LUTs, FFs); the
+    ``names`` of each call join ``names_seen``."""
+    names_seen = [] if names_seen is None else names_seen
+
+    def synthesize(verilog, top, family, *, workdir, timeout, label, device, names=True):
         seen.append((top, device, Path(verilog).read_text()))
+        names_seen.append(names)
         luts, ffs = sizes[top]
         keys = {"ecp5": ("LUT4", "MULT18X18D", "DP16KD"), "ice40": ("LUT", "SB_MAC16", "BRAM")}
         lut, dsp, ram = keys[family]
@@ -285,6 +289,21 @@ def test_no_fit_found_after_synthesis(monkeypatch, device, sizes, message):
         # The array's Verilog and the wrapper in one file.
         text = seen[1][2]
         assert "module sparsemac(" in text and "module sparsemac_wrapped (" in text
+
+
+@pytest.mark.parametrize("pnr", [True, False])
+def test_only_a_synthesis_only_point_skips_autoname(monkeypatch, pnr):
+    """Net names serve nextpnr's reports: a point without place and route synthesizes without
+    ``autoname`` (which the WebAssembly Yosys cannot finish on a 16x16 2:4 array)."""
+    from explore import synth
+
+    seen, names = [], []
+    monkeypatch.setattr(synth, "synthesize",
+                        _fake_synthesize({"sparsemac": (24000, 9000)}, seen, names))
+    monkeypatch.setattr(synth, "place_and_route", lambda *a, **k: (_ for _ in ()).throw(
+        synth.NoFitError("stop here")))
+    explore.evaluate(explore.Point(1, 1, "dense", "ecp5-25k", acc_depth=16, pnr=pnr))
+    assert names == [pnr]
 
 
 def test_synthesis_only_point(cache):

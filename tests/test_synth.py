@@ -1,6 +1,8 @@
 """Open-tool synthesis and place and route (sim/synth.py) on a small generated array."""
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +92,22 @@ module mult(input clk, input [15:0] a, input [15:0] b, output reg [31:0] p);
   always @(posedge clk) p <= a * b;
 endmodule
 """
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_synthesis_without_autoname_maps_the_same_cells(design, ecp5, family, tmp_path):
+    """``names=False`` skips only ``autoname``: same cells, a netlist nextpnr can read."""
+    named = ecp5 if family == "ecp5" else synthesize(design, "sparsemac", family,
+                                                     workdir=tmp_path / "named")
+    plain = synthesize(design, "sparsemac", family, workdir=tmp_path / "plain", names=False)
+    assert plain["cells"] == named["cells"]
+    log = (tmp_path / "plain" / "yosys.log").read_text()
+    assert "Executing AUTONAME pass" not in log and "Executing CHECK pass" in log
+    netlist = json.loads(Path(plain["netlist"]).read_text())
+    assert "sparsemac" in netlist["modules"]
+    if family == "ecp5":
+        assert "Executing AUTONAME pass" in (Path(named["netlist"]).parent
+                                             / "yosys.log").read_text()
 
 
 def test_a_device_without_dsp_blocks_gets_lut_multipliers(tmp_path):
