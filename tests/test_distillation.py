@@ -1,7 +1,7 @@
 """Tests of the distillation losses of golden_model.train: logit standardization (the fix of
 issue 18), attention transfer and FitNets hints, their values against direct formulas, their
 gradients (alone and through the student's backward pass) against finite differences, their
-use in train(), and every argument error."""
+use in train(), the teacher ensemble's logits, and every argument error."""
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from golden_model.train import (
     attention_transfer_loss,
     cross_entropy,
     distillation_loss,
+    ensemble_logits,
     hint_loss,
     softmax,
     train,
@@ -169,6 +170,29 @@ def test_hint_loss_matches_its_formula_and_finite_differences(shape_s, shape_t):
     for arr, got in ((h_s, g_h), (w, g_w), (b, g_b)):
         fd = central_difference(lambda: hint_loss(h_s, h_t, (w, b), weight=0.6)[0], arr)
         np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-9)
+
+
+# --- a teacher ensemble --------------------------------------------------------------------
+
+def test_ensemble_logits_is_the_mean_of_its_members_logits():
+    x = np.random.default_rng(1).standard_normal((7, 6)).astype(np.float32)
+    nets = [MLP.init([6, 5, 4], seed=s) for s in (0, 1, 2)]
+    want = np.mean([n.forward(x).astype(np.float64) for n in nets], axis=0)
+    got = ensemble_logits(nets, x)
+    assert got.dtype == np.float32 and got.shape == (7, 4)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    # One member: its own logits, unchanged; members of different seeds do differ.
+    np.testing.assert_array_equal(ensemble_logits(nets[:1], x), nets[0].forward(x))
+    assert not np.allclose(nets[0].forward(x), nets[1].forward(x))
+
+
+def test_ensemble_logits_rejects_an_empty_or_mismatched_ensemble():
+    x = np.zeros((3, 6), np.float32)
+    with raises(ValueError, "an ensemble needs at least one model, not none"):
+        ensemble_logits([], x)
+    with raises(ValueError, "the ensemble's models give logits of different shapes: "
+                            "[(3, 4), (3, 10)]"):
+        ensemble_logits([MLP.init([6, 4], seed=0), MLP.init([6, 10], seed=0)], x)
 
 
 # --- through the student's backward pass ---------------------------------------------------

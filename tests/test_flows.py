@@ -34,9 +34,11 @@ from golden_model.train import (
     CNN,
     MLP,
     accuracy,
+    ensemble_logits,
     gradient_neuron_scores,
     hessian_diagonal,
     taylor_importance,
+    train,
 )
 from sparsemac import flows as fl
 from sparsemac.flows import (
@@ -286,6 +288,37 @@ def test_kd_student_is_the_small_network(quick):
     assert isinstance(rows["cnn", "kd_student"]["net"], CNN)
     assert isinstance(rows["mlp", "kd_student"]["net"], MLP)
     assert rows["mlp", "kd_student"]["bytes"] == 64 * 32 + 32 * 10 + 9 * 42
+
+
+def test_kd_soft_targets_average_an_ensemble_of_teachers_and_students_train_at_their_rate():
+    """The distilled student learns from the mean logits of ``kd_teachers`` teachers (the
+    ``kd_teacher`` row's, and more from the seeds ``seed + 1000 k``); the students, alone and
+    distilled, train at ``student_lr``."""
+    recipe = dataclasses.replace(QUICK, epochs=1, kd_teachers=2, student_lr=5e-3,
+                                 train_images=300)
+    split = load_split("digits", recipe)
+    b = fl._Bench("digits", "mlp", recipe, 3, split)
+
+    def fresh(size, seed, lr):
+        net = fl._build("mlp", size, seed, (64,))
+        train(net, b.x_train, b.y_train, epochs=1, lr=lr, batch=64, seed=seed,
+              lr_schedule="cosine")
+        return net
+
+    teachers = [fresh("teacher", 3, recipe.lr), fresh("teacher", 1003, recipe.lr)]
+    for mine, want in zip([b.trained("teacher", 0), b.trained("teacher", 1)], teachers):
+        for a, w in zip(mine.weights, want.weights):
+            np.testing.assert_array_equal(a, w)
+    np.testing.assert_array_equal(b.teacher_logits, ensemble_logits(teachers, b.x_train))
+    assert not np.array_equal(b.teacher_logits, teachers[0].forward(b.x_train))
+    student = fresh("student", 3, 5e-3)
+    for a, w in zip(b.trained("student").weights, student.weights):
+        np.testing.assert_array_equal(a, w)
+
+
+def test_recipe_rejects_an_empty_teacher_ensemble():
+    with raises(ValueError, "kd_teachers must be at least 1, not 0"):
+        dataclasses.replace(QUICK, kd_teachers=0)
 
 
 def test_flows_are_deterministic(quick):
