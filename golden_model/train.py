@@ -288,10 +288,9 @@ def ensemble_logits(models, x):
 
     The soft targets of :class:`Distillation` taken from several teachers trained apart
     (different seeds), as Hinton et al. (2015, "Distilling the knowledge in a neural
-    network", section 1) distil an ensemble into one network: what one teacher learned of its
-    own seed (the shape of its logits on the training data it fits at 100 %) averages out,
-    what they share stays. Averaging logits, not probabilities: the mean is in the space
-    :func:`distillation_loss` standardizes.
+    network", section 1) distil an ensemble into one network. Here three teachers helped the
+    small students where one did not (:class:`Distillation`). Averaging logits, not
+    probabilities: the mean is in the space :func:`distillation_loss` standardizes.
 
     Returns the members' dtype (float32 for :class:`MLP` and :class:`CNN`), averaged in
     float64.

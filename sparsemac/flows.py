@@ -258,9 +258,9 @@ class Recipe:
         standardized logits, T 1, weights 0.1 / 0.9; issue 18).
     kd_teachers : teachers whose mean logits are the soft targets
         (:func:`~golden_model.train.ensemble_logits`): the ``kd_teacher`` row's, and
-        ``kd_teachers - 1`` more trained alike from the seeds ``seed + 1000 k``. One teacher's
-        logits on the training data it fits carry its own seed's quirks, which a small
-        student copies to its cost; see :class:`~golden_model.train.Distillation`.
+        ``kd_teachers - 1`` more trained alike from the seeds ``seed + 1000 k``. Three
+        teachers, not one, are what made the distilled students better than the students
+        alone in the mean (measured in :class:`~golden_model.train.Distillation`).
     attention, hint : the CNN student's feature distillation (attention transfer on both
         convolutions, beta 0.1; a FitNets hint from the teacher's conv1 to the student's,
         weight 1e-3: the largest that did not hurt over 20 seeds on the digits).
@@ -445,14 +445,17 @@ class _Bench:
         def make():
             seed = self.seed + TEACHER_SEED_STEP * member
             net = _build(self.model, size, seed, self.x_train.shape[1:])
-            self.fit(net, seed=seed, **self.student_options(size))
+            lr = self.recipe.student_lr if size == "student" else self.recipe.lr
+            self.fit(net, seed=seed, lr=lr)
             return net
         return self._cached((size, member), make)
 
-    def student_options(self, size="student"):
-        """The training options of a network of ``size`` beyond :meth:`fit`'s defaults: the
-        small student's learning rate."""
-        return {"lr": self.recipe.student_lr} if size == "student" else {}
+    def fresh_student(self, **options):
+        """A new small student trained at the recipe's ``student_lr`` with ``options`` (a
+        teacher's logits or features)."""
+        net = _build(self.model, "student", self.seed, self.x_train.shape[1:])
+        self.fit(net, lr=self.recipe.student_lr, **options)
+        return net
 
     @property
     def baseline(self):
@@ -724,16 +727,14 @@ def _combined_loss_2_4(b, key):
 def _kd_features(option):
     """The CNN student with attention transfer or a hint from the teacher's features."""
     def flow(b, key):
-        net = _build(b.model, "student", b.seed, b.x_train.shape[1:])
-        b.fit(net, teacher=b.trained("teacher"), **{option: getattr(b.recipe, option)},
-              **b.student_options())
+        net = b.fresh_student(teacher=b.trained("teacher"),
+                              **{option: getattr(b.recipe, option)})
         return b.row(key, net)
     return flow
 
 
 def _kd_student(b, key):
-    net = _build(b.model, "student", b.seed, b.x_train.shape[1:])
-    b.fit(net, teacher_logits=b.teacher_logits, distill=b.recipe.kd, **b.student_options())
+    net = b.fresh_student(teacher_logits=b.teacher_logits, distill=b.recipe.kd)
     return b.row(key, net)
 
 
